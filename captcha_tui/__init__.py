@@ -1,0 +1,28 @@
+"""captcha-tui: teach a CNN to read text captchas and watch it learn in the terminal.
+
+The Python API mirrors the command line::
+
+    from captcha_tui import generate, prepare, train, Predictor
+    generate("data/captchas", count=2000)
+    prepare("data/captchas", "data/dataset")
+    result = train(data="data/dataset", out="runs/demo", preset="fast", epochs=5)
+    print(Predictor.load("runs/demo/best.pt").predict_image("data/captchas/00000-abcd.png").code)
+"""
+
+__version__ = "0.1.0"
+
+from .core.dataset import load_dataset, prepare  # noqa: E402
+from .core.generator import generate  # noqa: E402
+from .core.predictor import Predictor  # noqa: E402
+from .core.trainer import TrainConfig, Trainer, train  # noqa: E402
+
+__all__ = [
+    "Predictor",
+    "TrainConfig",
+    "Trainer",
+    "generate",
+    "load_dataset",
+    "prepare",
+    "train",
+    "__version__",
+]

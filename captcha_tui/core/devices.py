@@ -1,0 +1,116 @@
+"""Which compute devices PyTorch can use, and turning a user's device string into one."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+
+CUDA_BUILD_HINT = (
+    "install a CUDA build of PyTorch, e.g. `pip install --force-reinstall torch "
+    "--index-url https://download.pytorch.org/whl/cu128`"
+)
+
+
+class DeviceError(ValueError):
+    """A device that cannot be used; ``str()`` says what to do."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str  # "cpu", "cuda:0", "mps"
+    description: str  # "AMD EPYC (2 threads)", "NVIDIA H100 80GB HBM3"
+    total_memory: int | None = None  # bytes
+    free_memory: int | None = None
+    capability: str | None = None  # "9.0"
+    threads: int | None = None
+
+
+def cuda_build() -> str | None:
+    return torch.version.cuda
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "CPU"
+
+
+def list_devices(with_free_memory: bool = True) -> list[DeviceInfo]:
+    """cpu first, then each visible CUDA device, then mps where present."""
+    devices = [
+        DeviceInfo("cpu", _cpu_name(), threads=torch.get_num_threads()),
+    ]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            free = None
+            if with_free_memory:
+                try:
+                    free, _ = torch.cuda.mem_get_info(index)
+                except RuntimeError:
+                    free = None
+            devices.append(
+                DeviceInfo(
+                    f"cuda:{index}",
+                    props.name,
+                    total_memory=props.total_memory,
+                    free_memory=free,
+                    capability=f"{props.major}.{props.minor}",
+                )
+            )
+    if mps_available():
+        devices.append(DeviceInfo("mps", "Apple Metal (MPS)"))
+    return devices
+
+
+def resolve_device(spec: str | None) -> torch.device:
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; raises :class:`DeviceError`."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda:0")
+        if mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not mps_available():
+            raise DeviceError(
+                "mps was asked for, but Apple's Metal backend is not available here; use --device cpu"
+            )
+        return torch.device("mps")
+    match = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?", spec)
+    if not match:
+        raise DeviceError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+    index = int(match.group(1) or 0)
+    if not torch.cuda.is_available():
+        if cuda_build() is None:
+            raise DeviceError(
+                f"{spec} was asked for, but this PyTorch ({torch.__version__}) is a CPU-only build; {CUDA_BUILD_HINT}, or use --device cpu"
+            )
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        extra = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        raise DeviceError(
+            f"{spec} was asked for, but no CUDA GPU is visible{extra}; check the NVIDIA driver (nvidia-smi), or use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        raise DeviceError(f"{spec} was asked for, but only {count} CUDA device(s) are visible ({names})")
+    return torch.device("cuda", index)

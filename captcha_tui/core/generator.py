@@ -1,0 +1,307 @@
+"""Synthetic text-CAPTCHA generator.
+
+Draws images in the style of common web captchas (and of the reference data set, which came from a C#
+captcha library): a light background with faint lines, one dark rotated character per horizontal cell
+in a random font, a slight blur, then small white circles punched over the text.
+
+Output is deterministic: image ``i`` of a run is drawn from an RNG seeded with ``(seed, i)``, so the
+same seed gives byte-identical PNGs whatever the worker count. Files are named ``{index:05d}-{code}.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+DEFAULT_CHARSET = "23456789abcdefghjkmnpqrstuvwxyz"  # lowercase + digits without the ambiguous 0 1 i l o
+DEFAULT_LENGTH = 4
+DEFAULT_SIZE = (120, 50)  # width, height
+DEFAULT_COUNT = 20000
+
+CHUNK_SIZE = 256  # indices per worker task: big enough to amortise IPC, small enough for smooth progress
+
+# Dark ink colours for the characters; few and distinct, like the reference library's palette.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (20, 20, 20),
+    (25, 45, 140),
+    (140, 20, 30),
+    (20, 100, 40),
+    (95, 30, 125),
+    (115, 65, 15),
+)
+
+FONT_SUFFIXES = (".ttf", ".otf")
+
+
+@dataclass(frozen=True)
+class CaptchaStyle:
+    """Drawing knobs. Code length and charset are arguments of :func:`generate`, not style."""
+
+    width: int = DEFAULT_SIZE[0]
+    height: int = DEFAULT_SIZE[1]
+    circles: int = 15  # white circles drawn over the text
+    circle_radius: tuple[int, int] = (2, 8)
+    rotation: float = 45.0  # max absolute rotation per character, degrees
+    scale: tuple[float, float] = (0.9, 1.4)  # font size range, relative to the base size
+    font_fraction: float = 0.8  # base font size as a fraction of the image height
+    jitter: float = 0.12  # horizontal jitter as a fraction of the cell width
+    lines: int = 2  # faint background polylines
+    blur: float = 0.6  # GaussianBlur radius applied after the text
+
+    def __post_init__(self) -> None:
+        if self.width < 8 or self.height < 8:
+            raise ValueError(f"image size must be at least 8x8, got {self.width}x{self.height}")
+        if self.circles < 0 or self.lines < 0:
+            raise ValueError("circles and lines must be >= 0")
+        lo, hi = self.circle_radius
+        if not 0 <= lo <= hi:
+            raise ValueError(f"circle_radius must be (lo, hi) with 0 <= lo <= hi, got {self.circle_radius}")
+        lo_s, hi_s = self.scale
+        if not 0 < lo_s <= hi_s:
+            raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {self.scale}")
+        if self.blur < 0 or self.rotation < 0 or self.jitter < 0:
+            raise ValueError("blur, rotation and jitter must be >= 0")
+
+
+@dataclass(frozen=True)
+class GenerateReport:
+    """What :func:`generate` did. Only the first and last files are kept, to stay small for big runs."""
+
+    out_dir: Path
+    count: int
+    seconds: float
+    first: Path
+    last: Path
+
+    @property
+    def images_per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+def font_paths() -> list[Path]:
+    """The shipped fonts: inside the installed package first, else the repo's top-level assets/fonts."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[1] / "assets" / "fonts", here.parents[2] / "assets" / "fonts"]
+    for folder in candidates:
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FONT_SUFFIXES)
+            if found:
+                return found
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no captcha fonts (*.ttf/*.otf) found; looked in: {tried}")
+
+
+# Per-process caches. Loading a FreeType face and rasterising a glyph dominate the cost of an image,
+# while there are only a few thousand distinct (font, size, char) combinations.
+_FONTS: dict[tuple[str, int], ImageFont.FreeTypeFont] = {}
+_GLYPHS: dict[tuple[str, int, str], Image.Image] = {}
+
+
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    key = (path, size)
+    font = _FONTS.get(key)
+    if font is None:
+        font = _FONTS[key] = ImageFont.truetype(path, size)
+    return font
+
+
+def _glyph(path: str, size: int, char: str) -> Image.Image:
+    """An "L" mask of one character, cropped to its ink."""
+    key = (path, size, char)
+    mask = _GLYPHS.get(key)
+    if mask is None:
+        font = _font(path, size)
+        x0, y0, x1, y1 = font.getbbox(char)
+        mask = Image.new("L", (max(1, x1 - x0), max(1, y1 - y0)), 0)
+        ImageDraw.Draw(mask).text((-x0, -y0), char, fill=255, font=font)
+        _GLYPHS[key] = mask
+    return mask
+
+
+def random_code(rng: random.Random, length: int = DEFAULT_LENGTH, charset: str = DEFAULT_CHARSET) -> str:
+    """``length`` characters drawn uniformly (with repetition) from ``charset``."""
+    _check_code_args(length, charset)
+    return "".join(rng.choice(charset) for _ in range(length))
+
+
+def _check_code_args(length: int, charset: str) -> None:
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if not charset:
+        raise ValueError("charset must not be empty")
+    if len(set(charset)) != len(charset):
+        raise ValueError(f"charset has repeated characters: {charset!r}")
+    if any(c.isspace() for c in charset):
+        raise ValueError("charset must not contain whitespace")
+
+
+def _light(rng: random.Random, lo: int, hi: int) -> tuple[int, int, int]:
+    return (rng.randint(lo, hi), rng.randint(lo, hi), rng.randint(lo, hi))
+
+
+def render_captcha(
+    code: str,
+    rng: random.Random,
+    style: CaptchaStyle = CaptchaStyle(),  # noqa: B008 - frozen, so a shared default is safe
+    fonts: Sequence[str | Path] | None = None,
+) -> Image.Image:
+    """Draw ``code`` as a captcha and return an RGB image of ``style.width`` x ``style.height``."""
+    if not code:
+        raise ValueError("code must not be empty")
+    font_list = [str(p) for p in (fonts if fonts is not None else font_paths())]
+    if not font_list:
+        raise ValueError("fonts must not be empty")
+    w, h = style.width, style.height
+
+    image = Image.new("RGB", (w, h), _light(rng, 215, 255))
+    draw = ImageDraw.Draw(image)
+
+    # Faint polylines behind the text: clutter that a model must learn to ignore.
+    for _ in range(style.lines):
+        points = [(rng.uniform(0, w), rng.uniform(0, h)) for _ in range(rng.randint(3, 5))]
+        draw.line(points, fill=_light(rng, 150, 215), width=rng.randint(1, 2))
+
+    # One cell per character with a small margin, so rotated glyphs at the ends are not cut off much.
+    margin = w * 0.04
+    cell = (w - 2 * margin) / len(code)
+    # Base size follows the height but shrinks for long codes, keeping neighbours from piling up.
+    base = min(h * style.font_fraction, cell * 1.4)
+    for i, char in enumerate(code):
+        path = rng.choice(font_list)
+        size = max(6, round(base * rng.uniform(*style.scale)))
+        color = rng.choice(PALETTE)
+        angle = rng.uniform(-style.rotation, style.rotation)
+        mask = _glyph(path, size, char).rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+        mw, mh = mask.size
+        cx = margin + (i + 0.5) * cell + rng.uniform(-style.jitter, style.jitter) * cell
+        # Vertical jitter only as far as the glyph still fits, so tall glyphs stay centred.
+        slack = max(0.0, (h - mh) / 2 - 1)
+        cy = h / 2 + rng.uniform(-slack, slack) * 0.7
+        image.paste(color, (round(cx - mw / 2), round(cy - mh / 2)), mask)
+
+    if style.blur > 0:
+        image = image.filter(ImageFilter.GaussianBlur(style.blur))
+        draw = ImageDraw.Draw(image)
+
+    # White circles last, so they bite sharp holes out of the blurred strokes. Radii lean small (squared
+    # uniform) so that the big ones are rare and a human can still read every character.
+    lo, hi = style.circle_radius
+    for _ in range(style.circles):
+        r = lo + int((hi - lo + 1) * rng.random() ** 2)
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=_light(rng, 240, 255))
+    return image
+
+
+def _image_rng(seed: int, index: int) -> random.Random:
+    # String seeds go through SHA-512 in CPython, so this is stable across processes and PYTHONHASHSEED.
+    return random.Random(f"{seed}:{index}")
+
+
+def _render_range(
+    out_dir: str,
+    seed: int,
+    start: int,
+    stop: int,
+    length: int,
+    charset: str,
+    style: CaptchaStyle,
+    fonts: list[str],
+) -> int:
+    """Render indices ``start..stop-1`` to disk; top-level so "spawn" workers can import it."""
+    for index in range(start, stop):
+        rng = _image_rng(seed, index)
+        code = random_code(rng, length, charset)
+        path = os.path.join(out_dir, f"{index:05d}-{code}.png")
+        # Pillow writes no timestamps or other metadata by default, so files are byte-reproducible.
+        render_captcha(code, rng, style, fonts).save(path, format="PNG")
+    return stop - start
+
+
+def generate(
+    out_dir: str | Path,
+    count: int = DEFAULT_COUNT,
+    seed: int = 0,
+    *,
+    length: int = DEFAULT_LENGTH,
+    charset: str = DEFAULT_CHARSET,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    start_index: int = 0,
+    style: CaptchaStyle | None = None,
+) -> GenerateReport:
+    """Write ``count`` captchas, indices ``start_index..start_index+count-1``, into ``out_dir``.
+
+    ``workers`` defaults to the CPU count; ``workers=1`` renders in this process with no pool.
+    ``on_progress(done, total)`` is called in this process after each chunk; if it raises, pending
+    chunks are cancelled and the exception propagates (a cheap way to stop a run).
+    ``size`` (width, height) overrides the dimensions of ``style``. Workers are started with "spawn",
+    so a script that calls this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if start_index < 0:
+        raise ValueError(f"start_index must be >= 0, got {start_index}")
+    _check_code_args(length, charset)
+    if len(size) != 2:
+        raise ValueError(f"size must be (width, height), got {size!r}")
+    style = replace(style or CaptchaStyle(), width=int(size[0]), height=int(size[1]))
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fonts = [str(p) for p in font_paths()]
+    # Small runs are split evenly so that every worker gets a share.
+    chunk = max(1, min(CHUNK_SIZE, math.ceil(count / workers)))
+    ranges = [
+        (s, min(s + chunk, start_index + count)) for s in range(start_index, start_index + count, chunk)
+    ]
+    workers = min(workers, len(ranges))
+    args = (str(out), seed)
+    tail = (length, charset, style, fonts)
+
+    t0 = time.perf_counter()
+    done = 0
+    if workers == 1:
+        for start, stop in ranges:
+            done += _render_range(*args, start, stop, *tail)
+            if on_progress is not None:
+                on_progress(done, count)
+    else:
+        # "spawn" avoids forking a process that may hold threads (the TUI, torch) and behaves the
+        # same on every OS; its start-up cost is small next to a real run.
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        try:
+            pending = {pool.submit(_render_range, *args, start, stop, *tail) for start, stop in ranges}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done += future.result()
+                    if on_progress is not None:
+                        on_progress(done, count)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    seconds = time.perf_counter() - t0
+    first_path = _expected_path(out, seed, start_index, length, charset)
+    last_path = _expected_path(out, seed, start_index + count - 1, length, charset)
+    return GenerateReport(out_dir=out, count=count, seconds=seconds, first=first_path, last=last_path)
+
+
+def _expected_path(out: Path, seed: int, index: int, length: int, charset: str) -> Path:
+    # The code is the RNG's first draw, so the file name can be recomputed without rendering.
+    code = random_code(_image_rng(seed, index), length, charset)
+    return out / f"{index:05d}-{code}.png"

@@ -1,0 +1,140 @@
+"""The NVML calls the hardware monitor needs, behind a small index-based interface.
+
+Backends raise the real ``pynvml.NVMLError`` subclasses and nothing else is interpreted here: turning an
+error into words happens in one place, :func:`captcha_tui.core.hardware.monitor.describe_nvml_error`.
+That keeps the real backend, the fake one and the sampler honest with each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class NvmlBackend(Protocol):
+    """The handful of NVML queries the sampler makes, addressed by NVML device index."""
+
+    def init(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def driver_version(self) -> str: ...
+
+    def device_count(self) -> int: ...
+
+    def name(self, i: int) -> str: ...
+
+    def uuid(self, i: int) -> str: ...
+
+    def pci_bus_id(self, i: int) -> str: ...
+
+    def memory(self, i: int) -> tuple[int, int]:
+        """(used, total) in bytes."""
+        ...
+
+    def utilization(self, i: int) -> int:
+        """GPU utilisation in percent."""
+        ...
+
+    def temperature(self, i: int) -> int:
+        """Core temperature in °C."""
+        ...
+
+    def power_usage(self, i: int) -> int:
+        """Power draw in milliwatts."""
+        ...
+
+    def power_limit(self, i: int) -> int:
+        """Enforced power limit in milliwatts."""
+        ...
+
+    def process_memory(self, i: int, pid: int) -> int | None:
+        """Bytes used by ``pid`` on device ``i``; None when the pid isn't listed (or NVML can't tell)."""
+        ...
+
+
+def _text(value: Any) -> str:
+    # Older pynvml releases hand back bytes for C strings.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class PynvmlBackend:
+    """The real backend, on top of ``pynvml`` (the nvidia-ml-py package)."""
+
+    def __init__(self) -> None:
+        self._nvml: Any = None  # the pynvml module once init() succeeded
+        self._handles: dict[int, Any] = {}
+
+    def init(self) -> None:
+        # Imported here so a missing package surfaces as an error from init() that the sampler can
+        # report, instead of breaking the import of the whole app.
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handles.clear()
+
+    def shutdown(self) -> None:
+        nvml, self._nvml = self._nvml, None
+        self._handles.clear()
+        if nvml is not None:
+            nvml.nvmlShutdown()
+
+    def _lib(self) -> Any:
+        if self._nvml is None:
+            import pynvml
+
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+        return self._nvml
+
+    def _handle(self, i: int) -> Any:
+        handle = self._handles.get(i)
+        if handle is None:
+            handle = self._handles[i] = self._lib().nvmlDeviceGetHandleByIndex(i)
+        return handle
+
+    def driver_version(self) -> str:
+        return _text(self._lib().nvmlSystemGetDriverVersion())
+
+    def device_count(self) -> int:
+        return int(self._lib().nvmlDeviceGetCount())
+
+    def name(self, i: int) -> str:
+        return _text(self._lib().nvmlDeviceGetName(self._handle(i)))
+
+    def uuid(self, i: int) -> str:
+        return _text(self._lib().nvmlDeviceGetUUID(self._handle(i)))
+
+    def pci_bus_id(self, i: int) -> str:
+        return _text(self._lib().nvmlDeviceGetPciInfo(self._handle(i)).busId)
+
+    def memory(self, i: int) -> tuple[int, int]:
+        info = self._lib().nvmlDeviceGetMemoryInfo(self._handle(i))
+        return int(info.used), int(info.total)
+
+    def utilization(self, i: int) -> int:
+        return int(self._lib().nvmlDeviceGetUtilizationRates(self._handle(i)).gpu)
+
+    def temperature(self, i: int) -> int:
+        nvml = self._lib()
+        return int(nvml.nvmlDeviceGetTemperature(self._handle(i), nvml.NVML_TEMPERATURE_GPU))
+
+    def power_usage(self, i: int) -> int:
+        return int(self._lib().nvmlDeviceGetPowerUsage(self._handle(i)))
+
+    def power_limit(self, i: int) -> int:
+        return int(self._lib().nvmlDeviceGetEnforcedPowerLimit(self._handle(i)))
+
+    def process_memory(self, i: int, pid: int) -> int | None:
+        found = False
+        total = 0
+        for proc in self._lib().nvmlDeviceGetComputeRunningProcesses(self._handle(i)):
+            if proc.pid != pid:
+                continue
+            found = True
+            # pynvml turns NVML_VALUE_NOT_AVAILABLE into None (e.g. WDDM, or MIG without permission).
+            if proc.usedGpuMemory is None:
+                return None
+            # A pid can appear more than once (one entry per MIG instance).
+            total += int(proc.usedGpuMemory)
+        return total if found else None

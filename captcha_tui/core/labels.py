@@ -1,0 +1,75 @@
+"""Where labels come from (file names or a labels.csv/.tsv) and how they are checked."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+LABEL_FILES = ("labels.csv", "labels.tsv")
+
+
+class LabelError(ValueError):
+    """A label that cannot be used; ``str()`` is the reason."""
+
+
+def label_from_name(name: str | Path) -> str | None:
+    """The code in a file name like ``00042-k3x9.png`` (the text after the last ``-``), or None."""
+    stem = Path(name).stem
+    if "-" not in stem:
+        return None
+    code = stem.rsplit("-", 1)[1].strip()
+    return code or None
+
+
+def normalise(code: str, keep_case: bool = False) -> str:
+    return code if keep_case else code.lower()
+
+
+def read_label_file(path: Path) -> dict[Path, str]:
+    """Read ``path,label`` rows (a header row is optional); paths are relative to the file's folder."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    labels: dict[Path, str] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for row_number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < 2:
+                raise LabelError(f"{path.name} line {row_number}: expected 'path{delimiter}label'")
+            file_name, label = row[0].strip(), row[1].strip()
+            if row_number == 1 and file_name.lower() in ("path", "file", "filename", "image"):
+                continue  # header
+            labels[(path.parent / file_name).resolve()] = label
+    return labels
+
+
+def infer_length(codes: list[str]) -> int:
+    """The most common code length (ties go to the longer one)."""
+    if not codes:
+        raise LabelError("no labels to infer a code length from")
+    counts = Counter(len(code) for code in codes)
+    return max(counts, key=lambda length: (counts[length], length))
+
+
+def infer_charset(codes: list[str]) -> str:
+    return "".join(sorted(set("".join(codes))))
+
+
+@dataclass(frozen=True)
+class LabelRules:
+    charset: str
+    length: int
+
+    def check(self, code: str) -> None:
+        if len(code) != self.length:
+            raise LabelError(f"wrong code length (expected {self.length})")
+        for char in code:
+            if char not in self.charset:
+                raise LabelError("character outside the charset")
+
+    def encode(self, code: str) -> list[int]:
+        return [self.charset.index(char) for char in code]
+
+    def decode(self, indices) -> str:
+        return "".join(self.charset[int(i)] for i in indices)

@@ -1,0 +1,136 @@
+"""Model presets: the reference's ResNet-18 and cheaper networks for CPUs.
+
+Every preset maps a (N, 3, H, W) float batch to (N, length, classes) logits, one group per character
+position. Training uses cross-entropy per position on these logits. The reference instead put a softmax on
+each group and trained with BCELoss against one-hot targets: that saturates (tiny gradients once a wrong
+class is confident) and learns markedly slower, so we do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Inputs are uint8 images; the model normalises them itself so a checkpoint carries everything needed.
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.25
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    head: str  # "pool": global average pool (reference); "flatten": keep where each feature is
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "resnet18",
+            "the reference's ResNet-18: 3×3 stride-1 stem, 4 stages of 2 BasicBlocks, 64→512, avg-pool head",
+            (64, 128, 256, 512),
+            (2, 2, 2, 2),
+            "pool",
+        ),
+        Preset(
+            "fast",
+            "a small ResNet (32→256, one block a stage) with a positional head: the CPU default",
+            (32, 64, 128, 256),
+            (1, 1, 1, 1),
+            "flatten",
+        ),
+        Preset(
+            "tiny",
+            "a very small ResNet for tests and smoke runs",
+            (8, 16, 24, 32),
+            (1, 1, 1, 1),
+            "flatten",
+        ),
+    )
+}
+DEFAULT_PRESET = "fast"
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a shortcut, as in ResNet-18."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or channels_in != channels_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class CaptchaNet(nn.Module):
+    def __init__(self, preset: Preset, length: int, classes: int, image_size: tuple[int, int] = (56, 24)):
+        super().__init__()
+        self.length, self.classes = length, classes
+        width0 = preset.widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width0, 3, 1, 1, bias=False), nn.BatchNorm2d(width0), nn.ReLU(inplace=True)
+        )
+        stages, channels = [], width0
+        for stage, (width, blocks) in enumerate(zip(preset.widths, preset.blocks, strict=True)):
+            for block in range(blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                stages.append(BasicBlock(channels, width, stride))
+                channels = width
+        self.stages = nn.Sequential(*stages)
+        if preset.head == "pool":
+            self.head = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, length * classes)
+            )
+        else:
+            # Keep the (coarse) layout: which column a feature sits in says which character it belongs to.
+            width, height = image_size
+            cells = _downsampled(width, len(preset.widths)) * _downsampled(height, len(preset.widths))
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * cells, length * classes)
+            )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images``: (N, 3, H, W) uint8 or float in 0..255. Returns (N, length, classes) logits."""
+        x = (
+            (images.float() * (1.0 / 255.0) - PIXEL_MEAN) * (1.0 / PIXEL_STD)
+            if images.dtype == torch.uint8
+            else images
+        )
+        x = self.stages(self.stem(x))
+        return self.head(x).view(-1, self.length, self.classes)
+
+
+def _downsampled(size: int, stages: int) -> int:
+    for _ in range(stages - 1):
+        size = (size + 1) // 2  # a 3×3 stride-2 conv with padding 1
+    return size
+
+
+def build_model(preset: str, length: int, classes: int, image_size: tuple[int, int] = (56, 24)) -> CaptchaNet:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    return CaptchaNet(PRESETS[preset], length, classes, image_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def to_model_input(batch_nhwc: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) view. A permute, no copy: the result is already channels-last."""
+    return batch_nhwc.permute(0, 3, 1, 2)

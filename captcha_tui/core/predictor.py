@@ -1,0 +1,161 @@
+"""Read captchas with a trained checkpoint."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .images import ImageError, load_image
+from .labels import label_from_name, normalise
+from .model import PRESETS, build_model, to_model_input
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    code: str
+    confidences: tuple[float, ...]  # softmax probability of each chosen character
+
+    @property
+    def confidence(self) -> float:
+        """Probability that the whole code is right, as the model sees it."""
+        return float(np.prod(self.confidences))
+
+
+@dataclass(frozen=True)
+class PathResult:
+    path: Path
+    prediction: Prediction | None = None
+    error: str | None = None
+    label: str | None = None  # from the file name, when it carries one the model could read
+
+    @property
+    def correct(self) -> bool | None:
+        if self.prediction is None or self.label is None:
+            return None
+        return self.prediction.code == self.label
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device, path: Path | None = None):
+        self.model, self.meta, self.device, self.path = model.eval(), meta, device, path
+        self.charset: str = meta["charset"]
+        self.length: int = int(meta["length"])
+        self.image_size: tuple[int, int] = tuple(meta["image_size"])  # type: ignore[assignment]
+        self.keep_case: bool = bool(meta.get("keep_case", False))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """Load a checkpoint; raises :class:`CheckpointError` naming what does not fit."""
+        path = Path(path)
+        device = torch.device(device)
+        checkpoint = load_checkpoint(path, map_location=device)
+        meta = checkpoint["meta"]
+        if meta["preset"] not in PRESETS:
+            raise CheckpointError(f"{path.name} uses preset {meta['preset']!r}, unknown to this version")
+        try:
+            model = build_model(
+                meta["preset"], int(meta["length"]), len(meta["charset"]), tuple(meta["image_size"])
+            )
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path.name} has unusable metadata: {exc}") from None
+        problems = _state_mismatch(model, checkpoint["model"])
+        if problems:
+            raise CheckpointError(
+                f"{path.name} does not fit preset {meta['preset']!r} with {len(meta['charset'])} characters × "
+                f"{meta['length']}: {problems}"
+            )
+        model.load_state_dict(checkpoint["model"])
+        return cls(model.to(device), meta, device, path)
+
+    @torch.inference_mode()
+    def predict_arrays(self, images: np.ndarray) -> list[Prediction]:
+        """``images``: (N, H, W, 3) uint8 at the model's image size."""
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        probabilities = self.model(to_model_input(batch)).float().softmax(-1)
+        best, indices = probabilities.max(-1)
+        return [
+            Prediction("".join(self.charset[i] for i in row), tuple(round(p, 4) for p in probs))
+            for row, probs in zip(indices.tolist(), best.tolist(), strict=True)
+        ]
+
+    def predict_image(self, path: str | Path) -> Prediction:
+        """One file; raises :class:`~captcha_tui.core.images.ImageError` with a one-line reason."""
+        return self.predict_arrays(load_image(path, self.image_size)[None])[0]
+
+    def predict_paths(self, paths: list[Path], batch_size: int = 256) -> list[PathResult]:
+        """Many files; a bad one gets its reason and never stops the rest."""
+        results: list[PathResult | None] = [None] * len(paths)
+        good: list[tuple[int, np.ndarray]] = []
+        for i, path in enumerate(paths):
+            try:
+                good.append((i, load_image(path, self.image_size)))
+            except ImageError as exc:
+                results[i] = PathResult(path, error=str(exc))
+        for start in range(0, len(good), batch_size):
+            chunk = good[start : start + batch_size]
+            predictions = self.predict_arrays(np.stack([array for _, array in chunk]))
+            for (i, _), prediction in zip(chunk, predictions, strict=True):
+                results[i] = PathResult(paths[i], prediction, label=self._label_for(paths[i]))
+        return [r for r in results if r is not None]
+
+    def _label_for(self, path: Path) -> str | None:
+        code = label_from_name(path.name)
+        if code is None:
+            return None
+        code = normalise(code, self.keep_case)
+        if len(code) != self.length or any(c not in self.charset for c in code):
+            return None
+        return code
+
+
+def _state_mismatch(model: torch.nn.Module, state: dict) -> str:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        return f"{len(missing)} missing and {len(unexpected)} unexpected layers (another architecture?)"
+    for key, tensor in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"layer {key} is {got}, expected {tuple(tensor.shape)}"
+    return ""
+
+
+def expand_paths(specs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images) and globs → (image paths, problems with the specs themselves)."""
+    paths: list[Path] = []
+    problems: list[str] = []
+    for spec in specs:
+        spec = spec.strip()
+        if not spec:
+            continue
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{spec}: no images in this folder")
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        elif glob.has_magic(spec):
+            found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                problems.append(f"{spec}: no files match")
+            paths.extend(found)
+        else:
+            problems.append(f"{spec}: no such file or folder")
+    return paths, problems
+
+
+def accuracy(results: list[PathResult]) -> tuple[int, int]:
+    """(right, labelled) over results whose file names carry a readable label."""
+    judged = [r.correct for r in results if r.correct is not None]
+    return sum(judged), len(judged)
