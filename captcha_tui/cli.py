@@ -54,6 +54,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
     group.add_argument("--amp", action="store_true", help="mixed precision (bf16/fp16) on GPUs")
+    group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument(
@@ -164,6 +165,7 @@ def _train_config(args: argparse.Namespace):
         patience=args.patience,
         schedule=args.schedule,
         amp=args.amp,
+        augment=not args.no_augment,
         resume=args.resume,
         seed=args.seed,
         target_accuracy=args.target,

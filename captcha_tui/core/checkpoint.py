@@ -7,10 +7,13 @@ that is not one of those. A malicious pickle is rejected before any of its code 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
+import stat
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,8 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: temporary file, flush, fsync, rename, fsync the folder.
 
-    A crash or a full disk at any point leaves the previous file at ``path`` as it was.
+    A crash or a full disk at any point leaves the previous file at ``path`` as it was; at worst a stray
+    ``.NAME.*.tmp`` file remains beside it after a crash (never after an error this function sees).
     """
     path = Path(path)
     payload = {"format": FORMAT, **payload}
@@ -37,23 +41,68 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot write a checkpoint in {path.parent}: {_describe_os_error(exc)}"
+            f"cannot write a checkpoint in {path.parent}: {_describe_os_error(exc)}{_hint(exc)}"
         ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as out:
+            _set_mode(out.fileno(), path)
             torch.save(payload, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except (OSError, RuntimeError) as exc:
+    except Exception as exc:
         tmp.unlink(missing_ok=True)
-        reason = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        cause = _os_error_in(exc)
+        reason = f"{_describe_os_error(cause)}{_hint(cause)}" if cause else _first_line(exc)
         raise CheckpointError(
             f"could not save {path.name}: {reason}; the previous file is unchanged"
         ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # Ctrl+C twice: no stray temporary file either
+        raise
     return path
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: torch.save reports a failed write as a RuntimeError with it as context."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _hint(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return " (free some space, or save elsewhere with --out)"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return " (choose a writable folder with --out)"
+    return ""
+
+
+def _set_mode(fd: int, path: Path) -> None:
+    """Give the new file the permissions a plain ``open()`` would (mkstemp makes it private, 0600)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)  # replacing a file: keep its permissions
+    except OSError:
+        mode = 0o666 & ~_umask()
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, mode)
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would race with other threads)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -79,33 +128,108 @@ def _describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely and check that it is one of ours; raises :class:`CheckpointError`."""
+    """Read a checkpoint safely and check that it is one of ours; raises :class:`CheckpointError`.
+
+    Only PyTorch's zip format is read, and only with ``weights_only=True``: a plain pickle is refused
+    unread, and an archive whose pickle names anything but tensors and plain values is refused before
+    any of it runs. The metadata is checked against the weights' output layer.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {path / 'best.pt'})")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path.name}: {_describe_os_error(exc)}") from None
+    if not head:
+        raise CheckpointError(f"{path.name} is empty (0 bytes): an interrupted copy or save?")
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"}", b"]"):
+        raise CheckpointError(
+            f"refused {path.name}: it is a bare Python pickle, not a captcha-tui checkpoint, and pickles "
+            "can run code when loaded; it was not loaded"
+        )
+    if head != b"PK\x03\x04":
+        raise CheckpointError(f"{path.name} is not a captcha-tui checkpoint (not a PyTorch archive)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise CheckpointError(f"{path.name} is truncated or corrupt (an interrupted copy or save?)") from None
+    if not any(name.endswith("/data.pkl") for name in names):
+        raise CheckpointError(
+            f"{path.name} is not a captcha-tui checkpoint (a zip file, but not a PyTorch one)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "GLOBAL" in text or "global" in text:
             raise CheckpointError(
                 f"refused {path.name}: it contains Python objects other than tensors and plain values, "
                 "which could run code when loaded; it was not loaded"
             ) from None
-        raise CheckpointError(f"{path.name} is corrupt ({first_line})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        text = str(exc)
-        if "central directory" in text or "failed finding" in text or isinstance(exc, EOFError):
-            raise CheckpointError(f"{path.name} is truncated or corrupt (an interrupted copy?)") from None
         raise CheckpointError(
-            f"cannot read {path.name}: {text.splitlines()[0] if text else type(exc).__name__}"
+            f"{path.name} is corrupt or holds more than tensors and plain values; it was not loaded"
         ) from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure is a bad file, not a crash
+        text = str(exc)
+        if "central directory" in text or isinstance(exc, (EOFError, zipfile.BadZipFile)):
+            raise CheckpointError(
+                f"{path.name} is truncated or corrupt (an interrupted copy or save?)"
+            ) from None
+        raise CheckpointError(f"cannot read {path.name}: {_first_line(exc)}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is not a captcha-tui checkpoint (no '{FORMAT}' marker)")
     meta = data.get("meta")
     if not isinstance(meta, dict) or any(key not in meta for key in META_KEYS) or "model" not in data:
         raise CheckpointError(f"{path.name} is missing its metadata or weights")
+    problem = _meta_problem(meta, data["model"])
+    if problem:
+        raise CheckpointError(f"{path.name}: {problem}")
     return data
+
+
+def _meta_problem(meta: dict, weights: Any) -> str:
+    """What in the metadata cannot be right, or does not match the weights; '' when all is well."""
+    charset, length, size = meta["charset"], meta["length"], meta["image_size"]
+    if not isinstance(charset, str) or not charset or len(set(charset)) != len(charset):
+        return f"its charset {charset!r} is not a string of distinct characters"
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        return f"its code length {length!r} is not a positive whole number"
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        return f"its image size {size!r} is not [width, height]"
+    if not isinstance(meta["preset"], str):
+        return f"its preset {meta['preset']!r} is not a name"
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "its weights are not a dict of tensors"
+    # Every preset ends in a linear layer with one output per (position, character): check the metadata
+    # against it, so a checkpoint whose charset was edited is refused with the reason, not a shape error.
+    outputs = [
+        value.shape[0]
+        for key, value in weights.items()
+        if key.startswith("head.") and key.endswith(".weight") and value.dim() == 2
+    ]
+    if outputs and outputs[-1] != length * len(charset):
+        classes, rest = divmod(outputs[-1], length)
+        trained = f" ({classes} characters × {length})" if not rest else ""
+        return (
+            f"its charset has {len(charset)} characters × {length} positions = {length * len(charset)} "
+            f"outputs, but the model's output layer has {outputs[-1]}{trained}: the charset or length "
+            "does not match the weights"
+        )
+    return ""

@@ -8,20 +8,23 @@ A dataset folder holds, per split, ``{split}_images.npy`` (N, H, W, 3) uint8 and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .images import MODEL_IMAGE_SIZE, ImageError, load_image
+from .images import MODEL_IMAGE_SIZE, ImageError, decode_image, read_bytes
 from .labels import (
     LABEL_FILES,
     LabelError,
@@ -35,8 +38,15 @@ from .labels import (
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
+# Everything a dataset folder holds: only a folder with nothing else in it is ever replaced.
+DATASET_FILES = frozenset(
+    [MANIFEST] + [f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels")]
+)
 FORMAT = "captcha-tui-dataset/1"
 CHUNK = 256
+# Worker processes start fresh ("spawn") and import the package, about a second each: below this many
+# files decoding in this process is quicker.
+POOL_MIN_FILES = 2048
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -88,15 +98,26 @@ class Dataset:
         return int(self.labels[split].shape[0])
 
 
-def _find_files(image_dir: Path) -> list[Path]:
+def _find_files(image_dir: Path, exclude: Path | None = None) -> list[Path]:
     files = []
     for root, dirs, names in os.walk(image_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and (exclude is None or not _same_path(Path(root) / d, exclude))
+        )
         for name in names:
             if name.startswith(".") or name in LABEL_FILES:
                 continue
             files.append(Path(root) / name)
     return sorted(files)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[tuple[np.ndarray | None, str, str]]:
@@ -105,15 +126,15 @@ def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[tuple[np.ndar
     out = []
     for path in paths:
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            out.append((None, f"unreadable file ({exc.strerror or exc})", ""))
+            data = read_bytes(path)
+        except ImageError as exc:
+            out.append((None, exc.category, ""))
             continue
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         try:
-            out.append((load_image(path, size), "", digest))
+            out.append((decode_image(data, size), "", digest))
         except ImageError as exc:
-            out.append((None, str(exc), digest))
+            out.append((None, exc.category, digest))
     return out
 
 
@@ -123,18 +144,24 @@ def _decode_all(
     chunks = [([str(p) for p in paths[i : i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
     workers = workers or os.cpu_count() or 1
     results: list = []
-    if workers == 1 or len(chunks) <= 1:
-        mapped = map(_decode_chunk, chunks)
-        for chunk in mapped:
+    if workers == 1 or len(chunks) <= 1 or len(paths) < POOL_MIN_FILES:
+        for chunk in map(_decode_chunk, chunks):
             results.extend(chunk)
             if on_progress:
                 on_progress(len(results), len(paths))
         return results
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-        for chunk in pool.map(_decode_chunk, chunks):
-            results.extend(chunk)
-            if on_progress:
-                on_progress(len(results), len(paths))
+    # "spawn", as the generator: forking a process that holds threads (the TUI, torch) can deadlock.
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+            for chunk in pool.map(_decode_chunk, chunks):
+                results.extend(chunk)
+                if on_progress:
+                    on_progress(len(results), len(paths))
+    except BrokenProcessPool:
+        raise DatasetError(
+            "a decoding process died (out of memory?); try again with fewer workers (--workers 1)"
+        ) from None
     return results
 
 
@@ -167,6 +194,14 @@ def prepare(
         raise DatasetError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
         raise DatasetError(f"not a folder: {image_dir}")
+    if length is not None and length < 1:
+        raise DatasetError(f"code length must be at least 1 (got {length})")
+    source, target = image_dir.resolve(), out_dir.resolve()
+    if source == target or target in source.parents:
+        raise DatasetError(
+            f"the dataset folder {out_dir} would replace the images in {image_dir}: choose another --out"
+        )
+    _check_replaceable(out_dir)
 
     label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
     try:
@@ -183,8 +218,10 @@ def prepare(
 
     # 1. Labels, from the label file or from the names.
     candidates: list[tuple[Path, str]] = []
-    for path in _find_files(image_dir):
+    found: set[Path] = set()
+    for path in _find_files(image_dir, exclude=out_dir):
         if listed is not None:
+            found.add(path.resolve())
             code = listed.get(path.resolve())
             if code is None:
                 skip(path, "not listed in " + label_file.name)
@@ -195,6 +232,9 @@ def prepare(
                 skip(path, "no code in file name (expected NNNNN-CODE.ext)")
                 continue
         candidates.append((path, normalise(code, keep_case)))
+    if listed is not None:
+        for path in sorted(set(listed) - found):
+            skip(path, f"listed in {label_file.name} but not found")
     if not candidates:
         raise DatasetError(
             f"no labelled images in {image_dir}: name files like 00042-k3x9.png or add a labels.csv "
@@ -236,7 +276,7 @@ def prepare(
             images.append(array)
             labels.append(rules.encode(code))
     if not images:
-        reasons = ", ".join(f"{n} {r}" for r, n in skipped.most_common(3))
+        reasons = "; ".join(f"{n} × {r}" for r, n in skipped.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
 
     # 4. A reproducible 80/10/10 split.
@@ -281,37 +321,81 @@ def read_label_file_safe(path: Path) -> dict[Path, str]:
         raise LabelError(f"cannot read {path}: {exc}") from None
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to overwrite a folder that is not an earlier dataset: its files would be lost."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise DatasetError(f"{out_dir} is a file, not a folder: choose another --out")
+    try:
+        names = {entry.name for entry in out_dir.iterdir()}
+    except OSError as exc:
+        raise DatasetError(f"cannot read {out_dir}: {_describe_os_error(exc)}") from None
+    others = sorted(names - DATASET_FILES)
+    if others:
+        raise DatasetError(
+            f"{out_dir} already holds other files ({', '.join(others[:3])}{', …' if len(others) > 3 else ''}) "
+            "that replacing it would delete: choose an empty or new folder with --out"
+        )
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    if exc.errno == errno.EROFS:
+        return "the folder is on a read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
 def _write_dataset(
     out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict
 ) -> None:
     """Write into a sibling temporary folder, then swap it in, so a failure never leaves half a dataset."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    old = out_dir.with_name(f".{out_dir.name}.old")
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for split, (start, stop) in bounds.items():
             np.save(staging / f"{split}_images.npy", images[start:stop])
             np.save(staging / f"{split}_labels.npy", labels[start:stop])
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _check_replaceable(out_dir)  # again: the folder may have changed while decoding
         if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)
-            staging.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                staging.rename(out_dir)
+            except OSError:
+                old.rename(out_dir)  # put the previous dataset back
+                raise
         else:
             staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)  # also what an interrupted earlier swap left
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"cannot write the dataset to {out_dir}: {exc.strerror or exc}") from None
+        raise DatasetError(
+            f"cannot write the dataset to {out_dir}: {_describe_os_error(exc)}; nothing was changed there"
+        ) from None
+    except DatasetError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
-    """Load a dataset folder made by :func:`prepare`."""
+    """Load a dataset folder made by :func:`prepare`; raises :class:`DatasetError` saying what to do."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
+        old = path.with_name(f".{path.name}.old")
+        if (old / MANIFEST).is_file():
+            raise DatasetError(
+                f"no dataset at {path}, but an interrupted `prepare` left the previous one in {old}: "
+                f"rename it back to {path.name}, or prepare again"
+            )
         raise DatasetError(
             f"no dataset at {path}: make one with `captcha-tui prepare IMAGE_DIR --out {path}` "
             "(or `captcha-tui generate` first for the built-in captchas)"
@@ -319,9 +403,12 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"unreadable manifest {manifest_path}: {exc}") from None
-    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"unreadable manifest {manifest_path}: {exc}; prepare the dataset again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DatasetError(f"{manifest_path} is not a captcha-tui dataset manifest ({FORMAT})")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise DatasetError(f"{manifest_path} is damaged ({problem}); prepare the dataset again")
     images, labels = {}, {}
     try:
         for split in SPLITS:
@@ -331,16 +418,42 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
             labels[split] = np.load(
                 path / f"{split}_labels.npy", mmap_mode="r" if mmap else None, allow_pickle=False
             )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DatasetError(f"dataset {path} is damaged ({exc}); prepare it again") from None
     width, height = manifest["image_size"]
+    classes = len(manifest["charset"])
     for split in SPLITS:
         if images[split].shape[1:] != (height, width, 3) or images[split].dtype != np.uint8:
             raise DatasetError(
                 f"dataset {path}: {split} images have shape {images[split].shape}, not (N, {height}, {width}, 3)"
             )
-        if labels[split].shape != (images[split].shape[0], manifest["length"]):
+        if (
+            labels[split].shape != (images[split].shape[0], manifest["length"])
+            or labels[split].dtype.kind != "u"
+        ):
             raise DatasetError(f"dataset {path}: {split} labels do not match its images")
+        if labels[split].size and int(labels[split].max()) >= classes:
+            raise DatasetError(
+                f"dataset {path}: {split} labels use characters beyond its {classes}-character charset"
+            )
     if images["train"].shape[0] == 0:
         raise DatasetError(f"dataset {path} has no training images")
     return Dataset(path=path, manifest=manifest, images=images, labels=labels)
+
+
+def _manifest_problem(manifest: dict) -> str:
+    """What is wrong with a manifest's fields, or ''."""
+    charset, length, size = manifest.get("charset"), manifest.get("length"), manifest.get("image_size")
+    if not isinstance(charset, str) or not charset:
+        return "no charset"
+    if len(set(charset)) != len(charset):
+        return "the charset repeats characters"
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        return "no valid code length"
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        return "no valid image size"
+    return ""

@@ -1,10 +1,14 @@
 """Decode any image file into the small uint8 array the model reads, or say in one line why not.
 
 Files are recognised by content, never by extension: the reference data set had GIFs named ``.png``.
+Only plain raster formats are decoded (see :data:`FORMATS`): Pillow can also open formats such as EPS,
+whose loader runs Ghostscript, and a file named ``.png`` must not reach those.
 """
 
 from __future__ import annotations
 
+import io
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,76 +21,152 @@ MODEL_IMAGE_SIZE = (56, 24)
 # A captcha is a few thousand pixels. A header declaring more than this is a decompression bomb or not a
 # captcha; refuse it before decoding rather than after allocating gigabytes.
 MAX_PIXELS = 25_000_000
+# Files are read whole (to decode and, in ``prepare``, to spot duplicates); a captcha is a few KiB.
+MAX_FILE_BYTES = 32 * 2**20
+
+# The formats decoded; anything else is "not an image". (Multi-picture camera JPEGs open as "JPEG" too.)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "TGA")
 
 # Truncated files must fail loudly, never decode half-grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+TOO_LARGE = "declares an image too large to be a captcha (decompression bomb?)"
+
 
 class ImageError(ValueError):
-    """An image that cannot be used. ``str()`` is a one-line reason for the user."""
+    """An image that cannot be used. ``str()`` is a one-line reason for the user.
+
+    ``category`` is the same reason without file-specific details (sizes, decoder messages), for
+    counting skipped files by reason.
+    """
+
+    def __init__(self, message: str, category: str | None = None):
+        super().__init__(message)
+        self.category = category or message
+
+
+def _deep_gray_top(mode: str, arr: np.ndarray) -> float:
+    """The value that means white in a deep grayscale image."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    peak = float(arr.max()) if arr.size else 0.0
+    if mode == "F" and peak <= 1.0:
+        return 1.0  # floats in 0..1
+    for top in (255.0, 65535.0):
+        if peak <= top:
+            return top  # 8-bit or 16-bit data in a 32-bit container: keep its real scale
+    return peak
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Deep grayscale: Pillow's own conversion clips at 255, so scale the real range down instead.
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Deep grayscale: Pillow's own conversion clips at 255 (16-bit captchas would come out all white),
+        # so scale the real range down instead.
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        gray = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        gray = np.clip(arr * (255.0 / _deep_gray_top(mode, arr)), 0, 255).round().astype(np.uint8)
         return Image.fromarray(gray, "L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         # Transparent areas become white, the usual captcha background.
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
 
 
-def read_rgb(source: str | Path) -> Image.Image:
-    """Open ``source`` and return a fully decoded RGB image (first frame of animations)."""
+def _formats() -> list[str]:
+    """:data:`FORMATS` this Pillow can open (a build may lack WebP, say; naming it would be an error)."""
+    Image.init()
+    return [name for name in FORMATS if name in Image.OPEN]
+
+
+def read_bytes(source: str | Path) -> bytes:
+    """The contents of ``source``, or :class:`ImageError` saying why it cannot be an image file."""
     path = Path(source)
-    if not path.exists():
-        raise ImageError("no such file")
-    if path.is_dir():
-        raise ImageError("is a directory, not an image")
     try:
-        if path.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except NotADirectoryError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"unreadable file ({exc.strerror or exc})", "unreadable file") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError("is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError("not a regular file (a pipe or device?)")
+    if info.st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"file is {info.st_size / 2**20:.0f} MiB, too big to be a captcha",
+            "file too big to be a captcha",
+        )
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"unreadable file ({exc.strerror or exc})", "unreadable file") from None
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return data
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """Decode an image file's bytes into a fully loaded RGB image (first frame of animations)."""
+    try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decoder chatter (EXIF, palettes) is not the user's problem
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data), formats=_formats()) as img:
                 width, height = img.size
+                if width < 1 or height < 1:
+                    raise ImageError(f"has no pixels ({width}×{height})", "has no pixels")
                 if width * height > MAX_PIXELS:
                     raise ImageError(
-                        f"declares a {width}×{height} image, too large to be a captcha (decompression bomb?)"
+                        f"declares a {width}×{height} image, too large to be a captcha", TOO_LARGE
                     )
-                if width < 1 or height < 1:
-                    raise ImageError(f"has no pixels ({width}×{height})")
                 img.seek(0)  # animated GIF/PNG: the first frame
                 img.load()
                 return _to_rgb(img).copy()
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"refused: {exc}") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        text = str(exc) or type(exc).__name__
-        if "truncated" in text:
+        raise ImageError(
+            "not an image (unrecognised format; PNG, JPEG, GIF, BMP, WebP, TIFF and PPM are read)",
+            "not an image (unrecognised format)",
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(TOO_LARGE) from None
+    except MemoryError:
+        raise ImageError("too large to decode (out of memory)") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any decoder failure is a bad file, not a crash
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "truncated" in text or isinstance(exc, EOFError):
             raise ImageError("truncated or corrupt image data") from None
-        raise ImageError(f"cannot decode: {text}") from None
+        raise ImageError(f"cannot decode: {text[:120]}", "cannot decode (corrupt image data)") from None
+
+
+def read_rgb(source: str | Path) -> Image.Image:
+    """Open ``source`` and return a fully decoded RGB image (first frame of animations)."""
+    return decode_rgb(read_bytes(source))
 
 
 def to_model_array(img: Image.Image, size: tuple[int, int] = MODEL_IMAGE_SIZE) -> np.ndarray:
-    """Resize an RGB image to ``size`` (width, height) and return it as a (H, W, 3) uint8 array."""
+    """Resize an RGB image to ``size`` (width, height) and return it as a writable (H, W, 3) uint8 array."""
     if img.size != size:
         img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a copy: np.asarray of a PIL image is read-only
+
+
+def decode_image(data: bytes, size: tuple[int, int] = MODEL_IMAGE_SIZE) -> np.ndarray:
+    """Like :func:`load_image`, for a file's bytes already in memory."""
+    return to_model_array(decode_rgb(data), size)
 
 
 def load_image(source: str | Path, size: tuple[int, int] = MODEL_IMAGE_SIZE) -> np.ndarray:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABEL_FILES = ("labels.csv", "labels.tsv")
+_PATH_HEADERS = ("path", "file", "filename", "file_name", "image", "name")
+_LABEL_HEADERS = ("label", "code", "text", "answer")
 
 
 class LabelError(ValueError):
@@ -28,19 +30,33 @@ def normalise(code: str, keep_case: bool = False) -> str:
 
 
 def read_label_file(path: Path) -> dict[Path, str]:
-    """Read ``path,label`` rows (a header row is optional); paths are relative to the file's folder."""
+    """Read ``path,label`` rows (a header row is optional); paths are relative to the file's folder.
+
+    Blank lines are skipped; a row with fewer than two cells raises :class:`LabelError` naming its line.
+    """
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    shape = "path<TAB>label" if delimiter == "\t" else "path,label"
     labels: dict[Path, str] = {}
+    first = True
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        for row_number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < 2:
-                raise LabelError(f"{path.name} line {row_number}: expected 'path{delimiter}label'")
-            file_name, label = row[0].strip(), row[1].strip()
-            if row_number == 1 and file_name.lower() in ("path", "file", "filename", "image"):
-                continue  # header
-            labels[(path.parent / file_name).resolve()] = label
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as exc:
+            raise LabelError(f"{path.name} line {reader.line_num}: not readable as {shape} ({exc})") from None
+    for line, row in rows:
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise LabelError(f"{path.name} line {line}: expected '{shape}'")
+        file_name, label = row[0].strip(), row[1].strip()
+        if first and (file_name.lower() in _PATH_HEADERS or label.lower() in _LABEL_HEADERS):
+            first = False
+            continue  # header
+        first = False
+        if not file_name:
+            raise LabelError(f"{path.name} line {line}: no file name")
+        labels[(path.parent / file_name).resolve()] = label
     return labels
 
 

@@ -81,6 +81,7 @@ class CaptchaNet(nn.Module):
     def __init__(self, preset: Preset, length: int, classes: int, image_size: tuple[int, int] = (56, 24)):
         super().__init__()
         self.length, self.classes = length, classes
+        self.memory_format = torch.contiguous_format
         width0 = preset.widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(3, width0, 3, 1, 1, bias=False), nn.BatchNorm2d(width0), nn.ReLU(inplace=True)
@@ -111,8 +112,13 @@ class CaptchaNet(nn.Module):
             if images.dtype == torch.uint8
             else images
         )
+        x = x.contiguous(memory_format=self.memory_format)  # free when the layout already matches
         x = self.stages(self.stem(x))
         return self.head(x).view(-1, self.length, self.classes)
+
+    def set_channels_last(self, enabled: bool) -> CaptchaNet:
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        return self.to(memory_format=self.memory_format)
 
 
 def _downsampled(size: int, stages: int) -> int:
@@ -125,6 +131,12 @@ def build_model(preset: str, length: int, classes: int, image_size: tuple[int, i
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     return CaptchaNet(PRESETS[preset], length, classes, image_size)
+
+
+def prefers_channels_last(preset: str, device: torch.device) -> bool:
+    """Measured on a 2-core CPU: channels-last speeds wide layers up ~2.5× and slows narrow ones ~4×;
+    on CUDA it is what cuDNN's fastest (tensor-core) kernels want."""
+    return device.type == "cuda" or min(PRESETS[preset].widths) >= 32
 
 
 def count_parameters(model: nn.Module) -> int:

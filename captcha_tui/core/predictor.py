@@ -77,7 +77,7 @@ class Predictor:
     @torch.inference_mode()
     def predict_arrays(self, images: np.ndarray) -> list[Prediction]:
         """``images``: (N, H, W, 3) uint8 at the model's image size."""
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        batch = torch.tensor(images).to(self.device)  # a copy: decoded arrays are read-only
         probabilities = self.model(to_model_input(batch)).float().softmax(-1)
         best, indices = probabilities.max(-1)
         return [
@@ -120,7 +120,8 @@ def _state_mismatch(model: torch.nn.Module, state: dict) -> str:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        return f"{len(missing)} missing and {len(unexpected)} unexpected layers (another architecture?)"
+        named = ", ".join([*missing[:2], *unexpected[:2]])
+        return f"{len(missing)} missing and {len(unexpected)} unexpected layers, e.g. {named} (another architecture?)"
     for key, tensor in expected.items():
         value = state[key]
         if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:

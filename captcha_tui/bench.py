@@ -1,0 +1,304 @@
+"""`captcha-tui bench`: training and prediction speed per device, and time to accuracy.
+
+Numbers are medians of repeated timed passes over a seed-sized chunk (800 real captchas, mini-batches of
+100), measured in one run so that ratios between devices and presets are fair on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .core.devices import list_devices, resolve_device
+from .core.generator import DEFAULT_CHARSET, DEFAULT_LENGTH, random_code, render_captcha
+from .core.images import to_model_array
+from .core.model import build_model, prefers_channels_last, to_model_input
+from .core.trainer import _mixed_precision
+
+DEFAULT_PRESETS = ("fast", "resnet18")
+
+
+def make_chunk(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` real captchas at the model's size, made in memory: (N, 24, 56, 3) uint8 and (N, 4) labels."""
+    images, labels = [], []
+    for index in range(count):
+        rng = random.Random(f"bench:{seed}:{index}")
+        code = random_code(rng, DEFAULT_LENGTH, DEFAULT_CHARSET)
+        images.append(to_model_array(render_captcha(code, rng)))
+        labels.append([DEFAULT_CHARSET.index(c) for c in code])
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_rate(work, images: int, repeats: int, device: torch.device) -> float:
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        work()
+        _sync(device)
+        rates.append(images / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def train_step_flops(preset: str, classes: int, device: torch.device) -> float:
+    """FLOPs of one training step per image (forward + backward), counted by PyTorch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(preset, DEFAULT_LENGTH, classes).to(device)
+    x = torch.zeros(4, 24, 56, 3, dtype=torch.uint8, device=device)
+    y = torch.zeros(4, DEFAULT_LENGTH, dtype=torch.long, device=device)
+    with FlopCounterMode(display=False) as counter:
+        loss = F.cross_entropy(model(to_model_input(x)).flatten(0, 1), y.flatten())
+        loss.backward()
+    return counter.get_total_flops() / 4
+
+
+def matmul_gflops(device: torch.device, size: int | None = None, repeats: int = 5) -> float:
+    """Sustained float32 matrix-product speed: the ceiling training can be compared with."""
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b  # warm-up
+    rate = _median_rate(lambda: a @ b, 1, repeats, device)
+    return 2 * size**3 * rate / 1e9
+
+
+def bench_one(
+    device: torch.device,
+    preset: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    repeats: int,
+    amp: bool,
+) -> dict:
+    torch.manual_seed(0)
+    classes = len(DEFAULT_CHARSET)
+    model = build_model(preset, DEFAULT_LENGTH, classes).to(device)
+    model.set_channels_last(prefers_channels_last(preset, device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    autocast, scaler = _mixed_precision(amp, device)
+    x_all = torch.from_numpy(images).to(device)
+    y_all = torch.from_numpy(labels).to(device)
+    n = len(x_all)
+
+    def train_pass():
+        model.train()
+        for start in range(0, n, batch_size):
+            x, y = to_model_input(x_all[start : start + batch_size]), y_all[start : start + batch_size]
+            with autocast or contextlib.nullcontext():
+                loss = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+
+    @torch.inference_mode()
+    def predict_pass():
+        model.eval()
+        for start in range(0, n, batch_size):
+            with autocast or contextlib.nullcontext():
+                model(to_model_input(x_all[start : start + batch_size]))
+
+    one = x_all[:1]
+
+    @torch.inference_mode()
+    def predict_one():
+        model.eval()
+        with autocast or contextlib.nullcontext():
+            model(to_model_input(one)).argmax(-1).cpu()  # .cpu(): a user waits for the answer
+
+    # Warm-up (allocator, cuDNN autotuning, first-call overheads) is not timed.
+    with contextlib.suppress(Exception):
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+    for start in range(0, min(n, 2 * batch_size), batch_size):
+        x, y = to_model_input(x_all[start : start + batch_size]), y_all[start : start + batch_size]
+        with autocast or contextlib.nullcontext():
+            F.cross_entropy(model(x).float().flatten(0, 1), y.flatten()).backward()
+    optimizer.zero_grad(set_to_none=True)
+    predict_pass()
+    for _ in range(3):
+        predict_one()
+
+    train_rate = _median_rate(train_pass, n, repeats, device)
+    predict_rate = _median_rate(predict_pass, n, repeats, device)
+    single = []
+    for _ in range(max(20, repeats * 10)):
+        started = time.perf_counter()
+        predict_one()
+        single.append((time.perf_counter() - started) * 1000)
+    flops = train_step_flops(preset, classes, device)
+    return {
+        "device": str(device),
+        "preset": preset,
+        "batch_size": batch_size,
+        "amp": autocast is not None,
+        "images": n,
+        "train_images_per_s": round(train_rate, 1),
+        "seconds_per_chunk": round(n / train_rate, 2),
+        "predict_images_per_s": round(predict_rate, 1),
+        "predict_one_ms": round(statistics.median(single), 2),
+        "train_gflop_per_image": round(flops / 1e9, 3),
+        "train_gflops": round(flops * train_rate / 1e9, 1),
+    }
+
+
+def machine_info() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": next((d.description for d in list_devices(False) if d.name == "cpu"), platform.processor()),
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def throughput(
+    devices: list[str] | None = None,
+    presets: list[str] | None = None,
+    batch_size: int = 100,
+    images: int = 800,
+    repeats: int = 3,
+    amp: bool = False,
+    progress: bool = True,
+) -> dict:
+    device_names = devices or [d.name for d in list_devices(False)]
+    chunk_images, chunk_labels = make_chunk(images)
+    results, peaks = [], {}
+    for name in device_names:
+        device = resolve_device(name)
+        peaks[str(device)] = round(matmul_gflops(device), 1)
+        for preset in presets or DEFAULT_PRESETS:
+            if progress:
+                print(f"timing {preset} on {device}…", file=sys.stderr, flush=True)
+            row = bench_one(device, preset, chunk_images, chunk_labels, batch_size, repeats, amp)
+            row["matmul_gflops"] = peaks[str(device)]
+            row["fraction_of_matmul"] = round(row["train_gflops"] / peaks[str(device)], 3)
+            results.append(row)
+    return {"machine": machine_info(), "repeats": repeats, "results": results}
+
+
+def format_table(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        f"{machine['cpu']}, {machine['threads']} threads; PyTorch {machine['torch']}"
+        + (f"; GPUs: {', '.join(machine['gpus'])}" if machine.get("gpus") else ""),
+        f"median of {report['repeats']} passes over {report['results'][0]['images'] if report['results'] else 0} images",
+        "",
+        f"{'device':8} {'preset':9} {'batch':>5} {'amp':>4} {'train img/s':>12} {'s/chunk':>8} "
+        f"{'predict img/s':>14} {'1 image ms':>10} {'GFLOP/s':>8} {'of matmul':>9}",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"{r['device']:8} {r['preset']:9} {r['batch_size']:5d} {'on' if r['amp'] else 'off':>4} "
+            f"{r['train_images_per_s']:12,.1f} {r['seconds_per_chunk']:8.2f} {r['predict_images_per_s']:14,.1f} "
+            f"{r['predict_one_ms']:10.2f} {r['train_gflops']:8.1f} {r['fraction_of_matmul']:9.1%}"
+        )
+    return "\n".join(lines)
+
+
+def time_to_accuracy(
+    target: float,
+    time_limit_s: float,
+    device: str = "auto",
+    preset: str | None = None,
+    count: int = 20000,
+    epochs: int | None = None,
+    amp: bool = False,
+    batch_size: int = 100,
+    quiet: bool = False,
+    workdir: str | Path | None = None,
+) -> dict:
+    """Generate and prepare the default data and train until validation accuracy reaches ``target`` or
+    time runs out; the clock covers all of it. The test split is only scored at the end."""
+    from .core.dataset import prepare
+    from .core.events import EpochEnd, Failed
+    from .core.generator import generate
+    from .core.model import DEFAULT_PRESET
+    from .core.trainer import TrainConfig, Trainer
+    from .headless import HeadlessPrinter
+
+    resolved = resolve_device(device)
+    preset = preset or (DEFAULT_PRESET if resolved.type == "cpu" else "resnet18")
+    printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
+    curve: list[dict] = []
+
+    def on_event(event):
+        if isinstance(event, EpochEnd):
+            curve.append(
+                {
+                    "epoch": event.epoch,
+                    "val_accuracy": round(event.val_accuracy, 4),
+                    "elapsed_s": round(time.perf_counter() - started, 1),
+                }
+            )
+        if printer:
+            printer(event)
+
+    with tempfile.TemporaryDirectory(prefix="captcha-tta-", dir=workdir) as tmp:
+        started = time.perf_counter()
+        generate(Path(tmp) / "images", count, seed=0)
+        prepare(Path(tmp) / "images", Path(tmp) / "dataset", seed=0)
+        data_s = time.perf_counter() - started
+        config = TrainConfig(
+            data=Path(tmp) / "dataset",
+            out=Path(tmp) / "run",
+            preset=preset,
+            device=str(resolved),
+            epochs=epochs or 40,
+            batch_size=batch_size,
+            amp=amp,
+            target_accuracy=target,
+            time_limit_s=max(1.0, time_limit_s - data_s),
+        )
+        result = Trainer(config, on_event).run()
+        elapsed = time.perf_counter() - started
+    if isinstance(result, Failed):
+        raise RuntimeError(result.message)
+    return {
+        "target": target,
+        "reached": result.reason == "target_reached",
+        "elapsed_s": round(elapsed, 1),
+        "data_s": round(data_s, 1),
+        "test_accuracy": result.test_accuracy,
+        "best_val_accuracy": round(result.best_val_accuracy, 4),
+        "epochs": result.epochs_run,
+        "images_seen": result.images_seen,
+        "device": str(resolved),
+        "preset": preset,
+        "amp": amp,
+        "count": count,
+        "curve": curve,
+        "machine": machine_info(),
+    }
+
+
+def format_tta(r: dict) -> str:
+    verdict = "reached" if r["reached"] else "did not reach"
+    test = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.1%}"
+    return (
+        f"{verdict} {r['target']:.1%} validation accuracy: {r['elapsed_s']:.0f} s in all "
+        f"({r['data_s']:.0f} s making data), {r['epochs']} epochs, {r['images_seen']:,} images seen\n"
+        f"test accuracy of the best weights: {test}  [{r['preset']} on {r['device']}, amp {'on' if r['amp'] else 'off'}]"
+    )

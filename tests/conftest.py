@@ -1,0 +1,93 @@
+"""Shared fixtures: a few hundred real captchas, a dataset prepared from them and a tiny trained run.
+
+Everything is made once per session and kept small, so the whole suite stays fast on two cores. The
+fixtures are read-only: a test that changes files copies them first. Tests marked ``cuda`` are skipped
+where PyTorch sees no CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from captcha_tui.core.dataset import prepare
+from captcha_tui.core.generator import generate
+from captcha_tui.core.trainer import TrainConfig, Trainer
+
+CAPTCHA_COUNT = 300
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one CPU thread (faster than two busy ones for the tiny model) and restore it after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def captcha_dir(tmp_path_factory) -> Path:
+    """``CAPTCHA_COUNT`` generated captchas named ``NNNNN-code.png`` (4 characters, default charset)."""
+    folder = tmp_path_factory.mktemp("captchas")
+    generate(folder, CAPTCHA_COUNT, seed=11, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def captcha_files(captcha_dir) -> list[Path]:
+    return sorted(captcha_dir.glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def prepared_dataset(captcha_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared") / "dataset"
+    prepare(captcha_dir, out, workers=1, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prepared_dataset, tmp_path_factory) -> Path:
+    """A finished one-epoch run of the tiny preset: a run folder with best.pt, last.pt, history.jsonl."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    before = torch.get_num_threads()
+    try:
+        config = TrainConfig(
+            data=prepared_dataset, out=run_dir, preset="tiny", epochs=1, device="cpu", threads=1
+        )
+        result = Trainer(config).run()
+    finally:
+        torch.set_num_threads(before)
+    assert (run_dir / "best.pt").is_file(), result
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of :func:`tiny_run`'s folder, free to change."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict[str, str]:
+    """Environment for ``python -m captcha_tui.cli`` subprocesses: one thread, unbuffered, no colours."""
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+    )

@@ -1,0 +1,487 @@
+"""Faults, injected: nothing lost, nothing crashes, nothing unsafe loaded.
+
+Training faults (out of memory, an interrupt, a crash or a full disk during a save, a bug in the training
+step) and bad input on the command line. Images, labels and checkpoints on their own are covered in
+``tests/core``. Subprocesses run ``python -m captcha_tui.cli`` on one thread with the tiny preset.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from captcha_tui import cli
+from captcha_tui.core import checkpoint as ck
+from captcha_tui.core import events as ev
+from captcha_tui.core import trainer as trainer_module
+from captcha_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from captcha_tui.core.trainer import TrainConfig, Trainer
+
+PY = sys.executable
+STEP_TIMEOUT = 60  # seconds for one subprocess step; the whole file takes far less
+
+
+def _config(data: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(data=data, out=out, preset="tiny", epochs=1, device="cpu", threads=1)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _train(config: TrainConfig, step_hook=None) -> tuple[ev.Finished | ev.Failed, list]:
+    events: list = []
+    result = Trainer(config, events.append, step_hook=step_hook).run()
+    return result, events
+
+
+def _of(events, kind) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def _strays(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# ---- out of memory ------------------------------------------------------------------------------------------
+
+
+def test_out_of_memory_halves_the_batch_and_carries_on(prepared_dataset, tmp_path, one_thread) -> None:
+    calls = []
+
+    def hook(epoch: int, batch: int, size: int) -> None:
+        calls.append((epoch, batch, size))
+        if size > 25:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    result, events = _train(_config(prepared_dataset, tmp_path / "run"), hook)
+    assert isinstance(result, ev.Finished), result
+    assert calls[:4] == [(1, 1, 100), (1, 1, 50), (1, 1, 25), (1, 2, 25)]  # the same batch, retried
+    assert [(e.old, e.new) for e in _of(events, ev.BatchSizeReduced)] == [(100, 50), (50, 25)]
+    warnings = [e.message for e in _of(events, ev.Notice) if e.level == "warning"]
+    assert any("out of memory" in m and "100 → 50" in m for m in warnings)
+    assert result.images_seen == 240  # every image trained on once
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]["batch_size"] == 25
+
+
+def test_out_of_memory_even_at_one_image_fails_clearly(prepared_dataset, tmp_path, one_thread) -> None:
+    def hook(epoch: int, batch: int, size: int) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    result, events = _train(_config(prepared_dataset, tmp_path / "run"), hook)
+    assert isinstance(result, ev.Failed)
+    assert "out of memory" in result.message and "mini-batch of 1" in result.message
+    assert [e.new for e in _of(events, ev.BatchSizeReduced)] == [50, 25, 12, 6, 3, 1]
+    assert (tmp_path / "run" / "error.log").is_file()
+
+
+@pytest.mark.cuda
+def test_a_real_cuda_out_of_memory_is_survived(prepared_dataset, tmp_path) -> None:
+    """On a GPU: the allocator's own error, not a stand-in, takes the same path."""
+
+    def hook(epoch: int, batch: int, size: int) -> None:
+        if size > 25:
+            torch.empty(1 << 50, dtype=torch.uint8, device="cuda")  # a pebibyte: a real CUDA OOM
+
+    result, events = _train(_config(prepared_dataset, tmp_path / "run", device="cuda"), hook)
+    assert isinstance(result, ev.Finished), result
+    reduced = _of(events, ev.BatchSizeReduced)
+    assert [(e.old, e.new) for e in reduced] == [(100, 50), (50, 25)]
+    assert all(e.device.startswith("cuda") for e in reduced)
+
+
+# ---- a bug in the training step -----------------------------------------------------------------------------
+
+
+def _boom(epoch: int, batch: int, size: int) -> None:
+    if batch == 2:
+        raise RuntimeError("boom in the training step")
+
+
+def test_an_exception_in_training_is_a_failed_event_with_a_log(
+    prepared_dataset, tmp_path, one_thread
+) -> None:
+    result, events = _train(_config(prepared_dataset, tmp_path / "run"), _boom)
+    assert isinstance(result, ev.Failed) and events[-1] is result
+    assert result.message == "RuntimeError: boom in the training step"
+    assert "Traceback" in result.traceback and "_boom" in result.traceback
+    log = Path(result.log_path)
+    assert log == tmp_path / "run" / "error.log"
+    assert "boom in the training step" in log.read_text() and "_boom" in log.read_text()
+
+
+def test_headless_cli_exits_non_zero_on_a_training_exception(
+    prepared_dataset, tmp_path, monkeypatch, capsys, one_thread
+) -> None:
+    class Broken(Trainer):
+        def __init__(self, config, on_event=None, step_hook=None):
+            super().__init__(config, on_event, step_hook=_boom)
+
+    monkeypatch.setattr(trainer_module, "Trainer", Broken)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    code = cli.main(
+        ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path / "run")]
+        + ["--preset", "tiny", "--epochs", "1", "--device", "cpu", "--threads", "1"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "error: RuntimeError: boom in the training step" in err and "error.log" in err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+
+
+# ---- disk full, read-only folder -------------------------------------------------------------------------------
+
+
+def _raise(code: int):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "message"),
+    [
+        ("torch.save", errno.ENOSPC, "could not save best.pt: the disk is full"),
+        ("os.replace", errno.ENOSPC, "could not save best.pt: the disk is full"),
+        ("os.replace", errno.EROFS, "could not save best.pt: the folder is on a read-only file system"),
+        ("os.fsync", errno.EIO, "could not save best.pt: Input/output error"),
+        ("tempfile.mkstemp", errno.EROFS, "cannot write a checkpoint in .*: the folder is on a read-only"),
+        ("tempfile.mkstemp", errno.EACCES, "cannot write a checkpoint in .*: permission denied"),
+    ],
+)
+def test_failed_save_keeps_the_previous_file(run_copy, monkeypatch, target, code, message) -> None:
+    path = run_copy / "best.pt"
+    before = path.read_bytes()
+    module, name = target.split(".")
+    monkeypatch.setattr(getattr(ck, module), name, _raise(code))
+    with pytest.raises(CheckpointError, match=message) as caught:
+        save_checkpoint(path, {"meta": {}, "model": {}})
+    assert "previous file is unchanged" in str(caught.value) or "cannot write" in str(caught.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert _strays(run_copy) == []
+    assert load_checkpoint(path)["meta"]["epoch"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_folder_for_real(run_copy) -> None:
+    before = (run_copy / "best.pt").read_bytes()
+    os.chmod(run_copy, 0o500)
+    try:
+        with pytest.raises(CheckpointError, match="permission denied .*--out"):
+            save_checkpoint(run_copy / "best.pt", {"meta": {}, "model": {}})
+    finally:
+        os.chmod(run_copy, 0o700)
+    assert (run_copy / "best.pt").read_bytes() == before and _strays(run_copy) == []
+
+
+def test_disk_filling_up_while_torch_writes(run_copy, monkeypatch) -> None:
+    """A write that fails half-way reaches us as torch's RuntimeError; the OSError behind it is reported."""
+    import io
+
+    class FillsUp(io.RawIOBase):
+        def __init__(self, fd: int):
+            self.fd, self.written = fd, 0
+
+        def writable(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return self.fd
+
+        def write(self, data) -> int:
+            self.written += len(data)
+            if self.written > 50_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return os.write(self.fd, data)
+
+        def close(self) -> None:
+            if not self.closed:
+                os.close(self.fd)
+            super().close()
+
+    monkeypatch.setattr(ck.os, "fdopen", lambda fd, mode: io.BufferedWriter(FillsUp(fd)))
+    path = run_copy / "best.pt"
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="the disk is full .*free some space"):
+        save_checkpoint(path, {"meta": {}, "model": {"w": torch.zeros(100_000)}})
+    assert path.read_bytes() == before and _strays(run_copy) == []
+
+
+@pytest.mark.parametrize(("code", "words"), [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only")])
+def test_trainer_fails_clearly_when_a_save_fails(
+    prepared_dataset, run_copy, monkeypatch, one_thread, code, words
+):
+    before = (run_copy / "best.pt").read_bytes()
+    monkeypatch.setattr(ck.torch, "save", _raise(code))
+    result, events = _train(_config(prepared_dataset, run_copy))
+    assert isinstance(result, ev.Failed)
+    assert result.message.startswith("could not save best.pt: ") and words in result.message
+    assert "Traceback" in result.traceback and (run_copy / "error.log").is_file()
+    assert _of(events, ev.EpochEnd)  # it failed at the first save, after an epoch
+    monkeypatch.undo()
+    assert (run_copy / "best.pt").read_bytes() == before and _strays(run_copy) == []
+
+
+def test_resume_from_a_damaged_checkpoint_fails_clearly(prepared_dataset, run_copy, one_thread) -> None:
+    last = run_copy / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    result, _ = _train(_config(prepared_dataset, run_copy, resume=True, epochs=2))
+    assert isinstance(result, ev.Failed)
+    assert "last.pt is truncated or corrupt" in result.message
+
+
+# ---- kill -9 in the middle of a save ----------------------------------------------------------------------------
+
+SLOW_SAVE = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    from captcha_tui.core import checkpoint as ck
+
+    path, phase = sys.argv[1], sys.argv[2]
+    if phase == "writing":  # killed while torch.save is half-way through the temporary file
+        def save(obj, handle, *args, **kwargs):
+            handle.write(b"PK\\x03\\x04" + bytes(8192))
+            handle.flush()
+            print("saving", flush=True)
+            time.sleep(60)
+        ck.torch.save = save
+    else:  # killed after the data is written and synced, just before the rename
+        real_fsync = ck.os.fsync
+        def fsync(fd):
+            real_fsync(fd)
+            print("saving", flush=True)
+            time.sleep(60)
+        ck.os.fsync = fsync
+    ck.save_checkpoint(path, {"meta": {}, "model": {"w": torch.zeros(1000)}})
+    print("saved?!", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("phase", ["writing", "renaming"])
+def test_kill_9_during_a_save_keeps_the_previous_file(run_copy, cli_env, phase) -> None:
+    path = run_copy / "best.pt"
+    before = path.read_bytes()
+    child = subprocess.Popen(
+        [PY, "-c", SLOW_SAVE, str(path), phase], stdout=subprocess.PIPE, text=True, env=cli_env
+    )
+    try:
+        assert child.stdout.readline().strip() == "saving"
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(STEP_TIMEOUT) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.stdout.close()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["meta"]["epoch"] == 1
+    strays = _strays(run_copy)
+    assert len(strays) == 1 and strays[0].startswith(".best.pt.")  # the one leftover a crash can leave
+    save_checkpoint(path, {"meta": {}, "model": {}})  # and the next save is not disturbed by it
+
+
+# ---- interrupts: Ctrl+C and SIGTERM save a resumable checkpoint ---------------------------------------------------
+
+
+def _train_cli(data: Path, out: Path, *extra: str) -> list[str]:
+    return [PY, "-m", "captcha_tui.cli", "train", "--headless", "--data", str(data), "--out", str(out)] + [
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def _interrupt(command: list[str], env: dict, signum: int) -> tuple[int, str]:
+    """Run ``command``; once it has finished an epoch, send ``signum``. Returns (exit code, output)."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    timer = threading.Timer(STEP_TIMEOUT, child.kill)  # a hung child fails the test instead of hanging it
+    timer.start()
+    lines = []
+    try:
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith("epoch 1:"):
+                child.send_signal(signum)
+        return child.wait(), "".join(lines)
+    finally:
+        timer.cancel()
+        child.kill()
+        child.stdout.close()
+
+
+def _history(run_dir: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env) -> None:
+    run_dir = tmp_path / "run"
+    code, output = _interrupt(
+        _train_cli(prepared_dataset, run_dir, "--epochs", "50", "--batch-size", "20"), cli_env, signal.SIGTERM
+    )
+    assert code == 0, output
+    assert "SIGTERM: saving a resumable checkpoint" in output and "stopped by request" in output
+    assert "Traceback" not in output
+    last = load_checkpoint(run_dir / "last.pt")
+    epoch, position = last["trainer"]["epoch"], last["trainer"]["position"]
+    assert 1 <= epoch < 50 and 0 <= position < 240
+    assert [row["epoch"] for row in last["history"]] == list(range(1, epoch + 1))
+    assert _history(run_dir) == list(range(1, epoch + 1))
+    assert _strays(run_dir) == []
+
+    until = epoch + 2
+    done = subprocess.run(
+        _train_cli(prepared_dataset, run_dir, "--resume", "--epochs", str(until)),
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=STEP_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    where = f"at epoch {epoch + 1}" + (f", image {position}" if position else "")
+    assert f"resumed from {run_dir / 'last.pt'} {where}" in done.stdout
+    assert f"resuming at epoch {epoch + 1}" in done.stdout
+    assert "epoch 1:" not in done.stdout  # it did not start over
+    assert _history(run_dir) == list(range(1, until + 1))  # numbering continues, nothing lost
+    assert load_checkpoint(run_dir / "last.pt")["trainer"]["epoch"] == until
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(prepared_dataset, tmp_path, cli_env) -> None:
+    run_dir = tmp_path / "run"
+    code, output = _interrupt(_train_cli(prepared_dataset, run_dir, "--epochs", "50"), cli_env, signal.SIGINT)
+    assert code == 0, output
+    assert (
+        "SIGINT: saving a resumable checkpoint" in output
+        and "resume with: captcha-tui train --resume" in output
+    )
+    assert "KeyboardInterrupt" not in output
+    assert load_checkpoint(run_dir / "last.pt")["trainer"]["epoch"] >= 1
+
+
+# ---- bad input on the command line: exit code 2 and a message that says what to do --------------------------------
+
+
+def _usage_error(capsys, argv: list[str]) -> str:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("captcha-tui: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [
+        ("banana", "unknown device 'banana': use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda:7", "cuda:7 was asked for"),
+        ("mps", "use --device cpu"),
+    ],
+)
+def test_unusable_devices(capsys, prepared_dataset, tmp_path, device, words) -> None:
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    err = _usage_error(
+        capsys,
+        ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path), "--device", device],
+    )
+    assert words in err
+
+
+def test_cuda_without_cuda(capsys, prepared_dataset, tmp_path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    err = _usage_error(
+        capsys,
+        ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path), "--device", "cuda"],
+    )
+    assert "cuda was asked for" in err and "--device cpu" in err
+
+
+@pytest.mark.cuda
+def test_a_cuda_index_beyond_the_gpus(capsys, prepared_dataset, tmp_path) -> None:
+    err = _usage_error(
+        capsys,
+        [
+            "train",
+            "--headless",
+            "--data",
+            str(prepared_dataset),
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cuda:99",
+        ],
+    )
+    assert "CUDA device(s) are visible" in err
+
+
+def test_batch_size_zero(capsys, prepared_dataset, tmp_path) -> None:
+    err = _usage_error(
+        capsys,
+        ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path), "--device", "cpu"]
+        + ["--batch-size", "0"],
+    )
+    assert "batch size must be at least 1 (got 0)" in err
+
+
+def test_missing_dataset(capsys, tmp_path) -> None:
+    err = _usage_error(
+        capsys,
+        ["train", "--headless", "--data", str(tmp_path / "none"), "--out", str(tmp_path), "--device", "cpu"],
+    )
+    assert "no dataset at" in err and "captcha-tui prepare" in err
+
+
+def test_eval_with_a_missing_checkpoint(capsys, captcha_files, tmp_path) -> None:
+    err = _usage_error(capsys, ["eval", str(captcha_files[0]), "--model", str(tmp_path / "best.pt")])
+    assert "checkpoint not found" in err and "captcha-tui train" in err
+
+
+def test_eval_with_a_malicious_checkpoint(capsys, captcha_files, tmp_path) -> None:
+    from tests.core.test_checkpoint import Payload
+
+    marker, model = tmp_path / "pwned", tmp_path / "best.pt"
+    torch.save({"format": ck.FORMAT, "meta": {}, "model": Payload(marker)}, model)
+    err = _usage_error(capsys, ["eval", str(captcha_files[0]), "--model", str(model)])
+    assert "refused best.pt" in err and not marker.exists()
+
+
+def test_eval_reads_the_good_images_and_names_the_bad(capsys, captcha_files, tiny_run, tmp_path) -> None:
+    folder = tmp_path / "mixed ö"
+    folder.mkdir()
+    shutil.copyfile(captcha_files[0], folder / "ö 验证码 00001-abcd.png")
+    (folder / "broken.png").write_text("no pixels here")
+    (folder / "empty.png").write_bytes(b"")
+    code = cli.main(
+        ["eval", str(folder), str(tmp_path / "nowhere.png"), "--model", str(tiny_run / "best.pt")]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "broken.png: error: not an image" in out and "empty.png: error: empty file (0 bytes)" in out
+    assert "ö 验证码 00001-abcd.png: " in out and "nowhere.png: no such file or folder" in err
+
+
+def test_prepare_bad_folders(capsys, captcha_files, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    err = _usage_error(capsys, ["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "data")])
+    assert "no labelled images" in err
+    err = _usage_error(capsys, ["prepare", str(tmp_path / "none"), "--out", str(tmp_path / "data")])
+    assert "image folder not found" in err
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(captcha_files[0], folder / captcha_files[0].name)
+    err = _usage_error(capsys, ["prepare", str(folder), "--out", str(folder)])
+    assert "choose another --out" in err and (folder / captcha_files[0].name).is_file()
