@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .core.devices import list_devices, resolve_device
-from .core.generator import DEFAULT_CHARSET, DEFAULT_LENGTH, random_code, render_captcha
+from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
 from .core.images import to_model_array
 from .core.model import build_model, prefers_channels_last, to_model_input
-from .core.trainer import _mixed_precision
+from .core.trainer import TrainConfig, mixed_precision
 
 DEFAULT_PRESETS = ("fast", "resnet18")
 
@@ -70,7 +70,7 @@ def train_step_flops(preset: str, classes: int, device: torch.device) -> float:
 
 def matmul_gflops(device: torch.device, size: int | None = None, repeats: int = 5) -> float:
     """Sustained float32 matrix-product speed: the ceiling training can be compared with."""
-    size = size or (8192 if device.type == "cuda" else 2048)
+    size = size or (8192 if device.type == "cuda" else 4096)
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     a @ b  # warm-up
@@ -92,7 +92,7 @@ def bench_one(
     model = build_model(preset, DEFAULT_LENGTH, classes).to(device)
     model.set_channels_last(prefers_channels_last(preset, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    autocast, scaler = _mixed_precision(amp, device)
+    autocast, scaler = mixed_precision(amp, device)
     x_all = torch.from_numpy(images).to(device)
     y_all = torch.from_numpy(labels).to(device)
     n = len(x_all)
@@ -223,7 +223,7 @@ def time_to_accuracy(
     time_limit_s: float,
     device: str = "auto",
     preset: str | None = None,
-    count: int = 20000,
+    count: int = DEFAULT_COUNT,
     epochs: int | None = None,
     amp: bool = False,
     batch_size: int = 100,
@@ -236,7 +236,7 @@ def time_to_accuracy(
     from .core.events import EpochEnd, Failed
     from .core.generator import generate
     from .core.model import DEFAULT_PRESET
-    from .core.trainer import TrainConfig, Trainer
+    from .core.trainer import Trainer
     from .headless import HeadlessPrinter
 
     resolved = resolve_device(device)
@@ -266,7 +266,7 @@ def time_to_accuracy(
             out=Path(tmp) / "run",
             preset=preset,
             device=str(resolved),
-            epochs=epochs or 40,
+            epochs=epochs or TrainConfig.epochs,
             batch_size=batch_size,
             amp=amp,
             target_accuracy=target,

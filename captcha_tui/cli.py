@@ -46,7 +46,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="model (default: %(default)s)"
     )
-    group.add_argument("--epochs", type=int, default=40, help="most epochs to run (default: %(default)s)")
+    group.add_argument(
+        "--epochs", type=int, default=15, help="epochs of the learning-rate schedule (default: %(default)s)"
+    )
     group.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default: %(default)s)")
     group.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: %(default)s)")
     group.add_argument(

@@ -50,7 +50,7 @@ class TrainConfig:
     out: Path = DEFAULT_RUN_DIR
     preset: str = DEFAULT_PRESET
     device: str = "auto"
-    epochs: int = 40  # an upper bound: early stopping usually ends the run sooner
+    epochs: int = 15  # the one-cycle schedule spans these; early stopping can end the run sooner
     batch_size: int = 100
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -180,7 +180,7 @@ class Trainer:
         model = build_model(cfg.preset, data.length, len(data.charset), data.image_size).to(device)
         model.set_channels_last(prefers_channels_last(cfg.preset, device))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        autocast, scaler = _mixed_precision(cfg.amp, device)
+        autocast, scaler = mixed_precision(cfg.amp, device)
 
         state = _State(batch_size=cfg.batch_size)
         best_weights: dict | None = None
@@ -560,7 +560,7 @@ def _to_device(data: Dataset, split: str, device: torch.device) -> tuple[torch.T
     return images, labels
 
 
-def _mixed_precision(enabled: bool, device: torch.device):
+def mixed_precision(enabled: bool, device: torch.device):
     """An autocast context (bf16 where the hardware has it, else fp16 with a grad scaler) or (None, None)."""
     if not enabled:
         return None, None

@@ -14,7 +14,9 @@ def trained_run(prepared_dataset, tmp_path_factory):
     events: list = []
     before = torch.get_num_threads()
     try:
-        config = TrainConfig(data=prepared_dataset, out=run_dir, preset="tiny", epochs=2, device="cpu", threads=1)
+        config = TrainConfig(
+            data=prepared_dataset, out=run_dir, preset="tiny", epochs=2, device="cpu", threads=1
+        )
         Trainer(config, events.append).run()
     finally:
         torch.set_num_threads(before)

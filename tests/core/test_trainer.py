@@ -72,7 +72,9 @@ def test_progress_reports_are_coalesced(prepared_dataset, tmp_path):
 
 
 def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_path):
-    config = TrainConfig(data=prepared_dataset, out=tmp_path, preset="tiny", epochs=3, device="cpu", batch_size=20)
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=3, device="cpu", batch_size=20
+    )
     first: list = []
     trainer = Trainer(config, first.append)
 
@@ -119,7 +121,9 @@ def test_early_stop_is_announced(prepared_dataset, tmp_path):
 def test_pause_blocks_until_resumed(prepared_dataset, tmp_path):
     import threading
 
-    config = TrainConfig(data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", batch_size=20)
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", batch_size=20
+    )
     events: list = []
     trainer = Trainer(config, events.append)
     trainer.pause()
@@ -162,7 +166,9 @@ def test_one_cycle_schedule_warms_up_then_decays():
 @pytest.mark.cuda
 def test_trains_on_cuda_with_amp(prepared_dataset, tmp_path):
     events = []
-    config = TrainConfig(data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cuda", amp=True)
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cuda", amp=True
+    )
     result = Trainer(config, events.append).run()
     assert isinstance(result, ev.Finished), getattr(result, "message", "")
     assert of(events, ev.RunStarted)[0].device.startswith("cuda") and of(events, ev.RunStarted)[0].amp

@@ -1,0 +1,436 @@
+"""The captcha-tui app: owns the training run, the data pipeline and the hardware monitor; screens render.
+
+Threads and what they may do:
+
+* the training worker (a Textual thread worker) runs ``Trainer.run``; the trainer's ``on_event`` only puts
+  events into an :class:`EventBuffer`. A 0.1 s timer on the UI thread drains it and posts one
+  :class:`TrainingUpdate` to the training screen, so the UI gets at most ten updates a second whatever
+  the batch rate;
+* the hardware :class:`Monitor` thread samples about once a second and only posts :class:`HardwareSampled`;
+* the data worker (generate + prepare) only posts :class:`DataProgress`.
+
+How a worker ended (the run's Finished/Failed, the dataset made or not) comes back as the worker's result,
+handled in :meth:`CaptchaApp.on_worker_state_changed` on the UI thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.worker import Worker, WorkerState
+
+from ..core import events as ev
+from ..core.dataset import DatasetError, prepare
+from ..core.devices import DeviceError, DeviceInfo, list_devices, resolve_device
+from ..core.generator import DEFAULT_COUNT, generate
+from ..core.hardware import HardwareSampler, Monitor, Sample
+from ..core.trainer import BEST, TrainConfig, Trainer
+from .dataset_info import DatasetSummary, read_dataset_summary
+from .event_buffer import EventBuffer
+from .messages import DataProgress, HardwareSampled, TrainingUpdate
+from .screens.device_picker import DevicePicker
+from .screens.eval import EvalScreen
+from .screens.path_prompt import PathPrompt
+from .screens.train import TrainScreen
+
+FLUSH_INTERVAL_S = 0.1  # at most ten UI updates a second from the trainer
+TRAIN_THREAD_NAME = "captcha-train"  # the worker thread's name while it runs the trainer
+GENERATE_SEED = 0
+FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+
+
+class DataCancelled(Exception):
+    """Raised from a progress callback to stop generate/prepare when the app quits."""
+
+
+def wall_clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def start_process_pool_helper() -> None:
+    """Start multiprocessing's resource tracker now, before Textual captures stderr.
+
+    The first process pool starts that helper process and hands it ``sys.stderr.fileno()``. Inside a
+    running Textual app stderr is a capture object whose fileno() is -1, so generate/prepare with
+    several workers would fail with "bad value(s) in fds_to_keep". Started early, it is simply reused.
+    """
+    try:
+        if sys.stderr is None or sys.stderr.fileno() < 0:
+            return  # already inside an app: the data worker will report the failure if it comes
+    except (AttributeError, OSError, ValueError):
+        return
+    resource_tracker.ensure_running()
+
+
+class CaptchaApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "captcha-tui"
+    BINDINGS = [
+        Binding("s", "toggle_training", "start/stop", tooltip="Start training, or stop and save last.pt"),
+        Binding("p", "toggle_pause", "pause/resume"),
+        Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
+        Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint"),
+        Binding("q", "quit", "quit", tooltip="Quit (a running training saves last.pt first)"),
+    ]
+
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        image_dir: Path = Path("data/captchas"),
+        *,
+        autostart: bool = False,
+        start_screen: str = "train",
+        model: Path | None = None,
+        sampler: HardwareSampler | None = None,
+        devices: list[DeviceInfo] | None = None,
+        generate_count: int = DEFAULT_COUNT,
+        data_workers: int | None = None,
+        clock: Callable[[], str] = wall_clock,
+        monitor_interval: float | None = 1.0,
+        image_renderer: str = "auto",
+        eval_device: str = "cpu",
+    ) -> None:
+        """Everything after ``image_dir`` is a seam for tests and demos:
+
+        ``sampler`` (e.g. over a FakeNvmlBackend), ``devices`` for the picker (else listed on first use),
+        ``generate_count`` images for ``g``, ``clock`` for the event log's times, ``monitor_interval``
+        None to run no monitor thread, ``image_renderer`` "auto"/"halfcell"/"unicode"/"none".
+        """
+        super().__init__()
+        self.config = config or TrainConfig()
+        self.image_dir = Path(image_dir)
+        self.autostart = autostart
+        self.start_screen = start_screen
+        self.eval_checkpoint = Path(model) if model else Path(self.config.out) / BEST
+        self.generate_count = generate_count
+        self.data_workers = data_workers
+        self.image_renderer = image_renderer
+        self.eval_device = eval_device
+        self.devices = devices
+        self.dataset: DatasetSummary | None = None
+        self.trainer: Trainer | None = None
+        self.last_result: ev.Finished | ev.Failed | None = None
+        self.train_screen = TrainScreen(clock)
+        self.eval_screen: EvalScreen | None = None
+        self.event_buffer = EventBuffer()
+        self._train_worker: Worker | None = None
+        self._data_worker: Worker | None = None
+        self._data_cancel = threading.Event()
+        self._sampler = sampler if sampler is not None else HardwareSampler()
+        self._monitor = Monitor(self._on_hardware_sample, self._sampler, monitor_interval or 1.0)
+        self._run_monitor = monitor_interval is not None
+        self._quitting = False
+        self._fresh_checkpoint: Path | None = None  # a new best.pt the eval screen hasn't picked up
+        self._picker_waiting_for_devices = False
+        if data_workers != 1:
+            start_process_pool_helper()
+
+    # ---- start-up and shut-down ---------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        await self.push_screen(self.train_screen)
+        self._flush_timer = self.set_interval(FLUSH_INTERVAL_S, self.flush_training_events, pause=True)
+        self._show_config()
+        self._check_dataset()
+        if self._run_monitor:
+            self._monitor.start()
+        if self.start_screen == "eval":
+            self.action_open_eval()
+        elif self.autostart and self.dataset is not None:
+            self.start_training()
+
+    def on_unmount(self) -> None:
+        self._data_cancel.set()
+        self._monitor.stop()
+
+    async def action_quit(self) -> None:
+        """Stop a running job first (training saves a resumable last.pt), then exit once it has ended."""
+        if self._quitting:
+            self.notify("still saving, one moment…", timeout=2)
+            return
+        self._quitting = True
+        if self.training:
+            self._request_stop("quitting: saving a resumable checkpoint first…")
+        if self.making_data:
+            self._data_cancel.set()
+        self._exit_when_idle()
+
+    def _exit_when_idle(self) -> None:
+        if self._quitting and not self.training and not self.making_data:
+            self._monitor.stop()
+            code = 1 if isinstance(self.last_result, ev.Failed) else 0
+            self.exit(code, return_code=code)
+
+    # ---- state -------------------------------------------------------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        return self._train_worker is not None and self._train_worker.state not in FINISHED_STATES
+
+    @property
+    def making_data(self) -> bool:
+        return self._data_worker is not None and self._data_worker.state not in FINISHED_STATES
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide or grey out the keys that make no sense right now (the footer follows)."""
+        if isinstance(self.screen, ModalScreen) and action in (
+            "toggle_training",
+            "toggle_pause",
+            "pick_device",
+            "open_eval",
+        ):
+            return False
+        if action == "toggle_pause":
+            return True if self.training else None
+        if action == "open_eval":
+            return self.screen is not self.eval_screen
+        if action == "generate_data":
+            return (
+                False if self.dataset is not None else (None if self.training or self.making_data else True)
+            )
+        if action == "prepare_folder":
+            return None if self.training or self.making_data else True
+        return True
+
+    def _resolved_device(self) -> str:
+        try:
+            return str(resolve_device(self.config.device))
+        except DeviceError:
+            return self.config.device  # the run will fail with the reason; show what was asked for
+
+    def _show_config(self) -> None:
+        device = self._resolved_device()
+        self._sampler.device = device  # torch memory of the training device, read by the monitor
+        self.train_screen.show_config(self.config, device)
+
+    def _check_dataset(self) -> None:
+        try:
+            self.dataset = read_dataset_summary(self.config.data)
+        except DatasetError as exc:
+            self.dataset = None
+            # An empty folder needs no explanation; a damaged one does.
+            problem = str(exc) if (Path(self.config.data) / "manifest.json").exists() else None
+            self.train_screen.show_missing_dataset(
+                self.config.data, self.image_dir, self.generate_count, problem
+            )
+        else:
+            self.train_screen.show_dataset(self.dataset)
+            self.train_screen.set_state("idle")
+        self.refresh_bindings()
+
+    # ---- training ------------------------------------------------------------------------------------------
+
+    def action_toggle_training(self) -> None:
+        if self.training:
+            self._request_stop("stopping: saving a resumable checkpoint…")
+        else:
+            self.start_training()
+
+    def action_toggle_pause(self) -> None:
+        if self.trainer is None or not self.training:
+            return
+        if self.trainer.paused:
+            self.trainer.resume()
+        else:
+            self.trainer.pause()
+
+    def start_training(self) -> None:
+        if self.training:
+            return
+        if self.making_data:
+            self.notify("the dataset is still being made", severity="warning")
+            return
+        if self.dataset is None:
+            self.notify(f"no dataset at {self.config.data}: press g or o first", severity="warning")
+            return
+        # After a stop (s or q) the next start carries on from last.pt instead of starting over.
+        stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == "stopped"
+        config = replace(self.config, resume=self.config.resume or stopped)
+        self.trainer = Trainer(config, on_event=self.event_buffer.put)
+        self._flush_timer.resume()
+        self._train_worker = self._run_trainer(self.trainer)
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def _run_trainer(self, trainer: Trainer) -> ev.Finished | ev.Failed:
+        # Named while it trains, so anyone (tests, py-spy) can tell a training thread from an idle one.
+        thread = threading.current_thread()
+        idle_name, thread.name = thread.name, TRAIN_THREAD_NAME
+        try:
+            return trainer.run()
+        finally:
+            thread.name = idle_name
+
+    def _request_stop(self, message: str) -> None:
+        if self.trainer is not None:
+            self.trainer.request_stop()
+        self.train_screen.set_state("stopping")
+        self.train_screen.log_line(message, "yellow")
+
+    def flush_training_events(self) -> None:
+        """Runs on the UI thread every FLUSH_INTERVAL_S: one message with whatever arrived since."""
+        events, batch = self.event_buffer.drain()
+        if events or batch is not None:
+            self.train_screen.post_message(TrainingUpdate(events, batch))
+
+    # ---- the hardware monitor -------------------------------------------------------------------------------
+
+    def _on_hardware_sample(self, sample: Sample) -> None:
+        """Runs on the monitor thread: hand the sample over, touch nothing else."""
+        self.train_screen.post_message(HardwareSampled(sample))
+
+    # ---- first run: making the dataset -------------------------------------------------------------------------
+
+    def action_generate_data(self) -> None:
+        if self.dataset is not None:
+            self.notify(f"there already is a dataset at {self.config.data}", severity="warning")
+            return
+        self._start_data(self.image_dir, self.generate_count)
+
+    def action_prepare_folder(self) -> None:
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self._start_data(path, None)
+
+        self.push_screen(
+            PathPrompt(
+                "prepare an image folder",
+                f"A folder of labelled captchas (00042-k3x9.png or a labels.csv); "
+                f"it becomes the dataset in {self.config.data}.",
+                str(self.image_dir),
+            ),
+            chosen,
+        )
+
+    def _start_data(self, source: Path, generate_count: int | None) -> None:
+        if self.training or self.making_data:
+            self.notify("busy: wait for the current job to end", severity="warning")
+            return
+        self._data_cancel.clear()
+        self.train_screen.start_dataset(generate_count is not None, source)
+        self._data_worker = self._make_dataset(source, generate_count)
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, group="data", exit_on_error=False)
+    def _make_dataset(self, source: Path, generate_count: int | None) -> tuple[DatasetSummary, int]:
+        screen, cancel = self.train_screen, self._data_cancel
+
+        def progress(stage: str) -> Callable[[int, int], None]:
+            def report(done: int, total: int) -> None:
+                if cancel.is_set():
+                    raise DataCancelled("cancelled")
+                screen.post_message(DataProgress(stage, done, total))
+
+            return report
+
+        if generate_count:
+            generate(
+                source,
+                generate_count,
+                GENERATE_SEED,
+                workers=self.data_workers,
+                on_progress=progress("generate"),
+            )
+        report = prepare(source, self.config.data, workers=self.data_workers, on_progress=progress("prepare"))
+        return read_dataset_summary(self.config.data), sum(report.skipped.values())
+
+    # ---- devices ---------------------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="devices", exit_on_error=False)
+    def _list_devices(self) -> list[DeviceInfo]:
+        return list_devices()
+
+    def action_pick_device(self) -> None:
+        if self.devices is None:
+            # Listed on first use: asking CUDA for free memory starts a CUDA context, worth it only now.
+            if not self._picker_waiting_for_devices:
+                self._picker_waiting_for_devices = True
+                self.notify("looking for devices…", timeout=2)
+                self._list_devices()
+            return
+        refuse = None
+        if self.training:
+            refuse = "training is running: stop it (s) first, then pick another device"
+        self.push_screen(DevicePicker(self.devices, self._resolved_device(), refuse), self._device_chosen)
+
+    def _device_chosen(self, name: str | None) -> None:
+        if name is None or name == self._resolved_device():
+            return
+        self.config = replace(self.config, device=name)
+        self._show_config()
+        self.train_screen.log_line(f"device set to {name} for the next run")
+
+    # ---- eval --------------------------------------------------------------------------------------------------
+
+    def action_open_eval(self) -> None:
+        if self.eval_screen is None:
+            self.eval_screen = EvalScreen(self.eval_checkpoint, self.eval_device, self.image_renderer)
+            self.install_screen(self.eval_screen, name="eval")
+        elif self._fresh_checkpoint is not None:
+            self.eval_screen.use_checkpoint(self._fresh_checkpoint)
+        self._fresh_checkpoint = None
+        if self.screen is not self.eval_screen:
+            self.push_screen("eval")
+
+    # ---- workers ending ----------------------------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state not in FINISHED_STATES:
+            return
+        if worker is self._train_worker:
+            self._training_ended(worker)
+        elif worker is self._data_worker:
+            self._dataset_ended(worker)
+        elif worker.group == "devices":
+            self.devices = worker.result or [DeviceInfo("cpu", "CPU")]
+            if self._picker_waiting_for_devices:
+                self._picker_waiting_for_devices = False
+                self.action_pick_device()
+        self.refresh_bindings()
+        self._exit_when_idle()
+
+    def _training_ended(self, worker: Worker) -> None:
+        self.flush_training_events()  # the last events (Finished or Failed) right away
+        self._flush_timer.pause()
+        self.trainer = None
+        result = worker.result
+        if isinstance(result, (ev.Finished, ev.Failed)):
+            self.last_result = result
+        elif worker.error is not None:  # trainer.run never raises; this would be a bug in the app
+            self.last_result = ev.Failed(f"the training worker crashed: {worker.error!r}")
+            self.train_screen.apply_event(self.last_result)
+        if isinstance(result, ev.Finished) and result.best_checkpoint:
+            self.eval_checkpoint = self._fresh_checkpoint = Path(result.best_checkpoint)
+
+    def _dataset_ended(self, worker: Worker) -> None:
+        if worker.state == WorkerState.SUCCESS:
+            self.dataset, skipped = worker.result
+            self.train_screen.show_dataset_made(self.dataset, skipped)
+            return
+        error = worker.error
+        if isinstance(error, DataCancelled) or error is None:
+            problem = "making the dataset was cancelled"
+        else:
+            problem = f"making the dataset failed: {error}"
+        self.train_screen.show_missing_dataset(self.config.data, self.image_dir, self.generate_count, problem)
+        self.train_screen.log_line(problem, "red")
+
+
+def run_app(
+    config: TrainConfig | None, image_dir: Path, autostart: bool, screen: str, model: Path | None
+) -> int:
+    """The CLI's entry point: run the dashboard until the user quits; returns the exit code."""
+    app = CaptchaApp(config, image_dir, autostart=autostart, start_screen=screen, model=model)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,42 @@
+"""Small text helpers shared by the widgets (numbers, sizes, bars)."""
+
+from __future__ import annotations
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def size(value: int | None) -> str:
+    """Bytes as GiB (or MiB below one GiB)."""
+    if value is None:
+        return "n/a"
+    if value >= GiB:
+        return f"{value / GiB:.1f} GiB"
+    return f"{value / MiB:.0f} MiB"
+
+
+def size_pair(used: int | None, total: int | None) -> str:
+    """``7.2/24.0 GiB``: both in the unit of the total so they read as one quantity."""
+    if used is None or total is None:
+        return "n/a"
+    if total >= GiB:
+        return f"{used / GiB:.1f}/{total / GiB:.1f} GiB"
+    return f"{used / MiB:.0f}/{total / MiB:.0f} MiB"
+
+
+def text_bar(fraction: float | None, width: int = 16) -> str:
+    """A fixed-width bar of full and light blocks; a deterministic stand-in for a widget per row."""
+    if fraction is None:
+        return "·" * width
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def charset_preview(charset: str, limit: int = 12) -> str:
+    if len(charset) <= limit:
+        return charset
+    return f"{charset[: limit // 2]}…{charset[-(limit // 2) :]}"

@@ -1,0 +1,71 @@
+"""Typed messages that workers and background threads post to the UI.
+
+Posting a message is thread-safe in Textual, so these are the only way the training thread, the hardware
+monitor and the data/predict workers reach the screens; handlers run on the UI thread. None of them
+bubble: each is posted to the screen that shows it. (The app learns how a worker ended from the worker's
+own result, in ``on_worker_state_changed``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+from ..core import events as ev
+from ..core.hardware import Sample
+from ..core.predictor import PathResult, Predictor
+
+
+class TrainingUpdate(Message, bubble=False):
+    """Trainer events since the previous flush: every other event in order, only the newest batch report.
+
+    Posted at most once per flush interval (0.1 s), whatever the batch rate.
+    """
+
+    def __init__(self, events: tuple[ev.TrainerEvent, ...], batch: ev.BatchProgress | None) -> None:
+        super().__init__()
+        self.events = events
+        self.batch = batch
+
+
+class HardwareSampled(Message, bubble=False):
+    """One sample from the hardware monitor thread (about once a second)."""
+
+    def __init__(self, sample: Sample) -> None:
+        super().__init__()
+        self.sample = sample
+
+
+class DataProgress(Message, bubble=False):
+    """Progress of making the dataset: stage is "generate" or "prepare"."""
+
+    def __init__(self, stage: str, done: int, total: int) -> None:
+        super().__init__()
+        self.stage = stage
+        self.done = done
+        self.total = total
+
+
+class ModelLoaded(Message, bubble=False):
+    def __init__(self, path: Path, predictor: Predictor) -> None:
+        super().__init__()
+        self.path = path
+        self.predictor = predictor
+
+
+class ModelFailed(Message, bubble=False):
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__()
+        self.path = path
+        self.message = message
+
+
+class PredictionsReady(Message, bubble=False):
+    """Results for one request (a file, a folder or a glob), plus problems with the request itself."""
+
+    def __init__(self, request: str, results: list[PathResult], problems: list[str]) -> None:
+        super().__init__()
+        self.request = request
+        self.results = results
+        self.problems = problems

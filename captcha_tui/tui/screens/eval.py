@@ -1,0 +1,236 @@
+"""Read captchas with a checkpoint: a path prompt with Tab completion, the image, the code, a history.
+
+Loading the model and predicting run in thread workers; every failure (a missing checkpoint, a wrong path,
+an empty folder, a file that isn't an image) becomes an inline message and the screen carries on.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Static
+
+from ...core.checkpoint import CheckpointError
+from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
+from ..formatting import charset_preview, percent
+from ..messages import ModelFailed, ModelLoaded, PredictionsReady
+from ..widgets.captcha_image import CaptchaImage
+from ..widgets.code_view import CodeView
+from ..widgets.path_completion import TabPathCompletion
+
+MAX_ROWS_PER_REQUEST = 1000  # a huge folder still reports its accuracy, but the table stays light
+PATH_WIDTH = 48
+HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("label", 8), ("", 2))
+
+
+class EvalScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "training"),
+        Binding("m", "choose_checkpoint", "checkpoint"),
+    ]
+
+    def __init__(self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto") -> None:
+        super().__init__(id="eval-screen")
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self._image_renderer = image_renderer
+        self._model_lock = threading.Lock()  # one load at a time; workers share the loaded model
+        self._predictor: Predictor | None = None
+        self._predictor_key: tuple[Path, int | None] | None = None  # (path, modification time)
+        self.results: list[PathResult] = []  # every good prediction so far, in table order
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("loading the model…", style="dim"), id="model-info")
+        with Horizontal(id="checkpoint-row"):
+            yield Label("checkpoint ", id="checkpoint-label")
+            yield Input(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
+        yield Input(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
+        yield Static("", id="eval-message")
+        with Horizontal(id="prediction-row"):
+            yield CaptchaImage(self._image_renderer, id="captcha-image")
+            yield CodeView(id="code-view")
+        table = DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        table.border_title = "history"
+        yield table
+        yield Footer()
+        yield TabPathCompletion("#checkpoint")
+        yield TabPathCompletion("#image-path")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        # Fixed widths: auto-sized columns change width after rows arrive, and DataTable can keep a
+        # row it drew in between at the old width.
+        for label, width in HISTORY_COLUMNS:
+            table.add_column(label, width=width)
+        self.query_one("#image-path", Input).focus()
+        self.load_model(self.checkpoint)
+
+    # ---- actions -----------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_choose_checkpoint(self) -> None:
+        checkpoint = self.query_one("#checkpoint", Input)
+        checkpoint.focus()
+        checkpoint.select_all()
+
+    def use_checkpoint(self, path: Path) -> None:
+        """Switch to another checkpoint (e.g. the best one of the run that just finished)."""
+        self.query_one("#checkpoint", Input).value = str(path)
+        self.checkpoint = Path(path)
+        self.load_model(self.checkpoint)
+
+    def read(self, request: str) -> None:
+        """Predict a file, folder or glob (what pressing Enter in the path prompt does)."""
+        request = request.strip()
+        if not request:
+            self._say("type an image path, a folder or a glob first", error=True)
+            return
+        self._say(f"reading {request}…")
+        self.predict(request, self.checkpoint)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "checkpoint":
+            self.checkpoint = Path(event.value.strip()).expanduser()
+            self.load_model(self.checkpoint)
+            self.query_one("#image-path", Input).focus()
+        else:
+            self.read(event.value)
+
+    # ---- workers (threads): they only post messages ------------------------------------------------------
+
+    @work(thread=True, group="eval-model", exit_on_error=False)
+    def load_model(self, path: Path) -> None:
+        self._loaded_predictor(path)
+
+    @work(thread=True, group="eval-predict", exit_on_error=False)
+    def predict(self, request: str, checkpoint: Path) -> None:
+        predictor, problem = self._loaded_predictor(checkpoint)
+        if predictor is None:
+            self.post_message(PredictionsReady(request, [], [f"no model to read with: {problem}"]))
+            return
+        try:
+            paths, problems = expand_paths([request])
+            results = predictor.predict_paths(paths) if paths else []
+        except Exception as exc:  # noqa: BLE001 - report anything, keep the screen alive
+            self.post_message(PredictionsReady(request, [], [f"prediction failed: {exc}"]))
+            return
+        self.post_message(PredictionsReady(request, results, problems))
+
+    def _loaded_predictor(self, path: Path) -> tuple[Predictor | None, str]:
+        """The model for ``path``, loaded once per version of the file (training rewrites best.pt);
+        posts ModelLoaded/ModelFailed when it loads."""
+        with self._model_lock:
+            key = (path, _modified(path))
+            if self._predictor is not None and self._predictor_key == key:
+                return self._predictor, ""
+            try:
+                predictor = Predictor.load(path, self.device)
+            except CheckpointError as exc:
+                self._predictor, self._predictor_key = None, None
+                self.post_message(ModelFailed(path, str(exc)))
+                return None, str(exc)
+            self._predictor, self._predictor_key = predictor, key
+            self.post_message(ModelLoaded(path, predictor))
+            return predictor, ""
+
+    # ---- results -----------------------------------------------------------------------------------------
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        meta = message.predictor.meta
+        self.query_one("#model-info", Static).update(
+            Text.assemble(
+                ("model ", "dim"),
+                (str(meta["preset"]), "bold"),
+                f" · {meta['length']} chars from {charset_preview(meta['charset'])}",
+                f" · epoch {meta['epoch']}, validation {percent(meta['val_accuracy'])}",
+                (f" · {message.path}", "dim"),
+            )
+        )
+
+    def on_model_failed(self, message: ModelFailed) -> None:
+        hint = "" if message.path.exists() else " · train one first (s on the training screen) or press m"
+        self.query_one("#model-info", Static).update(
+            Text(f"no model: {message.message}{hint}", style="bold red")
+        )
+
+    def on_predictions_ready(self, message: PredictionsReady) -> None:
+        good = [r for r in message.results if r.prediction is not None]
+        bad = [r for r in message.results if r.prediction is None]
+        table = self.query_one(DataTable)
+        first_row = table.row_count
+        for result in good[:MAX_ROWS_PER_REQUEST]:
+            self.results.append(result)
+            table.add_row(*_row(result))
+        if good:
+            # The cursor on the request's first row (when it moves there, highlighting shows it too).
+            table.move_cursor(row=first_row)
+            self.query_one(CaptchaImage).show(good[0].path)
+            self.query_one(CodeView).show(good[0].prediction, good[0].label)
+        self._say_outcome(message, good, bad)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Moving through the history shows that row's image and prediction again."""
+        if 0 <= event.cursor_row < len(self.results):
+            result = self.results[event.cursor_row]
+            self.query_one(CaptchaImage).show(result.path)
+            self.query_one(CodeView).show(result.prediction, result.label)
+
+    def _say_outcome(self, message: PredictionsReady, good: list[PathResult], bad: list[PathResult]) -> None:
+        problems = list(message.problems)
+        problems.extend(f"{r.path.name}: {r.error}" for r in bad[:3])
+        if len(bad) > 3:
+            problems.append(f"… and {len(bad) - 3} more files that could not be read")
+        if not good:
+            self._say("\n".join(problems) or f"{message.request}: nothing to read", error=True)
+            return
+        if len(message.results) == 1:
+            result = good[0]
+            text = f"read {result.prediction.code} from {result.path.name}"
+        else:
+            text = f"read {len(good):,} images from {message.request}"
+            right, labelled = accuracy(message.results)
+            if labelled:
+                text += f" · accuracy {right}/{labelled} = {right / labelled:.1%} (whole code)"
+            if len(good) > MAX_ROWS_PER_REQUEST:
+                text += f" · table shows the first {MAX_ROWS_PER_REQUEST:,}"
+        self._say("\n".join([text, *problems]), error=bool(problems))
+
+    def _say(self, text: str, error: bool = False) -> None:
+        message = self.query_one("#eval-message", Static)
+        message.update(text)
+        message.set_class(error, "-error")
+
+
+def _row(result: PathResult) -> tuple:
+    prediction = result.prediction
+    mark = "" if result.correct is None else ("✓" if result.correct else "✗")
+    return (
+        _short_path(result.path, PATH_WIDTH),
+        Text(prediction.code, style="bold"),
+        percent(prediction.confidence),
+        result.label or "",
+        Text(mark, style="green" if result.correct else "red"),
+    )
+
+
+def _short_path(path: Path, width: int) -> str:
+    """The end of a long path (the file name is what matters), marked with an ellipsis."""
+    text = str(path)
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _modified(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None

@@ -1,0 +1,1 @@
+"""One custom widget per module."""

@@ -1,0 +1,125 @@
+"""One GPU: memory, utilisation with its recent history, temperature, power, and our share of it."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from ...core.hardware import GpuSample, TorchMemorySample
+from ..formatting import size, size_pair, text_bar
+
+UTIL_HISTORY = 60  # samples, about a minute
+
+# GpuSample field -> the words a person reads.
+FIELD_NAMES = {
+    "name": "name",
+    "memory_used": "memory",
+    "memory_total": "memory",
+    "utilization": "utilization",
+    "temperature": "temperature",
+    "power_draw_w": "power draw",
+    "power_limit_w": "power limit",
+    "process_memory": "this process",
+}
+
+
+def unavailable_lines(gpu: GpuSample) -> list[str]:
+    """``temperature: not supported`` for each field NVML could not read, one line per field."""
+    seen: dict[str, str] = {}
+    for field, reason in gpu.unavailable.items():
+        seen.setdefault(FIELD_NAMES.get(field, field), reason)
+    return [f"{name}: {reason}" for name, reason in seen.items()]
+
+
+class GpuPanel(Vertical):
+    def __init__(self, nvml_index: int) -> None:
+        super().__init__(classes="device-panel")
+        self.nvml_index = nvml_index
+        self.utilization: deque[float] = deque(maxlen=UTIL_HISTORY)
+        self.gpu: GpuSample | None = None
+        self.torch: TorchMemorySample | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="gpu-memory")
+        with Horizontal(classes="spark-row"):
+            yield Static("", classes="gpu-util")
+            yield Sparkline([], classes="gpu-util-spark")
+        yield Static("", classes="gpu-details")
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def show(self, gpu: GpuSample, torch: TorchMemorySample | None) -> None:
+        """``torch`` is the allocator of the training device when that device is this card, else None."""
+        self.gpu, self.torch = gpu, torch
+        if gpu.utilization is not None:
+            self.utilization.append(gpu.utilization)
+        if self.is_mounted:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        gpu = self.gpu
+        if gpu is None:
+            return
+        name = gpu.name or "unknown GPU"
+        # The name first when the card has no CUDA index: a long title is cut at the panel's edge.
+        if gpu.index is not None:
+            self.border_title = f"cuda:{gpu.index} · {name}"
+        else:
+            self.border_title = f"{name} · NVML {gpu.nvml_index}, not visible to CUDA"
+        self.set_class(gpu.error is not None, "-lost")
+        memory = self.query_one(".gpu-memory", Static)
+        util = self.query_one(".gpu-util", Static)
+        spark = self.query_one(".gpu-util-spark", Sparkline)
+        details = self.query_one(".gpu-details", Static)
+        if gpu.error is not None:
+            memory.update(Text(f"⚠ {gpu.error}", style="bold red"))
+            util.update("")
+            spark.data = []
+            details.update(Text("no readings from this card; training elsewhere goes on", style="dim"))
+            return
+
+        fraction = (
+            gpu.memory_used / gpu.memory_total if gpu.memory_used is not None and gpu.memory_total else None
+        )
+        memory.update(
+            Text.assemble(
+                ("mem  ", "dim"),
+                (text_bar(fraction), "cyan"),
+                f" {size_pair(gpu.memory_used, gpu.memory_total)}",
+            )
+        )
+        util.update(
+            Text.assemble(
+                ("util ", "dim"),
+                (f"{gpu.utilization:3d}%" if gpu.utilization is not None else " n/a", "bold"),
+            )
+        )
+        spark.data = list(self.utilization)
+
+        lines: list[Text] = []
+        readings = []
+        if gpu.temperature is not None:
+            readings.append(f"{gpu.temperature} °C")
+        if gpu.power_draw_w is not None:
+            limit = f"/{gpu.power_limit_w:.0f}" if gpu.power_limit_w is not None else ""
+            readings.append(f"{gpu.power_draw_w:.0f}{limit} W")
+        if readings:
+            lines.append(Text(" · ".join(readings)))
+        if "process_memory" not in gpu.unavailable:
+            mine = size(gpu.process_memory) if gpu.process_memory is not None else "not on this card"
+            lines.append(Text.assemble(("this process ", "dim"), mine))
+        if self.torch is not None:
+            t = self.torch
+            lines.append(
+                Text.assemble(
+                    ("torch alloc/reserved/peak ", "dim"),
+                    f"{size(t.allocated)} / {size(t.reserved)} / {size(t.peak)}",
+                )
+            )
+        lines.extend(Text(line, style="yellow") for line in unavailable_lines(gpu))
+        details.update(Text("\n").join(lines))

@@ -1,0 +1,57 @@
+"""Accuracy per epoch, train and validation, with the best epoch marked (a plotext chart)."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from ...core import events as ev
+
+
+class HistoryChart(PlotextPlot):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "accuracy per epoch"
+        self.epochs: list[int] = []
+        self.train_accuracy: list[float] = []
+        self.val_accuracy: list[float] = []
+        self.best: tuple[int, float] | None = None  # (epoch, validation accuracy)
+
+    def on_mount(self) -> None:
+        # PlotextPlot's own on_mount runs too (Textual calls each class's handler).
+        self._replot()
+
+    def reset(self) -> None:
+        self.epochs.clear()
+        self.train_accuracy.clear()
+        self.val_accuracy.clear()
+        self.best = None
+        self._replot()
+
+    def add_epoch(self, e: ev.EpochEnd) -> None:
+        self.epochs.append(e.epoch)
+        self.train_accuracy.append(e.train_accuracy)
+        self.val_accuracy.append(e.val_accuracy)
+        self._replot()
+
+    def mark_best(self, epoch: int, accuracy: float) -> None:
+        self.best = (epoch, accuracy)
+        self._replot()
+
+    def _replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.ylim(0, 1)
+        plt.xlabel("epoch")
+        if self.epochs:
+            plt.plot(self.epochs, self.train_accuracy, label="train", marker="braille", color="cyan")
+            plt.plot(self.epochs, self.val_accuracy, label="val", marker="braille", color="orange")
+            # Whole epochs only: plotext would otherwise label 1.5, 2.5… on a short run.
+            step = max(1, len(self.epochs) // 10)
+            plt.xticks(self.epochs[::step])
+        if self.best is not None:
+            epoch, accuracy = self.best
+            plt.scatter([epoch], [accuracy], marker="◆", color="green", label=f"best {accuracy:.3f}")
+            plt.title(f"best {accuracy:.3f} at epoch {epoch}")
+        else:
+            plt.title("train and validation accuracy")
+        self.refresh()

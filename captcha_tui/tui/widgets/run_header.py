@@ -1,0 +1,111 @@
+"""The top panel: dataset counts and the run's settings (from the config, then from RunStarted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...core import events as ev
+from ...core.trainer import TrainConfig
+from ..dataset_info import DatasetSummary
+from ..formatting import charset_preview
+
+STATE_LABELS = {
+    "idle": "idle · press s to start",
+    "no-data": "no dataset · press g to make one",
+    "preparing": "making the dataset…",
+    "running": "training",
+    "paused": "paused · p resumes",
+    "stopping": "stopping · saving a resumable checkpoint…",
+    "finished": "finished",
+    "failed": "failed",
+}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    preset: str
+    device: str
+    batch_size: int
+    lr: float
+    amp: bool
+    patience: int
+    epochs: int
+    parameters: int | None = None
+
+
+class RunHeader(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "captcha-tui"
+        self._dataset = Text("dataset: checking…")
+        self._settings: _Settings | None = None
+
+    def show_config(self, config: TrainConfig, device: str) -> None:
+        """The settings a run will use, until it reports its own."""
+        self._settings = _Settings(
+            config.preset, device, config.batch_size, config.lr, config.amp, config.patience, config.epochs
+        )
+        self._redraw()
+
+    def show_dataset(self, summary: DatasetSummary) -> None:
+        self._dataset = self._dataset_line(
+            str(summary.path), summary.train, summary.val, summary.test, summary.charset, summary.length
+        )
+        self._redraw()
+
+    def show_missing_dataset(self, path: str) -> None:
+        self._dataset = Text.assemble(("dataset ", "dim"), (f"none at {path}", "bold yellow"))
+        self._redraw()
+
+    def show_run(self, e: ev.RunStarted) -> None:
+        self._dataset = self._dataset_line(
+            e.dataset, e.train_count, e.val_count, e.test_count, e.charset, e.length
+        )
+        self._settings = _Settings(
+            e.preset, e.device, e.batch_size, e.learning_rate, e.amp, e.patience, e.max_epochs, e.parameters
+        )
+        self._redraw()
+
+    def show_batch_size(self, batch_size: int) -> None:
+        """After an out-of-memory retry the mini-batch is smaller; keep the header honest."""
+        if self._settings is not None:
+            self._settings = replace(self._settings, batch_size=batch_size)
+            self._redraw()
+
+    def set_state(self, state: str) -> None:
+        self.border_subtitle = STATE_LABELS.get(state, state)
+
+    @staticmethod
+    def _dataset_line(path: str, train: int, val: int, test: int, charset: str, length: int) -> Text:
+        return Text.assemble(
+            ("dataset ", "dim"),
+            (path, "bold"),
+            f"  {train:,} train / {val:,} val / {test:,} test",
+            ("  ·  ", "dim"),
+            f"{length} chars from {charset_preview(charset)} ({len(charset)})",
+        )
+
+    def _settings_line(self) -> Text:
+        s = self._settings
+        if s is None:
+            return Text("")
+        line = Text.assemble(("preset ", "dim"), (s.preset, "bold"))
+        if s.parameters is not None:
+            line.append(f" ({s.parameters:,} params)", "dim")
+        for name, value in (
+            ("device", s.device),
+            ("batch", str(s.batch_size)),
+            ("lr", f"{s.lr:g}"),
+            ("AMP", "on" if s.amp else "off"),
+            ("patience", str(s.patience)),
+            ("max epochs", str(s.epochs)),
+        ):
+            line.append(f"  {name} ", "dim")
+            line.append(value, "bold")
+        return line
+
+    def _redraw(self) -> None:
+        self.update(Text("\n").join([self._dataset, self._settings_line()]))

@@ -1,0 +1,151 @@
+"""The eval screen with a real (tiny, one-epoch) checkpoint and real generated captchas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from captcha_tui.core.predictor import Predictor
+from captcha_tui.tui.screens.eval import EvalScreen
+from captcha_tui.tui.widgets.code_view import CodeView
+
+from .helpers import SIZE, make_app, screen_text, training_config, wait_until
+
+# textual-image 0.12 still calls Pillow's deprecated Image.getdata.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_image")
+
+
+def _text(screen: EvalScreen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).content)
+
+
+async def _read(pilot, screen: EvalScreen, request: str) -> str:
+    """Type a request into the path prompt, press Enter, return the inline message once it answers."""
+    box = screen.query_one("#image-path", Input)
+    box.focus()
+    box.value = request
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: not _text(screen, "#eval-message").startswith("reading"), what=request)
+    return _text(screen, "#eval-message")
+
+
+def test_predicts_files_and_folders_and_reports_bad_input(
+    prepared_dataset, tiny_run, captcha_dir, captcha_files, tmp_path
+):
+    best = tiny_run / "best.pt"
+    image = captcha_files[0]
+    expected = Predictor.load(best).predict_image(image).code
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text_file = tmp_path / "00001-abcd.png"
+    text_file.write_text("this is not an image\n")
+    truncated = tmp_path / "00002-abcd.png"
+    truncated.write_bytes(image.read_bytes()[:120])
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=best)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            assert app.screen is screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+
+            message = await _read(pilot, screen, str(image))
+            assert message == f"read {expected} from {image.name}"
+            assert screen.query_one(CodeView).code == expected
+            assert f"│ {expected[0]} │" in screen_text(app)  # the big boxed characters
+            assert screen.query_one(DataTable).row_count == 1
+
+            message = await _read(pilot, screen, str(captcha_dir))
+            assert f"read {len(captcha_files):,} images" in message and "accuracy" in message
+            assert screen.query_one(DataTable).row_count == 1 + len(captcha_files)
+
+            bad_inputs = {
+                str(tmp_path / "missing.png"): "no such file or folder",
+                str(empty): "no images in this folder",
+                str(text_file): "not an image",
+                str(truncated): "truncated",
+            }
+            for request, reason in bad_inputs.items():
+                message = await _read(pilot, screen, request)
+                assert reason in message, (request, message)
+                assert screen.query_one("#eval-message").has_class("-error")
+            assert screen.query_one(DataTable).row_count == 1 + len(captcha_files)
+
+            message = await _read(pilot, screen, str(captcha_files[1]))  # still works
+            assert message.startswith("read ") and screen.query_one(DataTable).row_count == 2 + len(
+                captcha_files
+            )
+            assert not screen.query_one("#eval-message").has_class("-error")
+
+    asyncio.run(scenario())
+
+
+def test_a_missing_or_corrupt_checkpoint_is_reported_inline(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((tiny_run / "best.pt").read_bytes()[:500])
+    good = tmp_path / "good.pt"
+    shutil.copy(tiny_run / "best.pt", good)
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tmp_path / "none.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            info = lambda: _text(screen, "#model-info")  # noqa: E731
+            await wait_until(pilot, lambda: "checkpoint not found" in info(), what="the missing checkpoint")
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert "no model to read with" in message
+
+            await pilot.press("escape")  # leave the path prompt…
+            assert app.screen is app.train_screen
+            await pilot.press("e")  # …and come back: the screen kept its state
+            assert app.screen is screen
+            screen.query_one(DataTable).focus()
+            await pilot.press("m")  # m jumps to the checkpoint box
+            checkpoint = screen.query_one("#checkpoint", Input)
+            assert checkpoint.has_focus
+            checkpoint.value = str(corrupt)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "corrupt" in info(), what="the corrupt checkpoint")
+
+            checkpoint.focus()
+            checkpoint.value = str(good)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "model tiny" in info(), what="the good checkpoint")
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert message.startswith("read ")
+
+            # A checkpoint rewritten on disk (as training does to best.pt) is loaded again.
+            good.write_bytes(corrupt.read_bytes())
+            later = good.stat().st_mtime + 5
+            os.utime(good, (later, later))
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert "no model to read with" in message and "corrupt" in message
+
+    asyncio.run(scenario())
+
+
+def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
+    folder = tmp_path / "only"
+    folder.mkdir()
+    shutil.copy(next(captcha_dir.glob("*.png")), folder / "00000-abcd.png")
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            box = app.eval_screen.query_one("#image-path", Input)
+            box.focus()
+            box.value = f"{folder}/00"
+            await pilot.press("0", "tab")
+            assert box.value == f"{folder}/00000-abcd.png"
+
+    asyncio.run(scenario())

@@ -1,0 +1,82 @@
+"""First run: no dataset yet; make one with g (generate + prepare) or o (prepare a folder)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Input
+
+from captcha_tui.tui.screens.path_prompt import PathPrompt
+from captcha_tui.tui.widgets.batch_panel import BatchPanel
+from captcha_tui.tui.widgets.run_header import RunHeader
+
+from .helpers import SIZE, make_app, screen_text, send_keys, training_config, wait_until
+
+
+def test_g_generates_and_prepares_then_s_trains(tmp_path, one_thread):
+    data, images = tmp_path / "dataset", tmp_path / "captchas"
+    app = make_app(training_config(data, tmp_path / "run"), images, generate_count=200, data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            text = screen_text(app)
+            assert "No dataset yet" in text and f"none at {data}" in text
+            assert "generate 200 captchas" in text
+            await pilot.press("g")
+            await wait_until(pilot, lambda: app.dataset is not None, what="the dataset to be made")
+            await pilot.pause()
+            summary = app.dataset
+            assert summary.total == 200
+            assert len(list(images.glob("*.png"))) == 200
+            assert (data / "manifest.json").is_file()
+            header = str(app.train_screen.query_one(RunHeader).content)
+            assert f"{summary.train:,} train / {summary.val:,} val / {summary.test:,} test" in header
+            assert "Dataset ready" in screen_text(app)
+
+            await pilot.press("s")  # training can start now
+            panel = app.train_screen.query_one(BatchPanel)
+            await wait_until(pilot, lambda: panel.last is not None, what="the first batch")
+            await send_keys(pilot, "s")
+            await wait_until(pilot, lambda: not app.training, what="the run to stop")
+
+    asyncio.run(scenario())
+
+
+def test_o_prepares_an_existing_folder(captcha_dir, tmp_path):
+    data = tmp_path / "dataset"
+    app = make_app(training_config(data, tmp_path / "run"), tmp_path / "unused", data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("o")
+            assert isinstance(app.screen, PathPrompt)
+            app.screen.query_one(Input).value = str(captcha_dir)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")
+            assert app.dataset.total == len(list(captcha_dir.glob("*.png")))
+            assert app.screen is app.train_screen
+
+    asyncio.run(scenario())
+
+
+def test_a_folder_without_captchas_says_why(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a captcha")
+    app = make_app(
+        training_config(tmp_path / "dataset", tmp_path / "run"), tmp_path / "unused", data_workers=1
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("o")
+            app.screen.query_one(Input).value = str(empty)
+            await pilot.press("enter")
+            await wait_until(
+                pilot, lambda: "making the dataset failed" in screen_text(app), what="the failure"
+            )
+            assert app.dataset is None
+            assert "no labelled images" in screen_text(app)
+            assert "No dataset yet" in screen_text(app)  # g and o are offered again
+
+    asyncio.run(scenario())
