@@ -23,7 +23,7 @@ from .core.devices import list_devices, resolve_device
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
 from .core.images import to_model_array
 from .core.model import build_model, prefers_channels_last, to_model_input
-from .core.trainer import TrainConfig, mixed_precision
+from .core.trainer import TrainConfig, mixed_precision, train_step
 
 DEFAULT_PRESETS = ("fast", "resnet18")
 
@@ -101,16 +101,7 @@ def bench_one(
         model.train()
         for start in range(0, n, batch_size):
             x, y = to_model_input(x_all[start : start + batch_size]), y_all[start : start + batch_size]
-            with autocast or contextlib.nullcontext():
-                loss = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            train_step(model, optimizer, x, y, autocast, scaler)
 
     @torch.inference_mode()
     def predict_pass():

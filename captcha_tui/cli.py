@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--epochs", type=int, default=None, help="with --time-to-accuracy: epoch budget of the schedule"
     )
+    bench.add_argument(
+        "--tui",
+        action="store_true",
+        help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
+    )
     return parser
 
 
@@ -407,6 +412,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _check_device(spec)
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    if args.tui:
+        from .tui.latency import main as tui_bench
+
+        options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
+        return tui_bench(options)  # prints a summary and the same figures as JSON
     if args.time_to_accuracy is not None:
         if not 0 < args.time_to_accuracy <= 1:
             raise UsageError("--time-to-accuracy takes a fraction in (0, 1], e.g. 0.95")

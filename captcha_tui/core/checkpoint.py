@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .oserrors import describe_os_error
+
 FORMAT = "captcha-tui-checkpoint/1"
 META_KEYS = ("charset", "length", "image_size", "preset", "epoch", "val_accuracy", "keep_case")
 
@@ -41,7 +43,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot write a checkpoint in {path.parent}: {_describe_os_error(exc)}{_hint(exc)}"
+            f"cannot write a checkpoint in {path.parent}: {describe_os_error(exc)}{_hint(exc)}"
         ) from None
     tmp = Path(tmp_name)
     try:
@@ -55,7 +57,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         cause = _os_error_in(exc)
-        reason = f"{_describe_os_error(cause)}{_hint(cause)}" if cause else _first_line(exc)
+        reason = f"{describe_os_error(cause)}{_hint(cause)}" if cause else _first_line(exc)
         raise CheckpointError(
             f"could not save {path.name}: {reason}; the previous file is unchanged"
         ) from None
@@ -118,16 +120,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _describe_os_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full"
-    if exc.errno == errno.EROFS:
-        return "the folder is on a read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return exc.strerror or str(exc)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -149,7 +141,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with path.open("rb") as handle:
             head = handle.read(4)
     except OSError as exc:
-        raise CheckpointError(f"cannot read {path.name}: {_describe_os_error(exc)}") from None
+        raise CheckpointError(f"cannot read {path.name}: {describe_os_error(exc)}") from None
     if not head:
         raise CheckpointError(f"{path.name} is empty (0 bytes): an interrupted copy or save?")
     if head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"}", b"]"):

@@ -8,7 +8,6 @@ A dataset folder holds, per split, ``{split}_images.npy`` (N, H, W, 3) uint8 and
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import multiprocessing
@@ -35,6 +34,7 @@ from .labels import (
     normalise,
     read_label_file,
 )
+from .oserrors import describe_os_error
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
@@ -330,23 +330,13 @@ def _check_replaceable(out_dir: Path) -> None:
     try:
         names = {entry.name for entry in out_dir.iterdir()}
     except OSError as exc:
-        raise DatasetError(f"cannot read {out_dir}: {_describe_os_error(exc)}") from None
+        raise DatasetError(f"cannot read {out_dir}: {describe_os_error(exc)}") from None
     others = sorted(names - DATASET_FILES)
     if others:
         raise DatasetError(
             f"{out_dir} already holds other files ({', '.join(others[:3])}{', …' if len(others) > 3 else ''}) "
             "that replacing it would delete: choose an empty or new folder with --out"
         )
-
-
-def _describe_os_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full"
-    if exc.errno == errno.EROFS:
-        return "the folder is on a read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return exc.strerror or str(exc)
 
 
 def _write_dataset(
@@ -378,7 +368,7 @@ def _write_dataset(
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DatasetError(
-            f"cannot write the dataset to {out_dir}: {_describe_os_error(exc)}; nothing was changed there"
+            f"cannot write the dataset to {out_dir}: {describe_os_error(exc)}; nothing was changed there"
         ) from None
     except DatasetError:
         shutil.rmtree(staging, ignore_errors=True)

@@ -291,6 +291,17 @@ class Trainer:
                 self._write_history(state.history)
                 self._emit(ev.Notice(f"stopped in epoch {state.epoch + 1}; continue with --resume"))
                 return self._finish(reason, state, None, None, started, clock_offset)
+            if state.position and len(val_x):
+                # Out of time inside an epoch: the weights trained so far may still be the best ones.
+                model.eval()
+                _, val_acc, val_char = evaluate(model, val_x, val_y, autocast)
+                if (val_acc, val_char) > (state.best_val, state.best_char):
+                    state.best_val, state.best_char, state.best_epoch = val_acc, val_char, state.epoch + 1
+                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    self._emit(
+                        ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet")
+                    )
+                    self._save(BEST, model, data, state, optimizer=None)
 
         # The test split is scored once, with the best weights, never used to choose anything.
         test_acc = test_char = None
@@ -332,18 +343,7 @@ class Trainer:
                 images, targets = train_x[index], train_y[index]
                 if cfg.augment:
                     images = random_shift(images)
-                images = to_model_input(images)
-                with autocast or contextlib.nullcontext():
-                    logits = model(images)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                logits, loss = train_step(model, optimizer, to_model_input(images), targets, autocast, scaler)
             except torch.OutOfMemoryError:
                 images = targets = logits = loss = None
                 state.batch_size = self._handle_oom(optimizer, epoch, batch, size)
@@ -538,6 +538,22 @@ class Trainer:
         event = ev.Failed(message=message, traceback=trace, log_path=str(log_path) if log_path else None)
         self._emit(event)
         return event
+
+
+def train_step(model, optimizer, images, targets, autocast=None, scaler=None):
+    """One optimisation step: per-position cross-entropy on logits. Returns (logits, loss), not synced."""
+    with autocast or contextlib.nullcontext():
+        logits = model(images)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return logits, loss
 
 
 def random_shift(images: torch.Tensor, max_shift: int = 2) -> torch.Tensor:

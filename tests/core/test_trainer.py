@@ -173,3 +173,24 @@ def test_trains_on_cuda_with_amp(prepared_dataset, tmp_path):
     assert isinstance(result, ev.Finished), getattr(result, "message", "")
     assert of(events, ev.RunStarted)[0].device.startswith("cuda") and of(events, ev.RunStarted)[0].amp
     assert torch.cuda.max_memory_allocated() > 0
+
+
+def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_dataset, tmp_path):
+    import time
+
+    events: list = []
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path,
+        preset="tiny",
+        epochs=5,
+        device="cpu",
+        batch_size=10,
+        time_limit_s=1.0,
+    )
+    trainer = Trainer(config, events.append, step_hook=lambda epoch, batch, size: time.sleep(0.2))
+    result = trainer.run()
+    assert isinstance(result, ev.Finished) and result.reason == "time_limit"
+    assert result.epochs_run == 0 and 0 < result.images_seen < 240  # stopped inside the first epoch
+    assert result.best_checkpoint is not None and result.test_accuracy is not None
+    assert any("out of time in epoch 1" in n.message for n in of(events, ev.Notice))
