@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -219,8 +220,6 @@ def _progress(label: str):
         if tenth not in marks:
             marks.add(tenth)
             print(f"{label}: {done}/{total}", flush=True)
-
-    import contextlib
 
     return report, contextlib.nullcontext()
 

@@ -205,7 +205,7 @@ def prepare(
 
     label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
     try:
-        listed = read_label_file_safe(label_file) if label_file else None
+        listed = read_label_file(label_file) if label_file else None
     except LabelError as exc:
         raise DatasetError(str(exc)) from None
 
@@ -312,13 +312,6 @@ def prepare(
         examples=examples,
         seconds=time.perf_counter() - started,
     )
-
-
-def read_label_file_safe(path: Path) -> dict[Path, str]:
-    try:
-        return read_label_file(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelError(f"cannot read {path}: {exc}") from None
 
 
 def _check_replaceable(out_dir: Path) -> None:

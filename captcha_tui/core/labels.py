@@ -38,12 +38,17 @@ def read_label_file(path: Path) -> dict[Path, str]:
     shape = "path<TAB>label" if delimiter == "\t" else "path,label"
     labels: dict[Path, str] = {}
     first = True
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            rows = [(reader.line_num, row) for row in reader]
-        except csv.Error as exc:
-            raise LabelError(f"{path.name} line {reader.line_num}: not readable as {shape} ({exc})") from None
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            try:
+                rows = [(reader.line_num, row) for row in reader]
+            except csv.Error as exc:
+                raise LabelError(
+                    f"{path.name} line {reader.line_num}: not readable as {shape} ({exc})"
+                ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelError(f"cannot read {path}: {exc}") from None
     for line, row in rows:
         if not row or all(not cell.strip() for cell in row):
             continue
