@@ -13,6 +13,7 @@ from captcha_tui.tui.app import TRAIN_THREAD_NAME
 from captcha_tui.tui.messages import TrainingUpdate
 from captcha_tui.tui.widgets.batch_panel import BatchPanel
 from captcha_tui.tui.widgets.countdown import CountdownLine
+from captcha_tui.tui.widgets.event_log import EventLog
 from captcha_tui.tui.widgets.finish_banner import FinishBanner
 from captcha_tui.tui.widgets.history_chart import HistoryChart
 from captcha_tui.tui.widgets.run_header import RunHeader
@@ -142,9 +143,11 @@ def test_a_failed_run_shows_why_and_where_the_details_are(prepared_dataset, tmp_
             banner = str(app.train_screen.query_one(FinishBanner).content)
             assert "training failed: cuda:7 was asked for" in banner
             assert f"details in {failure.log_path}" in banner
-            text = screen_text(app)
-            assert "error: cuda:7 was asked for" in text  # the event log, with the traceback below it
-            assert "Traceback" in text
+            # The error is the log's newest line, so it stays in view however long the traceback is.
+            assert "error: cuda:7 was asked for" in screen_text(app)
+            log = "\n".join(strip.text for strip in app.train_screen.query_one(EventLog).lines)
+            assert "Traceback" in log
+            assert log.rindex("error: cuda:7 was asked for") > log.rindex("Traceback")
             await pilot.press("q")
             await wait_for_exit(app)
 

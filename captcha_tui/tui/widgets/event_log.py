@@ -65,9 +65,11 @@ class EventLog(RichLog):
                 )
                 return
             case ev.Failed():
-                self.add_line(HeadlessPrinter.describe(event) or event.message, "bold red")
+                # Traceback first, error last (as Python prints them): a long traceback must not scroll
+                # the one line that says what went wrong out of view.
                 if event.traceback:
                     self.write(Text(event.traceback.rstrip(), style="dim red"))
+                self.add_line(HeadlessPrinter.describe(event) or event.message, "bold red")
                 return
         text = HeadlessPrinter.describe(event)
         if text:
