@@ -85,7 +85,7 @@ def bench_one(
     labels: np.ndarray,
     batch_size: int,
     repeats: int,
-    amp: bool,
+    amp: bool | None,
 ) -> dict:
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
@@ -168,7 +168,7 @@ def throughput(
     batch_size: int = 100,
     images: int = 800,
     repeats: int = 3,
-    amp: bool = False,
+    amp: bool | None = None,
     progress: bool = True,
 ) -> dict:
     device_names = devices or [d.name for d in list_devices(False)]
@@ -206,6 +206,9 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+FINAL_EVAL_SHARE = 0.02
+
+
 def time_to_accuracy(
     target: float,
     time_limit_s: float,
@@ -213,7 +216,7 @@ def time_to_accuracy(
     preset: str | None = None,
     count: int = DEFAULT_COUNT,
     epochs: int | None = None,
-    amp: bool = False,
+    amp: bool | None = None,
     batch_size: int = 100,
     quiet: bool = False,
     workdir: str | Path | None = None,
@@ -221,7 +224,7 @@ def time_to_accuracy(
     """Generate and prepare the default data and train until validation accuracy reaches ``target`` or
     time runs out; the clock covers all of it. The test split is only scored at the end."""
     from .core.dataset import prepare
-    from .core.events import EpochEnd, Failed
+    from .core.events import EpochEnd, Failed, RunStarted
     from .core.generator import generate
     from .core.model import DEFAULT_PRESET
     from .core.trainer import Trainer
@@ -232,7 +235,11 @@ def time_to_accuracy(
     printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
     curve: list[dict] = []
 
+    used_amp = []
+
     def on_event(event):
+        if isinstance(event, RunStarted):
+            used_amp.append(event.amp)
         if isinstance(event, EpochEnd):
             curve.append(
                 {
@@ -254,11 +261,13 @@ def time_to_accuracy(
             out=Path(tmp) / "run",
             preset=preset,
             device=str(resolved),
-            epochs=epochs or TrainConfig.epochs,
+            # No epoch budget given: the time limit alone shapes the learning-rate schedule.
+            epochs=epochs or 1000,
             batch_size=batch_size,
             amp=amp,
             target_accuracy=target,
-            time_limit_s=max(1.0, time_limit_s - data_s),
+            # Keep back a little for scoring the last weights on the validation and test splits.
+            time_limit_s=max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
         )
         result = Trainer(config, on_event).run()
         elapsed = time.perf_counter() - started
@@ -275,7 +284,7 @@ def time_to_accuracy(
         "images_seen": result.images_seen,
         "device": str(resolved),
         "preset": preset,
-        "amp": amp,
+        "amp": used_amp[-1] if used_amp else bool(amp),
         "count": count,
         "curve": curve,
         "machine": machine_info(),

@@ -56,14 +56,24 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--patience", type=int, default=20, help="epochs without a new best before stopping early"
     )
     group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
-    group.add_argument("--amp", action="store_true", help="mixed precision (bf16/fp16) on GPUs")
+    group.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)",
+    )
     group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument(
         "--target", type=float, default=None, help="stop once validation accuracy reaches this (0-1)"
     )
-    group.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    group.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after this many seconds; the learning-rate schedule then ends on time",
+    )
     group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
 
 
@@ -130,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=100)
     bench.add_argument("--images", type=int, default=800, help="chunk size (default: 800, as the reference)")
     bench.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
-    bench.add_argument("--amp", action="store_true", help="mixed precision on GPUs")
+    bench.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision; default: as training would (on for CUDA and CPUs with bf16 units)",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.add_argument(
         "--time-to-accuracy",
@@ -146,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=int, default=DEFAULT_COUNT, help="with --time-to-accuracy: images to generate"
     )
     bench.add_argument(
-        "--epochs", type=int, default=None, help="with --time-to-accuracy: epoch budget of the schedule"
+        "--epochs",
+        type=int,
+        default=None,
+        help="with --time-to-accuracy: epoch budget of the schedule (default: the time limit alone)",
     )
     bench.add_argument(
         "--tui",

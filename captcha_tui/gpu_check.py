@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Throughput: the seed-sized chunk at mini-batch 100, fp32 and mixed precision, then a GPU-sized batch.
     chunk = 200 if quick else 800
     presets = ["tiny"] if quick else None
-    report["bench_fp32"] = bench.throughput([args.device], presets, images=chunk, repeats=3, progress=False)
+    report["bench_fp32"] = bench.throughput(
+        [args.device], presets, images=chunk, repeats=3, amp=False, progress=False
+    )
     report["bench_amp"] = bench.throughput(
         [args.device], presets, images=chunk, repeats=3, amp=True, progress=False
     )

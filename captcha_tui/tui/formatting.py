@@ -40,3 +40,16 @@ def charset_preview(charset: str, limit: int = 12) -> str:
     if len(charset) <= limit:
         return charset
     return f"{charset[: limit // 2]}…{charset[-(limit // 2) :]}"
+
+
+def repaint(widget, content) -> None:
+    """``Static.update`` that asks for a layout pass only when the number of lines changes.
+
+    A layout pass re-arranges the whole screen; the panels refreshed every second keep their line count
+    nearly always, so most updates need only a repaint of the widget itself.
+    """
+    plain = content.plain if hasattr(content, "plain") else str(content)
+    lines = plain.count("\n") + 1
+    changed = getattr(widget, "_repaint_lines", None) != lines
+    widget._repaint_lines = lines
+    widget.update(content, layout=changed)

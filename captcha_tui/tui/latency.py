@@ -190,12 +190,20 @@ def throughput(base: TrainConfig, work: Path, rounds: int, epochs: int) -> dict:
     for mode, rates in runs.items():
         summary[mode] = {
             "epochs_images_per_s": [[round(v, 1) for v in run] for run in rates],
-            "first_epoch": round(statistics.mean(run[0] for run in rates), 1),
-            "steady": round(statistics.mean(v for run in rates for v in run[1:]), 1) if epochs > 1 else None,
+            "first_epoch": round(statistics.median(run[0] for run in rates), 1),
+            "steady": round(statistics.median(v for run in rates for v in run[1:]), 1)
+            if epochs > 1
+            else None,
         }
     key = "steady" if epochs > 1 else "first_epoch"
     summary["tui_over_headless"] = round(summary["tui"][key] / summary["headless"][key], 3)
     summary["thread_over_headless"] = round(summary["thread"][key] / summary["headless"][key], 3)
+    # The machine's speed drifts over minutes: runs next to each other (one round) compare best.
+    first = 0 if epochs == 1 else 1
+    summary["tui_over_headless_by_round"] = [
+        round(statistics.median(tui[first:]) / statistics.median(headless[first:]), 3)
+        for tui, headless in zip(runs["tui"], runs["headless"], strict=True)
+    ]
     summary["tui_over_headless_first_epoch"] = round(
         summary["tui"]["first_epoch"] / summary["headless"]["first_epoch"], 3
     )
@@ -250,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         f"training images/s, epochs 2+ (first epoch): headless {r['headless']['steady']} "
         f"({r['headless']['first_epoch']}), trainer on a plain thread {r['thread']['steady']} "
         f"({r['thread']['first_epoch']}), under the TUI {r['tui']['steady']} ({r['tui']['first_epoch']})\n"
-        f"TUI/headless {r['tui_over_headless']} (first epoch {r['tui_over_headless_first_epoch']}), "
+        f"TUI/headless {r['tui_over_headless']} (first epoch {r['tui_over_headless_first_epoch']}; "
+        f"by round {r['tui_over_headless_by_round']}), "
         f"thread/headless {r['thread_over_headless']}"
     )
     print(json.dumps(result))

@@ -9,7 +9,7 @@ import torch
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.predictor import Predictor
-from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor
+from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress
 
 
 def of(events, kind):
@@ -161,6 +161,16 @@ def test_one_cycle_schedule_warms_up_then_decays():
     assert values[0] < 0.1 and 5 <= peak <= 15 and values[-1] <= 0.02
     assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
     assert lr_factor(0.5, "constant") == 1.0
+
+
+def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
+    # 2 of 15 epochs done, but 600 of 900 s gone: the schedule is two thirds through, not 13%.
+    assert schedule_progress(2 / 15, 600, 900) == pytest.approx(2 / 3)
+    # The epochs run out first: they set the pace.
+    assert schedule_progress(0.5, 100, 900) == 0.5
+    assert schedule_progress(0.25, 1e6, None) == 0.25
+    # At the limit the learning rate is at its floor.
+    assert lr_factor(schedule_progress(0.4, 900, 900), "onecycle") == pytest.approx(0.01)
 
 
 @pytest.mark.cuda

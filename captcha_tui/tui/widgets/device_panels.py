@@ -38,8 +38,11 @@ class DevicePanels(VerticalScroll):
             notes.append(Text(f"GPU monitor off: {sample.nvml_status}", style="yellow"))
         notes.extend(Text(error, style="red") for error in sample.errors)
         status = self.query_one("#device-status", Static)
-        status.update(Text("\n").join(notes))
-        status.display = bool(notes)
+        text = Text("\n").join(notes)
+        if text.plain != getattr(self, "_status_plain", None):  # the same notes every second: no relayout
+            self._status_plain = text.plain
+            status.update(text)
+            status.display = bool(notes)
 
         host_panel = self.query_one("#host-panel", HostPanel)
         for gpu in sample.gpus:

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ...core.hardware import GpuSample, TorchMemorySample
-from ..formatting import size, size_pair, text_bar
+from ..formatting import repaint, size, size_pair, text_bar
 
 UTIL_HISTORY = 60  # samples, about a minute
 
@@ -77,27 +77,29 @@ class GpuPanel(Vertical):
         spark = self.query_one(".gpu-util-spark", Sparkline)
         details = self.query_one(".gpu-details", Static)
         if gpu.error is not None:
-            memory.update(Text(f"⚠ {gpu.error}", style="bold red"))
-            util.update("")
+            repaint(memory, Text(f"⚠ {gpu.error}", style="bold red"))
+            repaint(util, "")
             spark.data = []
-            details.update(Text("no readings from this card; training elsewhere goes on", style="dim"))
+            repaint(details, Text("no readings from this card; training elsewhere goes on", style="dim"))
             return
 
         fraction = (
             gpu.memory_used / gpu.memory_total if gpu.memory_used is not None and gpu.memory_total else None
         )
-        memory.update(
+        repaint(
+            memory,
             Text.assemble(
                 ("mem  ", "dim"),
                 (text_bar(fraction), "cyan"),
                 f" {size_pair(gpu.memory_used, gpu.memory_total)}",
-            )
+            ),
         )
-        util.update(
+        repaint(
+            util,
             Text.assemble(
                 ("util ", "dim"),
                 (f"{gpu.utilization:3d}%" if gpu.utilization is not None else " n/a", "bold"),
-            )
+            ),
         )
         spark.data = list(self.utilization)
 
@@ -122,4 +124,4 @@ class GpuPanel(Vertical):
                 )
             )
         lines.extend(Text(line, style="yellow") for line in unavailable_lines(gpu))
-        details.update(Text("\n").join(lines))
+        repaint(details, Text("\n").join(lines))

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ...core.hardware import HostSample
-from ..formatting import size, size_pair, text_bar
+from ..formatting import repaint, size, size_pair, text_bar
 
 CPU_HISTORY = 60
 
@@ -44,7 +44,7 @@ class HostPanel(Vertical):
             return
         cores = f" · {host.cpu_count} cores" if host.cpu_count else ""
         cpu = f"{host.cpu_percent:3.0f}%" if host.cpu_percent is not None else " n/a"
-        self.query_one(".host-cpu", Static).update(Text.assemble(("cpu  ", "dim"), (cpu, "bold"), cores))
+        repaint(self.query_one(".host-cpu", Static), Text.assemble(("cpu  ", "dim"), (cpu, "bold"), cores))
         self.query_one(".host-cpu-spark", Sparkline).data = list(self.cpu)
         fraction = (
             host.memory_used / host.memory_total
@@ -54,12 +54,13 @@ class HostPanel(Vertical):
         process_cpu = (
             f"{host.process_cpu_percent:.0f}% cpu" if host.process_cpu_percent is not None else "cpu n/a"
         )
-        self.query_one(".host-memory", Static).update(
+        repaint(
+            self.query_one(".host-memory", Static),
             Text.assemble(
                 ("mem  ", "dim"),
                 (text_bar(fraction), "cyan"),
                 f" {size_pair(host.memory_used, host.memory_total)}\n",
                 ("this process ", "dim"),
                 f"{size(host.process_rss)} · {process_cpu}",
-            )
+            ),
         )

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
+from ...core.devices import resolve_amp
 from ...core.trainer import TrainConfig
 from ..dataset_info import DatasetSummary
 from ..formatting import charset_preview
@@ -46,7 +47,13 @@ class RunHeader(Static):
     def show_config(self, config: TrainConfig, device: str) -> None:
         """The settings a run will use, until it reports its own."""
         self._settings = _Settings(
-            config.preset, device, config.batch_size, config.lr, config.amp, config.patience, config.epochs
+            config.preset,
+            device,
+            config.batch_size,
+            config.lr,
+            resolve_amp(config.amp, device),
+            config.patience,
+            config.epochs,
         )
         self._redraw()
 
