@@ -13,7 +13,9 @@
     run, each run in a fresh process, alternating headless (main thread, like ``train --headless``),
     the trainer on a plain thread with no UI, and the TUI (with its real hardware monitor), twice each.
     images/s is the trainer's own per-epoch figure (history.jsonl: training images over the epoch's
-    seconds, validation included). Epochs after the first give the steady-state ratio.
+    seconds, validation included). Epochs after the first give the steady-state ratio; the ratio of each
+    round (runs minutes apart) is given too, as this shared machine's speed drifts. The UI thread's own CPU
+    time while training (a share of one core) is the steadier figure of what the dashboard costs.
 
 Prints a summary and the same numbers as JSON.
 """
@@ -46,6 +48,7 @@ from .screens.device_picker import DevicePicker
 from .widgets.batch_panel import BatchPanel
 
 SIZE = (120, 40)
+UI_COST_FILE = "ui_cost.json"
 
 
 class FrameRecorder:
@@ -150,8 +153,12 @@ async def _run_tui(config: TrainConfig) -> None:
     async with app.run_test(size=SIZE):
         while not app.training and app.last_result is None:
             await asyncio.sleep(0.05)
+        # The app runs on this (main) thread: its CPU time while training is what the UI costs.
+        cpu, wall = time.thread_time(), time.perf_counter()
         while app.training:
             await asyncio.sleep(0.1)
+        share = (time.thread_time() - cpu) / (time.perf_counter() - wall)
+    (config.out / UI_COST_FILE).write_text(json.dumps({"ui_thread_cpu_share": round(share, 4)}))
 
 
 def run_tui(config: TrainConfig) -> list[float]:
@@ -204,6 +211,10 @@ def throughput(base: TrainConfig, work: Path, rounds: int, epochs: int) -> dict:
         round(statistics.median(tui[first:]) / statistics.median(headless[first:]), 3)
         for tui, headless in zip(runs["tui"], runs["headless"], strict=True)
     ]
+    summary["ui_thread_cpu_share"] = [
+        json.loads((work / f"tui-{i}" / UI_COST_FILE).read_text())["ui_thread_cpu_share"]
+        for i in range(rounds)
+    ]
     summary["tui_over_headless_first_epoch"] = round(
         summary["tui"]["first_epoch"] / summary["headless"]["first_epoch"], 3
     )
@@ -215,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m captcha_tui.tui.latency", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--preset", default="fast")
-    parser.add_argument("--images", type=int, default=2000, help="captchas to generate for the runs")
+    parser.add_argument("--images", type=int, default=8000, help="captchas to generate for the runs")
     parser.add_argument("--presses", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=2, help="times each mode runs for the throughput")
+    parser.add_argument("--rounds", type=int, default=3, help="times each mode runs for the throughput")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput run")
     parser.add_argument("--device", default="cpu")
     # Internal: one throughput run in this (fresh) process.
@@ -260,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({r['thread']['first_epoch']}), under the TUI {r['tui']['steady']} ({r['tui']['first_epoch']})\n"
         f"TUI/headless {r['tui_over_headless']} (first epoch {r['tui_over_headless_first_epoch']}; "
         f"by round {r['tui_over_headless_by_round']}), "
-        f"thread/headless {r['thread_over_headless']}"
+        f"thread/headless {r['thread_over_headless']}\n"
+        f"UI thread CPU while training, share of one core, per TUI run: {r['ui_thread_cpu_share']}"
     )
     print(json.dumps(result))
     return 0

@@ -1,0 +1,32 @@
+"""The dashboard-cost benchmark (``captcha-tui bench --tui``) on a tiny run: it measures what it says."""
+
+from __future__ import annotations
+
+import asyncio
+
+from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.tui.latency import latency_run, throughput
+
+
+def test_key_to_frame_latency_is_measured_idle_and_while_training(prepared_dataset, tmp_path, one_thread):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu", epochs=1000
+    )
+    result = asyncio.run(latency_run(config, presses=4))
+    for state in ("idle", "training"):
+        figures = result[state]
+        assert figures["n"] == 4  # d opens the device picker, Escape closes it, twice
+        assert 0 < figures["median_ms"] <= figures["p95_ms"] <= figures["max_ms"] < 5000
+    assert result["training_throughout"]
+
+
+def test_throughput_compares_headless_thread_and_tui_runs_in_fresh_processes(prepared_dataset, tmp_path):
+    base = TrainConfig(data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu")
+    summary = throughput(base, tmp_path, rounds=1, epochs=2)
+    for mode in ("headless", "thread", "tui"):
+        (run,) = summary[mode]["epochs_images_per_s"]
+        assert len(run) == 2 and all(rate > 0 for rate in run)
+    assert summary["tui_over_headless"] == round(summary["tui"]["steady"] / summary["headless"]["steady"], 3)
+    assert len(summary["tui_over_headless_by_round"]) == 1
+    (share,) = summary["ui_thread_cpu_share"]
+    assert 0 < share < 1  # the UI thread's CPU time while training, as a share of one core
