@@ -43,13 +43,14 @@ def charset_preview(charset: str, limit: int = 12) -> str:
 
 
 def repaint(widget, content) -> None:
-    """``Static.update`` that asks for a layout pass only when the number of lines changes.
+    """``Static.update`` that asks for a layout pass only when the shape of the text changes.
 
-    A layout pass re-arranges the whole screen; the panels refreshed every second keep their line count
-    nearly always, so most updates need only a repaint of the widget itself.
+    A layout pass re-arranges the whole screen. The panels refreshed every second keep the same lines of
+    the same lengths nearly always (fixed-width numbers), so most updates need only a repaint of the widget
+    itself; a line that grows or shrinks may wrap differently, so it gets the layout pass.
     """
     plain = content.plain if hasattr(content, "plain") else str(content)
-    lines = plain.count("\n") + 1
-    changed = getattr(widget, "_repaint_lines", None) != lines
-    widget._repaint_lines = lines
+    shape = tuple(len(line) for line in plain.split("\n"))
+    changed = getattr(widget, "_repaint_shape", None) != shape
+    widget._repaint_shape = shape
     widget.update(content, layout=changed)
