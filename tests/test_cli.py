@@ -7,6 +7,7 @@ import json
 import pytest
 
 from captcha_tui.cli import main
+from captcha_tui.core.devices import resolve_amp
 
 
 def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
@@ -30,11 +31,13 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
             "1",
             "--device",
             "cpu",
+            "--no-amp",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "epoch 1: train loss" in out and "test accuracy" in out and "\r" not in out
+    assert "amp off" in out
     assert main(["eval", "--model", str(run / "best.pt"), str(images)]) == 0
     out = capsys.readouterr().out
     assert out.count(".png: ") == 150 and "accuracy " in out and "/150 = " in out
@@ -64,6 +67,7 @@ def test_bench_json_has_the_agreed_fields(capsys):
             "20",
             "--repeats",
             "1",
+            "--amp",
         ]
     )
     assert code == 0
@@ -72,6 +76,7 @@ def test_bench_json_has_the_agreed_fields(capsys):
     for key in ("device", "preset", "batch_size", "train_images_per_s", "predict_images_per_s"):
         assert key in row
     assert row["device"] == "cpu" and row["preset"] == "tiny" and row["batch_size"] == 20
+    assert row["amp"] is True  # asked for: bf16 autocast on the CPU, whatever the default would be
     assert (
         row["train_images_per_s"] > 0 and row["predict_images_per_s"] > 0 and row["train_gflop_per_image"] > 0
     )
@@ -100,6 +105,7 @@ def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     assert {"reached", "elapsed_s", "test_accuracy", "epochs", "images_seen"} <= result.keys()
     assert result["epochs"] == 1 and result["images_seen"] > 0 and result["reached"] is False
+    assert result["amp"] is resolve_amp(None, "cpu")  # the default: on where the CPU has bf16 units
 
 
 @pytest.mark.parametrize(
