@@ -7,6 +7,7 @@ Numbers are medians of repeated timed passes over a seed-sized chunk (800 real c
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import random
 import statistics
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core.devices import list_devices, resolve_device
+from .core.devices import cpu_name, list_devices, resolve_amp, resolve_device
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
 from .core.images import to_model_array
 from .core.model import build_model, prefers_channels_last, to_model_input
@@ -68,8 +69,10 @@ def train_step_flops(preset: str, classes: int, device: torch.device) -> float:
     return counter.get_total_flops() / 4
 
 
+@functools.cache
 def matmul_gflops(device: torch.device, size: int | None = None, repeats: int = 5) -> float:
-    """Sustained float32 matrix-product speed: the ceiling training can be compared with."""
+    """Sustained float32 matrix-product speed: the ceiling training can be compared with.
+    Measured once per device and process (the GPU check asks three times; 8192² products are not free)."""
     size = size or (8192 if device.type == "cuda" else 4096)
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
@@ -154,7 +157,7 @@ def machine_info() -> dict:
     info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": next((d.description for d in list_devices(False) if d.name == "cpu"), platform.processor()),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
@@ -224,7 +227,7 @@ def time_to_accuracy(
     """Generate and prepare the default data and train until validation accuracy reaches ``target`` or
     time runs out; the clock covers all of it. The test split is only scored at the end."""
     from .core.dataset import prepare
-    from .core.events import EpochEnd, Failed, RunStarted
+    from .core.events import EpochEnd, Failed
     from .core.generator import generate
     from .core.model import DEFAULT_PRESET
     from .core.trainer import Trainer
@@ -235,11 +238,7 @@ def time_to_accuracy(
     printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
     curve: list[dict] = []
 
-    used_amp = []
-
     def on_event(event):
-        if isinstance(event, RunStarted):
-            used_amp.append(event.amp)
         if isinstance(event, EpochEnd):
             curve.append(
                 {
@@ -284,7 +283,7 @@ def time_to_accuracy(
         "images_seen": result.images_seen,
         "device": str(resolved),
         "preset": preset,
-        "amp": used_amp[-1] if used_amp else bool(amp),
+        "amp": resolve_amp(amp, resolved),
         "count": count,
         "curve": curve,
         "machine": machine_info(),

@@ -56,12 +56,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--patience", type=int, default=20, help="epochs without a new best before stopping early"
     )
     group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
-    group.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)",
-    )
+    _add_amp_option(group)
     group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     group.add_argument("--seed", type=int, default=0)
@@ -75,6 +70,15 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="stop after this many seconds; the learning-rate schedule then ends on time",
     )
     group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+
+
+def _add_amp_option(parser) -> None:
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,12 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=100)
     bench.add_argument("--images", type=int, default=800, help="chunk size (default: 800, as the reference)")
     bench.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
-    bench.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision; default: as training would (on for CUDA and CPUs with bf16 units)",
-    )
+    _add_amp_option(bench)
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.add_argument(
         "--time-to-accuracy",

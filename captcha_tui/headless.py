@@ -8,6 +8,14 @@ from typing import TextIO
 
 from .core import events as ev
 
+FINISH_REASONS = {
+    "early_stop": "stopped early (no improvement)",
+    "max_epochs": "reached the last epoch",
+    "stopped": "stopped by request",
+    "target_reached": "reached the target accuracy",
+    "time_limit": "reached the time limit",
+}
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
@@ -99,13 +107,7 @@ class HeadlessPrinter:
                 return f"[{event.state}]"
             case ev.Finished():
                 e = event
-                why = {
-                    "early_stop": "stopped early (no improvement)",
-                    "max_epochs": "reached the last epoch",
-                    "stopped": "stopped by request",
-                    "target_reached": "reached the target accuracy",
-                    "time_limit": "reached the time limit",
-                }.get(e.reason, e.reason)
+                why = FINISH_REASONS.get(e.reason, e.reason)
                 lines = [
                     f"finished: {why} after {e.epochs_run} epochs in {format_duration(e.elapsed_s)} "
                     f"({e.images_seen:,} images seen)",

@@ -8,7 +8,6 @@ step) and bad input on the command line. Images, labels and checkpoints on their
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ from captcha_tui.core import events as ev
 from captcha_tui.core import trainer as trainer_module
 from captcha_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captcha_tui.core.trainer import TrainConfig, Trainer
+from tests.helpers import events_of, history_rows
 
 PY = sys.executable
 STEP_TIMEOUT = 60  # seconds for one subprocess step; the whole file takes far less
@@ -42,10 +42,6 @@ def _train(config: TrainConfig, step_hook=None) -> tuple[ev.Finished | ev.Failed
     events: list = []
     result = Trainer(config, events.append, step_hook=step_hook).run()
     return result, events
-
-
-def _of(events, kind) -> list:
-    return [e for e in events if isinstance(e, kind)]
 
 
 def _strays(folder: Path) -> list[str]:
@@ -66,8 +62,8 @@ def test_out_of_memory_halves_the_batch_and_carries_on(prepared_dataset, tmp_pat
     result, events = _train(_config(prepared_dataset, tmp_path / "run"), hook)
     assert isinstance(result, ev.Finished), result
     assert calls[:4] == [(1, 1, 100), (1, 1, 50), (1, 1, 25), (1, 2, 25)]  # the same batch, retried
-    assert [(e.old, e.new) for e in _of(events, ev.BatchSizeReduced)] == [(100, 50), (50, 25)]
-    warnings = [e.message for e in _of(events, ev.Notice) if e.level == "warning"]
+    assert [(e.old, e.new) for e in events_of(events, ev.BatchSizeReduced)] == [(100, 50), (50, 25)]
+    warnings = [e.message for e in events_of(events, ev.Notice) if e.level == "warning"]
     assert any("out of memory" in m and "100 → 50" in m for m in warnings)
     assert result.images_seen == 240  # every image trained on once
     assert load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]["batch_size"] == 25
@@ -80,7 +76,7 @@ def test_out_of_memory_even_at_one_image_fails_clearly(prepared_dataset, tmp_pat
     result, events = _train(_config(prepared_dataset, tmp_path / "run"), hook)
     assert isinstance(result, ev.Failed)
     assert "out of memory" in result.message and "mini-batch of 1" in result.message
-    assert [e.new for e in _of(events, ev.BatchSizeReduced)] == [50, 25, 12, 6, 3, 1]
+    assert [e.new for e in events_of(events, ev.BatchSizeReduced)] == [50, 25, 12, 6, 3, 1]
     assert (tmp_path / "run" / "error.log").is_file()
 
 
@@ -94,7 +90,7 @@ def test_a_real_cuda_out_of_memory_is_survived(prepared_dataset, tmp_path) -> No
 
     result, events = _train(_config(prepared_dataset, tmp_path / "run", device="cuda"), hook)
     assert isinstance(result, ev.Finished), result
-    reduced = _of(events, ev.BatchSizeReduced)
+    reduced = events_of(events, ev.BatchSizeReduced)
     assert [(e.old, e.new) for e in reduced] == [(100, 50), (50, 25)]
     assert all(e.device.startswith("cuda") for e in reduced)
 
@@ -228,7 +224,7 @@ def test_trainer_fails_clearly_when_a_save_fails(
     assert isinstance(result, ev.Failed)
     assert result.message.startswith("could not save best.pt: ") and words in result.message
     assert "Traceback" in result.traceback and (run_copy / "error.log").is_file()
-    assert _of(events, ev.EpochEnd)  # it failed at the first save, after an epoch
+    assert events_of(events, ev.EpochEnd)  # it failed at the first save, after an epoch
     monkeypatch.undo()
     assert (run_copy / "best.pt").read_bytes() == before and _strays(run_copy) == []
 
@@ -325,7 +321,7 @@ def _interrupt(command: list[str], env: dict, signum: int) -> tuple[int, str]:
 
 
 def _history(run_dir: Path) -> list[int]:
-    return [json.loads(line)["epoch"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    return [row["epoch"] for row in history_rows(run_dir)]
 
 
 def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env) -> None:

@@ -37,7 +37,7 @@ def mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -79,7 +79,7 @@ def resolve_amp(amp: bool | None, device: torch.device | str) -> bool:
 def list_devices(with_free_memory: bool = True) -> list[DeviceInfo]:
     """cpu first, then each visible CUDA device, then mps where present."""
     devices = [
-        DeviceInfo("cpu", _cpu_name(), threads=torch.get_num_threads()),
+        DeviceInfo("cpu", cpu_name(), threads=torch.get_num_threads()),
     ]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):

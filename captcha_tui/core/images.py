@@ -7,6 +7,7 @@ whose loader runs Ghostscript, and a file named ``.png`` must not reach those.
 
 from __future__ import annotations
 
+import functools
 import io
 import stat
 import warnings
@@ -76,10 +77,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
 
 
-def _formats() -> list[str]:
-    """:data:`FORMATS` this Pillow can open (a build may lack WebP, say; naming it would be an error)."""
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    """:data:`FORMATS` this Pillow can open (a build may lack WebP, say; naming it would be an error).
+    Worked out once: it is asked for every image decoded."""
     Image.init()
-    return [name for name in FORMATS if name in Image.OPEN]
+    return tuple(name for name in FORMATS if name in Image.OPEN)
 
 
 def read_bytes(source: str | Path) -> bytes:

@@ -142,6 +142,10 @@ class Trainer:
         self.device: torch.device | None = None
         self._clock_zero = time.perf_counter()
 
+    def _elapsed(self) -> float:
+        """Seconds of this run so far, a resumed run's earlier sessions included."""
+        return time.perf_counter() - self._clock_zero
+
     # ---- control, from any thread -------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
@@ -174,7 +178,6 @@ class Trainer:
 
     def _train(self) -> ev.Finished:
         cfg = self.config
-        started = time.perf_counter()
         device = self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -227,8 +230,7 @@ class Trainer:
 
         reason = "max_epochs"
         # Elapsed time carries over a resume, so a time limit covers the whole run.
-        clock_offset = state.elapsed_s - (time.perf_counter() - started)
-        self._clock_zero = started - clock_offset
+        self._clock_zero = time.perf_counter() - state.elapsed_s
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_started = time.perf_counter()
@@ -243,7 +245,7 @@ class Trainer:
                 model.train()
                 seconds = time.perf_counter() - epoch_started
                 state.epoch, state.position = epoch, 0
-                state.elapsed_s = time.perf_counter() - started + clock_offset
+                state.elapsed_s = self._elapsed()
                 end = ev.EpochEnd(
                     epoch=epoch,
                     train_loss=train_loss,
@@ -293,13 +295,13 @@ class Trainer:
                     raise TrainingStopped("time_limit")
         except TrainingStopped as stop:
             reason = stop.reason
-            state.elapsed_s = time.perf_counter() - started + clock_offset
+            state.elapsed_s = self._elapsed()
             if reason == "stopped":
                 # An interrupt: keep everything needed to carry on with --resume, and skip the test pass.
                 self._save(LAST, model, data, state, optimizer)
                 self._write_history(state.history)
                 self._emit(ev.Notice(f"stopped in epoch {state.epoch + 1}; continue with --resume"))
-                return self._finish(reason, state, None, None, started, clock_offset)
+                return self._finish(reason, state, None, None)
             if state.position and len(val_x):
                 # Out of time inside an epoch: the weights trained so far may still be the best ones.
                 model.eval()
@@ -319,7 +321,7 @@ class Trainer:
             model.eval()
             test_x, test_y = _to_device(data, "test", device)
             _, test_acc, test_char = evaluate(model, test_x, test_y, autocast)
-        return self._finish(reason, state, test_acc, test_char, started, clock_offset)
+        return self._finish(reason, state, test_acc, test_char)
 
     def _train_epoch(self, epoch, model, optimizer, autocast, scaler, train_x, train_y, state):
         """One pass over the training split; returns (loss, accuracy, char accuracy) over it."""
@@ -345,7 +347,7 @@ class Trainer:
             batch += 1
             progress = schedule_progress(
                 (epoch - 1 + position / n) / cfg.epochs,
-                time.perf_counter() - self._clock_zero,
+                self._elapsed(),
                 cfg.time_limit_s,
             )
             for group in optimizer.param_groups:
@@ -407,7 +409,7 @@ class Trainer:
         if self._stop.is_set():
             raise TrainingStopped("stopped")
         limit = self.config.time_limit_s
-        if limit is not None and time.perf_counter() - self._clock_zero >= limit:
+        if limit is not None and self._elapsed() >= limit:
             raise TrainingStopped("time_limit")
 
     def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
@@ -520,7 +522,7 @@ class Trainer:
         except OSError:
             pass  # a read-only or full disk must not hide the event itself
 
-    def _finish(self, reason, state: _State, test_acc, test_char, started, clock_offset) -> ev.Finished:
+    def _finish(self, reason, state: _State, test_acc, test_char) -> ev.Finished:
         best = self.run_dir / BEST
         last = self.run_dir / LAST
         event = ev.Finished(
@@ -532,7 +534,7 @@ class Trainer:
             test_char_accuracy=test_char,
             best_checkpoint=str(best) if best.exists() else None,
             last_checkpoint=str(last) if last.exists() else None,
-            elapsed_s=time.perf_counter() - started + clock_offset,
+            elapsed_s=self._elapsed(),
             images_seen=state.images_seen,
         )
         self._emit(event)

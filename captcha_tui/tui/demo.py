@@ -13,13 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core import events as ev
+from ..core.generator import DEFAULT_CHARSET
 from ..core.hardware import FakeNvmlBackend, HardwareSampler, HostSample, Sample, TorchMemorySample
 from ..core.model import build_model, count_parameters
 from .dataset_info import DatasetSummary
+from .formatting import GiB
 from .messages import HardwareSampled, TrainingUpdate
 
-GiB = 1024**3
-DEMO_CHARSET = "23456789abcdefghjkmnpqrstuvwxyz"
 DEMO_TRAIN, DEMO_VAL, DEMO_TEST = 16_000, 2_000, 2_000
 DEMO_BATCHES = 160
 EPOCHS_DONE = 18
@@ -56,14 +56,14 @@ def _val_accuracy(epoch: int) -> float:
 
 def run_events() -> list[ev.TrainerEvent]:
     """RunStarted, then EPOCHS_DONE epochs with their bests, checkpoints and countdowns."""
-    parameters = count_parameters(build_model("fast", 4, len(DEMO_CHARSET), (56, 24)))
+    parameters = count_parameters(build_model("fast", 4, len(DEFAULT_CHARSET), (56, 24)))
     events: list[ev.TrainerEvent] = [
         ev.RunStarted(
             dataset="data/dataset",
             train_count=DEMO_TRAIN,
             val_count=DEMO_VAL,
             test_count=DEMO_TEST,
-            charset=DEMO_CHARSET,
+            charset=DEFAULT_CHARSET,
             length=4,
             preset="fast",
             device="cuda:0",
@@ -166,7 +166,7 @@ def hardware_samples(count: int = 40, gpus: int = 2) -> list[Sample]:
 
 def play_training_demo(app) -> None:
     """Post the scripted run and samples to a mounted CaptchaApp's training screen (then let it settle)."""
-    app.dataset = DatasetSummary(Path("data/dataset"), DEMO_TRAIN, DEMO_VAL, DEMO_TEST, DEMO_CHARSET, 4)
+    app.dataset = DatasetSummary(Path("data/dataset"), DEMO_TRAIN, DEMO_VAL, DEMO_TEST, DEFAULT_CHARSET, 4)
     app.refresh_bindings()
     screen = app.train_screen
     screen.post_message(TrainingUpdate(tuple(run_events()), None))

@@ -42,7 +42,7 @@ from textual import events
 from ..core.dataset import prepare
 from ..core.generator import generate
 from ..core.hardware import HardwareSampler
-from ..core.trainer import TrainConfig, Trainer
+from ..core.trainer import HISTORY, TrainConfig, Trainer
 from .app import CaptchaApp
 from .screens.device_picker import DevicePicker
 from .widgets.batch_panel import BatchPanel
@@ -76,7 +76,7 @@ class FrameRecorder:
         return None
 
 
-async def measure_keys(app: CaptchaApp, pilot, presses: int) -> list[float]:
+async def measure_keys(app: CaptchaApp, presses: int) -> list[float]:
     """Alternate d / escape ``presses`` times; return key-to-frame latencies in ms."""
     recorder = FrameRecorder(app)
     latencies = []
@@ -112,12 +112,12 @@ async def latency_run(config: TrainConfig, presses: int) -> dict:
     app = CaptchaApp(config, Path("unused"), devices=[], sampler=HardwareSampler(device=config.device))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
-        idle = await measure_keys(app, pilot, presses)
+        idle = await measure_keys(app, presses)
         await pilot.press("s")
         panel = app.train_screen.query_one(BatchPanel)
         while panel.last is None:  # training under way, batch reports arriving
             await asyncio.sleep(0.05)
-        training = await measure_keys(app, pilot, presses)
+        training = await measure_keys(app, presses)
         still_training = app.training
         if app.trainer is not None:
             app.trainer.request_stop()
@@ -129,7 +129,7 @@ async def latency_run(config: TrainConfig, presses: int) -> dict:
 
 
 def epoch_rates(run_dir: Path) -> list[float]:
-    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run_dir / HISTORY).read_text().splitlines()]
     return [row["images_per_s"] for row in rows]
 
 

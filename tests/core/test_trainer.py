@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -10,33 +9,30 @@ from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress
-
-
-def of(events, kind):
-    return [e for e in events if isinstance(e, kind)]
+from tests.helpers import events_of, history_rows
 
 
 def test_end_to_end_run_emits_the_whole_story(trained_run):
     run_dir, events = trained_run
     assert isinstance(events[0], ev.RunStarted)
     assert events[0].train_count + events[0].val_count + events[0].test_count == 300
-    assert [e.epoch for e in of(events, ev.EpochEnd)] == [1, 2]
-    assert of(events, ev.BatchProgress), "progress is reported inside each epoch"
-    assert all(0 <= e.accuracy <= 1 and e.loss > 0 for e in of(events, ev.BatchProgress))
-    assert of(events, ev.NewBest)[0].epoch == 1
-    assert [e.epochs_left for e in of(events, ev.Countdown)][0] == 20
+    assert [e.epoch for e in events_of(events, ev.EpochEnd)] == [1, 2]
+    assert events_of(events, ev.BatchProgress), "progress is reported inside each epoch"
+    assert all(0 <= e.accuracy <= 1 and e.loss > 0 for e in events_of(events, ev.BatchProgress))
+    assert events_of(events, ev.NewBest)[0].epoch == 1
+    assert [e.epochs_left for e in events_of(events, ev.Countdown)][0] == 20
     finished = events[-1]
     assert isinstance(finished, ev.Finished) and finished.reason == "max_epochs"
     assert finished.test_accuracy is not None and 0 <= finished.test_char_accuracy <= 1
     assert finished.images_seen >= 2 * 200
-    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    history = history_rows(run_dir)
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"train_accuracy", "val_accuracy", "val_char_accuracy"} <= history[0].keys()
 
 
 def test_training_learns_something(trained_run):
     _, events = trained_run
-    ends = of(events, ev.EpochEnd)
+    ends = events_of(events, ev.EpochEnd)
     assert ends[-1].train_loss < ends[0].train_loss
     assert ends[-1].train_char_accuracy > 1 / 31  # better than guessing characters
 
@@ -66,7 +62,7 @@ def test_progress_reports_are_coalesced(prepared_dataset, tmp_path):
         report_interval_s=1000.0,
     )
     Trainer(config, events.append).run()
-    progress = of(events, ev.BatchProgress)
+    progress = events_of(events, ev.BatchProgress)
     # 60 batches, but with a long interval only the final batch of the epoch is reported.
     assert len(progress) == 1 and progress[0].batch == progress[0].batches
 
@@ -92,10 +88,10 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     second: list = []
     result = Trainer(replace(config, resume=True), second.append).run()
     assert isinstance(result, ev.Finished) and result.reason == "max_epochs"
-    assert of(second, ev.RunStarted)[0].start_epoch == 2
-    assert [e.epoch for e in of(second, ev.EpochEnd)] == [2, 3]
-    assert any("resumed" in n.message for n in of(second, ev.Notice))
-    history = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert events_of(second, ev.RunStarted)[0].start_epoch == 2
+    assert [e.epoch for e in events_of(second, ev.EpochEnd)] == [2, 3]
+    assert any("resumed" in n.message for n in events_of(second, ev.Notice))
+    history = [row["epoch"] for row in history_rows(tmp_path)]
     assert history == [1, 2, 3]
 
 
@@ -114,8 +110,8 @@ def test_early_stop_is_announced(prepared_dataset, tmp_path):
     result = Trainer(config, events.append).run()
     assert result.reason == "early_stop"
     assert result.epochs_run < 30
-    assert any("early stop" in n.message for n in of(events, ev.Notice))
-    assert of(events, ev.Countdown)[-1].epochs_left == 0
+    assert any("early stop" in n.message for n in events_of(events, ev.Notice))
+    assert events_of(events, ev.Countdown)[-1].epochs_left == 0
 
 
 def test_pause_blocks_until_resumed(prepared_dataset, tmp_path):
@@ -130,7 +126,7 @@ def test_pause_blocks_until_resumed(prepared_dataset, tmp_path):
     thread = threading.Thread(target=trainer.run)
     thread.start()
     thread.join(1.0)
-    assert thread.is_alive() and not of(events, ev.BatchProgress), "paused before the first batch"
+    assert thread.is_alive() and not events_of(events, ev.BatchProgress), "paused before the first batch"
     trainer.resume()
     thread.join(60)
     assert not thread.is_alive() and isinstance(events[-1], ev.Finished)
@@ -181,7 +177,10 @@ def test_trains_on_cuda_with_amp(prepared_dataset, tmp_path):
     )
     result = Trainer(config, events.append).run()
     assert isinstance(result, ev.Finished), getattr(result, "message", "")
-    assert of(events, ev.RunStarted)[0].device.startswith("cuda") and of(events, ev.RunStarted)[0].amp
+    assert (
+        events_of(events, ev.RunStarted)[0].device.startswith("cuda")
+        and events_of(events, ev.RunStarted)[0].amp
+    )
     assert torch.cuda.max_memory_allocated() > 0
 
 
@@ -203,4 +202,4 @@ def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_da
     assert isinstance(result, ev.Finished) and result.reason == "time_limit"
     assert result.epochs_run == 0 and 0 < result.images_seen < 240  # stopped inside the first epoch
     assert result.best_checkpoint is not None and result.test_accuracy is not None
-    assert any("out of time in epoch 1" in n.message for n in of(events, ev.Notice))
+    assert any("out of time in epoch 1" in n.message for n in events_of(events, ev.Notice))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from rich.color import blend_rgb
+from rich.color import Color, blend_rgb
 from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
@@ -97,6 +97,14 @@ class BatchPanel(Widget):
             style = self._component_styles[name] = self.get_component_rich_style(f"batch-panel--{name}")
         return style
 
+    def _band_styles(self, kind: str) -> tuple[Style, Style, Style]:
+        """Low, middle and high colours of a sparkline (the middle one blended once, then cached)."""
+        low, high = self._style(f"{kind}-low"), self._style(f"{kind}-high")
+        mid = self._component_styles.get(f"{kind}-mid")
+        if mid is None:
+            mid = self._component_styles[f"{kind}-mid"] = _blend(low, high, 0.5)
+        return low, mid, high
+
     def lines(self, width: int) -> list[Text]:
         """The panel's text, one Text per line."""
         width = max(10, width)
@@ -128,11 +136,10 @@ class BatchPanel(Widget):
             speed = f"{e.images_per_s:,.0f} img/s · ETA {format_duration(e.eta_s)}"
         spark_width = width - LABEL_WIDTH
         for name, values, kind in (("loss", self.losses, "loss"), ("acc", self.accuracies, "accuracy")):
-            low = self._style(f"{kind}-low")
-            high = self._style(f"{kind}-high")
+            low, mid, high = self._band_styles(kind)
             line = Text()
             line.append(name.ljust(LABEL_WIDTH), label)
-            line.append_text(sparkline(values, spark_width, low, high))
+            line.append_text(sparkline(values, spark_width, (low, mid, high)))
             lines.append(line)
         fraction = min(1.0, self.batches_done / self.batches_total)
         suffix = f" {fraction * 100:3.0f}%  {speed}"
@@ -149,18 +156,17 @@ class BatchPanel(Widget):
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values, width: int, low: Style, high: Style) -> Text:
-    """The newest ``width`` values as bar characters, low ones in ``low``'s colour, high ones in ``high``'s.
+def sparkline(values, width: int, bands: tuple[Style, Style, Style]) -> Text:
+    """The newest ``width`` values as bar characters, coloured by height: low, middle, high ``bands``.
 
     Three colour bands, and one span per run of a band: each span costs the renderer, per repaint.
     """
     recent = list(values)[-width:] if width > 0 else []
     if not recent:
-        return Text("▁" * max(0, width), low)
+        return Text("▁" * max(0, width), bands[0])
     smallest, largest = min(recent), max(recent)
     extent = (largest - smallest) or 1.0
     top = len(SPARK_BARS) - 1
-    bands = (low, _blend(low, high, 0.5), high)
     text = Text()
     run, run_band = [], 0
     for value in recent:
@@ -179,8 +185,4 @@ def _blend(low: Style, high: Style, ratio: float) -> Style:
     if low.color is None or high.color is None:
         return high
     a, b = low.color.get_truecolor(), high.color.get_truecolor()
-    return Style(color=_rgb(blend_rgb(a, b, ratio)))
-
-
-def _rgb(triplet) -> str:
-    return f"rgb({triplet.red},{triplet.green},{triplet.blue})"
+    return Style(color=Color.from_triplet(blend_rgb(a, b, ratio)))

@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from ...core.hardware import Sample
+from ..formatting import repaint
 from .gpu_panel import GpuPanel
 from .host_panel import HostPanel
 
@@ -38,17 +39,14 @@ class DevicePanels(VerticalScroll):
             notes.append(Text(f"GPU monitor off: {sample.nvml_status}", style="yellow"))
         notes.extend(Text(error, style="red") for error in sample.errors)
         status = self.query_one("#device-status", Static)
-        text = Text("\n").join(notes)
-        if text.plain != getattr(self, "_status_plain", None):  # the same notes every second: no relayout
-            self._status_plain = text.plain
-            status.update(text)
-            status.display = bool(notes)
+        repaint(status, Text("\n").join(notes))
+        status.display = bool(notes)
 
         host_panel = self.query_one("#host-panel", HostPanel)
         for gpu in sample.gpus:
             panel = self._gpu_panels.get(gpu.nvml_index)
             if panel is None:
-                panel = self._gpu_panels[gpu.nvml_index] = GpuPanel(gpu.nvml_index)
+                panel = self._gpu_panels[gpu.nvml_index] = GpuPanel()
                 self.mount(panel, before=host_panel)
             on_this_card = (
                 sample.torch is not None

@@ -6,15 +6,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
+from ...headless import FINISH_REASONS
 from ..formatting import percent
-
-REASONS = {
-    "early_stop": "stopped early (no improvement)",
-    "max_epochs": "reached the last epoch",
-    "stopped": "stopped by request",
-    "target_reached": "reached the target accuracy",
-    "time_limit": "reached the time limit",
-}
 
 
 class FinishBanner(Static):
@@ -29,7 +22,7 @@ class FinishBanner(Static):
     def show_finished(self, e: ev.Finished) -> None:
         text = Text.assemble(
             ("finished: ", "bold"),
-            f"{REASONS.get(e.reason, e.reason)} after {e.epochs_run} epoch{'s' if e.epochs_run != 1 else ''}",
+            f"{FINISH_REASONS.get(e.reason, e.reason)} after {e.epochs_run} epoch{'s' if e.epochs_run != 1 else ''}",
         )
         if e.test_accuracy is not None:
             text.append("\ntest accuracy ")

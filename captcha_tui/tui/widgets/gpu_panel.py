@@ -36,9 +36,8 @@ def unavailable_lines(gpu: GpuSample) -> list[str]:
 
 
 class GpuPanel(Vertical):
-    def __init__(self, nvml_index: int) -> None:
+    def __init__(self) -> None:
         super().__init__(classes="device-panel")
-        self.nvml_index = nvml_index
         self.utilization: deque[float] = deque(maxlen=UTIL_HISTORY)
         self.gpu: GpuSample | None = None
         self.torch: TorchMemorySample | None = None
