@@ -9,7 +9,7 @@ The Python API mirrors the command line::
     print(Predictor.load("runs/demo/best.pt").predict_image("data/captchas/00000-abcd.png").code)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .core.dataset import load_dataset, prepare  # noqa: E402
 from .core.generator import generate  # noqa: E402

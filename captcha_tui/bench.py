@@ -22,20 +22,24 @@ import torch.nn.functional as F
 
 from .core.devices import cpu_name, list_devices, resolve_amp, resolve_device
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
-from .core.images import to_model_array
+from .core.images import MODEL_IMAGE_SIZE, to_model_array
 from .core.model import build_model, prefers_channels_last, to_model_input
 from .core.trainer import TrainConfig, mixed_precision, train_step
 
 DEFAULT_PRESETS = ("fast", "resnet18")
+REFERENCE_IMAGE_SIZE = (56, 24)  # what the reference script trains on; its throughput was measured there
 
 
-def make_chunk(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` real captchas at the model's size, made in memory: (N, 24, 56, 3) uint8 and (N, 4) labels."""
+def make_chunk(
+    count: int, seed: int = 0, size: tuple[int, int] = MODEL_IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` real captchas packed at ``size`` (width, height), made in memory: (N, H, W, 3) uint8 and
+    (N, 4) labels."""
     images, labels = [], []
     for index in range(count):
         rng = random.Random(f"bench:{seed}:{index}")
         code = random_code(rng, DEFAULT_LENGTH, DEFAULT_CHARSET)
-        images.append(to_model_array(render_captcha(code, rng)))
+        images.append(to_model_array(render_captcha(code, rng), size))
         labels.append([DEFAULT_CHARSET.index(c) for c in code])
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
@@ -56,12 +60,14 @@ def _median_rate(work, images: int, repeats: int, device: torch.device) -> float
     return statistics.median(rates)
 
 
-def train_step_flops(preset: str, classes: int, device: torch.device) -> float:
+def train_step_flops(
+    preset: str, classes: int, device: torch.device, size: tuple[int, int] = MODEL_IMAGE_SIZE
+) -> float:
     """FLOPs of one training step per image (forward + backward), counted by PyTorch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model(preset, DEFAULT_LENGTH, classes).to(device)
-    x = torch.zeros(4, 24, 56, 3, dtype=torch.uint8, device=device)
+    model = build_model(preset, DEFAULT_LENGTH, classes, size).to(device)
+    x = torch.zeros(4, size[1], size[0], 3, dtype=torch.uint8, device=device)
     y = torch.zeros(4, DEFAULT_LENGTH, dtype=torch.long, device=device)
     with FlopCounterMode(display=False) as counter:
         loss = F.cross_entropy(model(to_model_input(x)).flatten(0, 1), y.flatten())
@@ -92,7 +98,8 @@ def bench_one(
 ) -> dict:
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
-    model = build_model(preset, DEFAULT_LENGTH, classes).to(device)
+    size = (images.shape[2], images.shape[1])
+    model = build_model(preset, DEFAULT_LENGTH, classes, size).to(device)
     model.set_channels_last(prefers_channels_last(preset, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     autocast, scaler = mixed_precision(amp, device)
@@ -137,10 +144,11 @@ def bench_one(
         started = time.perf_counter()
         predict_one()
         single.append((time.perf_counter() - started) * 1000)
-    flops = train_step_flops(preset, classes, device)
+    flops = train_step_flops(preset, classes, device, size)
     return {
         "device": str(device),
         "preset": preset,
+        "image_size": list(size),
         "batch_size": batch_size,
         "amp": autocast is not None,
         "images": n,
@@ -173,9 +181,10 @@ def throughput(
     repeats: int = 3,
     amp: bool | None = None,
     progress: bool = True,
+    size: tuple[int, int] = MODEL_IMAGE_SIZE,
 ) -> dict:
     device_names = devices or [d.name for d in list_devices(False)]
-    chunk_images, chunk_labels = make_chunk(images)
+    chunk_images, chunk_labels = make_chunk(images, size=size)
     results, peaks = [], {}
     for name in device_names:
         device = resolve_device(name)
@@ -191,11 +200,16 @@ def throughput(
 
 
 def format_table(report: dict) -> str:
-    machine = report["machine"]
+    machine, results = report["machine"], report["results"]
+    chunk = (
+        f"{results[0]['images']} images of {'×'.join(map(str, results[0]['image_size']))}"
+        if results
+        else "no images"
+    )
     lines = [
         f"{machine['cpu']}, {machine['threads']} threads; PyTorch {machine['torch']}"
         + (f"; GPUs: {', '.join(machine['gpus'])}" if machine.get("gpus") else ""),
-        f"median of {report['repeats']} passes over {report['results'][0]['images'] if report['results'] else 0} images",
+        f"median of {report['repeats']} passes over {chunk}",
         "",
         f"{'device':8} {'preset':9} {'batch':>5} {'amp':>4} {'train img/s':>12} {'s/chunk':>8} "
         f"{'predict img/s':>14} {'1 image ms':>10} {'GFLOP/s':>8} {'of matmul':>9}",

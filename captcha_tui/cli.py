@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
+from .core.images import MODEL_IMAGE_SIZE
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
 DEFAULT_DATA_DIR = Path("data/dataset")
@@ -58,6 +59,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
     _add_amp_option(group)
     group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
+    group.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.1,
+        help="share of each target spread over the other characters (default: %(default)s; 0: off)",
+    )
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument(
@@ -118,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--length", type=int, default=None, help="code length (default: the most common)")
     prep.add_argument("--keep-case", action="store_true", help="keep upper/lower case apart")
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    prep.add_argument(
+        "--size",
+        type=_size,
+        default=MODEL_IMAGE_SIZE,
+        help="WIDTHxHEIGHT images are packed at (default: 120x50)",
+    )
     prep.add_argument("--workers", type=int, default=None)
 
     train = commands.add_parser(
@@ -143,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--batch-size", type=int, default=100)
     bench.add_argument("--images", type=int, default=800, help="chunk size (default: 800, as the reference)")
+    bench.add_argument(
+        "--size",
+        type=_size,
+        default=MODEL_IMAGE_SIZE,
+        help="WIDTHxHEIGHT the chunk is packed at (default: 120x50, as `prepare`; the reference used 56x24)",
+    )
     bench.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
     _add_amp_option(bench)
     bench.add_argument("--json", action="store_true", help="one JSON object")
@@ -191,6 +210,7 @@ def _train_config(args: argparse.Namespace):
         schedule=args.schedule,
         amp=args.amp,
         augment=not args.no_augment,
+        label_smoothing=args.label_smoothing,
         resume=args.resume,
         seed=args.seed,
         target_accuracy=args.target,
@@ -280,6 +300,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 charset=args.charset,
                 length=args.length,
                 keep_case=args.keep_case,
+                size=args.size,
                 seed=args.seed,
                 workers=args.workers,
                 on_progress=update,
@@ -457,6 +478,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         amp=args.amp,
         progress=not args.json,
+        size=args.size,
     )
     print(json.dumps(report) if args.json else bench.format_table(report))
     return 0

@@ -14,9 +14,10 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
     images, data, run = tmp_path / "img", tmp_path / "data", tmp_path / "run"
     assert main(["generate", "--count", "150", "--seed", "3", "--out", str(images), "--workers", "1"]) == 0
     assert len(list(images.glob("*.png"))) == 150
-    assert main(["prepare", str(images), "--out", str(data), "--workers", "1"]) == 0
+    assert main(["prepare", str(images), "--out", str(data), "--workers", "1", "--size", "60x25"]) == 0
     out = capsys.readouterr().out
     assert "120 train / 15 val / 15 test" in out
+    assert json.loads((data / "manifest.json").read_text())["image_size"] == [60, 25]
     code = main(
         [
             "train",
@@ -32,12 +33,15 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
             "--device",
             "cpu",
             "--no-amp",
+            "--label-smoothing",
+            "0",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "epoch 1: train loss" in out and "test accuracy" in out and "\r" not in out
     assert "amp off" in out
+    assert json.loads((run / "config.json").read_text())["label_smoothing"] == 0.0
     assert main(["eval", "--model", str(run / "best.pt"), str(images)]) == 0
     out = capsys.readouterr().out
     assert out.count(".png: ") == 150 and "accuracy " in out and "/150 = " in out
@@ -68,11 +72,14 @@ def test_bench_json_has_the_agreed_fields(capsys):
             "--repeats",
             "1",
             "--amp",
+            "--size",
+            "56x24",
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     row = report["results"][0]
+    assert row["image_size"] == [56, 24]  # the reference's size, as asked for
     for key in ("device", "preset", "batch_size", "train_images_per_s", "predict_images_per_s"):
         assert key in row
     assert row["device"] == "cpu" and row["preset"] == "tiny" and row["batch_size"] == 20

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .images import MODEL_IMAGE_SIZE
 
 # Inputs are uint8 images; the model normalises them itself so a checkpoint carries everything needed.
 PIXEL_MEAN = 0.5
@@ -25,6 +28,11 @@ class Preset:
     widths: tuple[int, ...]
     blocks: tuple[int, ...]
     head: str  # "pool": global average pool (reference); "flatten": keep where each feature is
+    # 2: the first convolution reads every pixel and halves the map, so the rest costs a quarter.
+    stem_stride: int = 1
+    # (width, height) the network works at; images of another size are resized on the way in, so a preset
+    # behaves the same on any dataset. None: whatever size the dataset has.
+    input_size: tuple[int, int] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -39,10 +47,13 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "fast",
-            "a small ResNet (32→256, one block a stage) with a positional head: the CPU default",
+            "a small ResNet (32→256, one block a stage) on full 120×50 images, stride-2 stem, positional head:"
+            " the CPU default",
             (32, 64, 128, 256),
             (1, 1, 1, 1),
             "flatten",
+            stem_stride=2,
+            input_size=(120, 50),
         ),
         Preset(
             "tiny",
@@ -50,6 +61,7 @@ PRESETS: dict[str, Preset] = {
             (8, 16, 24, 32),
             (1, 1, 1, 1),
             "flatten",
+            stem_stride=2,
         ),
     )
 }
@@ -78,13 +90,18 @@ class BasicBlock(nn.Module):
 
 
 class CaptchaNet(nn.Module):
-    def __init__(self, preset: Preset, length: int, classes: int, image_size: tuple[int, int] = (56, 24)):
+    def __init__(
+        self, preset: Preset, length: int, classes: int, image_size: tuple[int, int] = MODEL_IMAGE_SIZE
+    ):
         super().__init__()
         self.length, self.classes = length, classes
+        self.input_size = preset.input_size
         self.memory_format = torch.contiguous_format
         width0 = preset.widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(3, width0, 3, 1, 1, bias=False), nn.BatchNorm2d(width0), nn.ReLU(inplace=True)
+            nn.Conv2d(3, width0, 3, preset.stem_stride, 1, bias=False),
+            nn.BatchNorm2d(width0),
+            nn.ReLU(inplace=True),
         )
         stages, channels = [], width0
         for stage, (width, blocks) in enumerate(zip(preset.widths, preset.blocks, strict=True)):
@@ -99,19 +116,24 @@ class CaptchaNet(nn.Module):
             )
         else:
             # Keep the (coarse) layout: which column a feature sits in says which character it belongs to.
-            width, height = image_size
-            cells = _downsampled(width, len(preset.widths)) * _downsampled(height, len(preset.widths))
+            width, height = preset.input_size or image_size
+            strides = [preset.stem_stride] + [2] * (len(preset.widths) - 1)
+            cells = _downsampled(width, strides) * _downsampled(height, strides)
             self.head = nn.Sequential(
                 nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * cells, length * classes)
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images``: (N, 3, H, W) uint8 or float in 0..255. Returns (N, length, classes) logits."""
+        """``images``: (N, 3, H, W), uint8 pixels or floats already normalised. Returns (N, length, classes)
+        logits."""
         x = (
             (images.float() * (1.0 / 255.0) - PIXEL_MEAN) * (1.0 / PIXEL_STD)
             if images.dtype == torch.uint8
             else images
         )
+        if self.input_size is not None and (x.shape[-1], x.shape[-2]) != self.input_size:
+            width, height = self.input_size
+            x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         x = x.contiguous(memory_format=self.memory_format)  # free when the layout already matches
         x = self.stages(self.stem(x))
         return self.head(x).view(-1, self.length, self.classes)
@@ -121,13 +143,15 @@ class CaptchaNet(nn.Module):
         return self.to(memory_format=self.memory_format)
 
 
-def _downsampled(size: int, stages: int) -> int:
-    for _ in range(stages - 1):
-        size = (size + 1) // 2  # a 3×3 stride-2 conv with padding 1
+def _downsampled(size: int, strides: list[int]) -> int:
+    for stride in strides:
+        size = (size - 1) // stride + 1  # a 3×3 convolution with padding 1
     return size
 
 
-def build_model(preset: str, length: int, classes: int, image_size: tuple[int, int] = (56, 24)) -> CaptchaNet:
+def build_model(
+    preset: str, length: int, classes: int, image_size: tuple[int, int] = MODEL_IMAGE_SIZE
+) -> CaptchaNet:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     return CaptchaNet(PRESETS[preset], length, classes, image_size)

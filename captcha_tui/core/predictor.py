@@ -69,7 +69,7 @@ class Predictor:
         if problems:
             raise CheckpointError(
                 f"{path.name} does not fit preset {meta['preset']!r} with {len(meta['charset'])} characters × "
-                f"{meta['length']}: {problems}"
+                f"{meta['length']}: {problems} (the presets changed in 0.2: train older checkpoints again)"
             )
         model.load_state_dict(checkpoint["model"])
         return cls(model.to(device), meta, device, path)

@@ -56,7 +56,7 @@ def _val_accuracy(epoch: int) -> float:
 
 def run_events() -> list[ev.TrainerEvent]:
     """RunStarted, then EPOCHS_DONE epochs with their bests, checkpoints and countdowns."""
-    parameters = count_parameters(build_model("fast", 4, len(DEFAULT_CHARSET), (56, 24)))
+    parameters = count_parameters(build_model("fast", 4, len(DEFAULT_CHARSET)))
     events: list[ev.TrainerEvent] = [
         ev.RunStarted(
             dataset="data/dataset",

@@ -70,19 +70,19 @@ def test_manifest_and_no_pickle(captcha_dir, prepared_dataset) -> None:
     assert manifest["length"] == 4
     assert set(manifest["charset"]) <= set(DEFAULT_CHARSET)
     assert manifest["charset"] == "".join(sorted(manifest["charset"]))
-    assert manifest["image_size"] == [56, 24]
+    assert manifest["image_size"] == [120, 50]  # the generator's own size: nothing lost to resizing
     assert manifest["counts"] == {"train": 240, "val": 30, "test": 30}
     assert manifest["seed"] == 0
     assert manifest["source"] == str(captcha_dir.resolve())
     assert manifest["skipped"] == {} and manifest["keep_case"] is False
     assert {p.name for p in prepared_dataset.iterdir()} == DATASET_FILES
     arrays = _arrays(prepared_dataset)  # allow_pickle=False: plain arrays only
-    assert arrays["train_images"].shape == (240, 24, 56, 3) and arrays["train_images"].dtype == np.uint8
+    assert arrays["train_images"].shape == (240, 50, 120, 3) and arrays["train_images"].dtype == np.uint8
     assert arrays["train_labels"].shape == (240, 4) and arrays["train_labels"].dtype == np.uint8
     assert int(arrays["train_labels"].max()) < len(manifest["charset"])
     mapped = load_dataset(prepared_dataset, mmap=True)
     assert isinstance(mapped.images["train"], np.memmap)
-    assert mapped.charset == manifest["charset"] and mapped.length == 4 and mapped.image_size == (56, 24)
+    assert mapped.charset == manifest["charset"] and mapped.length == 4 and mapped.image_size == (120, 50)
 
 
 def test_labels_decode_back_to_the_file_names(captcha_files, tmp_path) -> None:

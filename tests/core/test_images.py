@@ -120,13 +120,13 @@ def test_cmyk_jpeg(tmp_path, captcha) -> None:
 
 
 def test_transparent_becomes_white(tmp_path) -> None:
-    rgba = np.zeros((24, 56, 4), dtype=np.uint8)  # black everywhere…
-    rgba[:, 28:, 3] = 255  # …opaque on the right half only
+    rgba = np.zeros((50, 120, 4), dtype=np.uint8)  # black everywhere…
+    rgba[:, 60:, 3] = 255  # …opaque on the right half only
     path = tmp_path / "rgba.png"
     Image.fromarray(rgba, "RGBA").save(path)
     array = _check(load_image(path))
-    assert (array[:, :27] == 255).all()
-    assert (array[:, 29:] == 0).all()
+    assert (array[:, :60] == 255).all()
+    assert (array[:, 60:] == 0).all()
 
 
 def test_palette_with_transparency(tmp_path, captcha) -> None:

@@ -7,8 +7,9 @@ import torch
 
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
+from captcha_tui.core.model import build_model, to_model_input
 from captcha_tui.core.predictor import Predictor
-from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress
+from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress, train_step
 from tests.helpers import events_of, history_rows
 
 
@@ -139,6 +140,7 @@ def test_pause_blocks_until_resumed(prepared_dataset, tmp_path):
         ({"epochs": 0}, "epochs"),
         ({"preset": "huge"}, "unknown preset"),
         ({"device": "cuda:7"}, "cuda:7"),
+        ({"label_smoothing": 1.0}, "label smoothing"),
     ],
 )
 def test_bad_settings_fail_with_a_reason(prepared_dataset, tmp_path, change, message):
@@ -167,6 +169,21 @@ def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
     assert schedule_progress(0.25, 1e6, None) == 0.25
     # At the limit the learning rate is at its floor.
     assert lr_factor(schedule_progress(0.4, 900, 900), "onecycle") == pytest.approx(0.01)
+
+
+def test_label_smoothing_spreads_the_target_and_zero_is_plain_cross_entropy():
+    torch.manual_seed(0)
+    model = build_model("tiny", 4, 31, (40, 16)).eval()  # eval: the same logits on every call
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # a step that leaves the weights alone
+    images = to_model_input(torch.randint(0, 256, (8, 16, 40, 3), dtype=torch.uint8))
+    targets = torch.randint(0, 31, (8, 4))
+    for smoothing in (0.0, 0.1):
+        logits, loss = train_step(model, optimizer, images, targets, label_smoothing=smoothing)
+        log_probs = torch.log_softmax(logits.detach().float(), -1).flatten(0, 1)
+        right = -log_probs.gather(1, targets.flatten()[:, None]).mean().item()
+        spread = -log_probs.mean().item()  # the uniform share, over all 31 characters
+        assert right != pytest.approx(spread)
+        assert loss.item() == pytest.approx((1 - smoothing) * right + smoothing * spread, rel=1e-5)
 
 
 @pytest.mark.cuda
