@@ -63,6 +63,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--label-smoothing",
         type=float,
         default=0.1,
+        metavar="X",
         help="share of each target spread over the other characters (default: %(default)s; 0: off)",
     )
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=_size,
         default=MODEL_IMAGE_SIZE,
+        metavar="WxH",
         help="WIDTHxHEIGHT images are packed at (default: 120x50)",
     )
     prep.add_argument("--workers", type=int, default=None)
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=_size,
         default=MODEL_IMAGE_SIZE,
+        metavar="WxH",
         help="WIDTHxHEIGHT the chunk is packed at (default: 120x50, as `prepare`; the reference used 56x24)",
     )
     bench.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
