@@ -199,12 +199,15 @@ def throughput(
     return {"machine": machine_info(), "repeats": repeats, "results": results}
 
 
+def size_text(size) -> str:
+    """``120×50`` for a (width, height) pair."""
+    return "×".join(map(str, size))
+
+
 def format_table(report: dict) -> str:
     machine, results = report["machine"], report["results"]
     chunk = (
-        f"{results[0]['images']} images of {'×'.join(map(str, results[0]['image_size']))}"
-        if results
-        else "no images"
+        f"{results[0]['images']} images of {size_text(results[0]['image_size'])}" if results else "no images"
     )
     lines = [
         f"{machine['cpu']}, {machine['threads']} threads; PyTorch {machine['torch']}"

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("bench_fp32", "bench_amp", "bench_amp_batch512"):
         for r in report[key]["results"]:
             print(
-                f"{key:19s} {r['preset']:9s} {'×'.join(map(str, r['image_size'])):>6} batch {r['batch_size']:4d}: "
+                f"{key:19s} {r['preset']:9s} {bench.size_text(r['image_size']):>6} batch {r['batch_size']:4d}: "
                 f"train {r['train_images_per_s']:>10,.0f} "
                 f"img/s, predict {r['predict_images_per_s']:>10,.0f} img/s, one image {r['predict_one_ms']:.2f} ms, "
                 f"{r['fraction_of_matmul']:.1%} of matmul"

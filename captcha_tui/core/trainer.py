@@ -364,7 +364,13 @@ class Trainer:
                 if cfg.augment:
                     images = random_shift(images)
                 logits, loss = train_step(
-                    model, optimizer, to_model_input(images), targets, autocast, scaler, cfg.label_smoothing
+                    model,
+                    optimizer,
+                    to_model_input(images),
+                    targets,
+                    autocast,
+                    scaler,
+                    label_smoothing=cfg.label_smoothing,
                 )
             except torch.OutOfMemoryError:
                 images = targets = logits = loss = None

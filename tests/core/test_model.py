@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captcha_tui.core.model import PRESETS, build_model, count_parameters, to_model_input
+from captcha_tui.core.model import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    PRESETS,
+    build_model,
+    count_parameters,
+    to_model_input,
+)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -64,7 +71,7 @@ def test_a_preset_with_its_own_input_size_resizes_other_images_to_it():
         upscaled = torch.nn.functional.interpolate(
             to_model_input(images).float(), size=(50, 120), mode="bilinear", antialias=True
         )
-        expected = full(((upscaled / 255.0) - 0.5) / 0.25)
+        expected = full((upscaled / 255.0 - PIXEL_MEAN) / PIXEL_STD)
         assert torch.allclose(small(to_model_input(images)), expected, atol=1e-4)
 
 
