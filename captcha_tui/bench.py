@@ -24,6 +24,7 @@ from .core.devices import cpu_name, list_devices, resolve_amp, resolve_device
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
 from .core.images import MODEL_IMAGE_SIZE, to_model_array
 from .core.model import build_model, prefers_channels_last, to_model_input
+from .core.spec import CodeSpec
 from .core.trainer import TrainConfig, mixed_precision, train_step
 
 DEFAULT_PRESETS = ("fast", "resnet18")
@@ -66,7 +67,7 @@ def train_step_flops(
     """FLOPs of one training step per image (forward + backward), counted by PyTorch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model(preset, DEFAULT_LENGTH, classes, size).to(device)
+    model = build_model(preset, CodeSpec.fixed(DEFAULT_CHARSET, DEFAULT_LENGTH, size)).to(device)
     x = torch.zeros(4, size[1], size[0], 3, dtype=torch.uint8, device=device)
     y = torch.zeros(4, DEFAULT_LENGTH, dtype=torch.long, device=device)
     with FlopCounterMode(display=False) as counter:
@@ -99,7 +100,7 @@ def bench_one(
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
     size = (images.shape[2], images.shape[1])
-    model = build_model(preset, DEFAULT_LENGTH, classes, size).to(device)
+    model = build_model(preset, CodeSpec.fixed(DEFAULT_CHARSET, DEFAULT_LENGTH, size)).to(device)
     model.set_channels_last(prefers_channels_last(preset, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     autocast, scaler = mixed_precision(amp, device)

@@ -318,7 +318,7 @@ def print_prepare_report(report) -> None:
     counts = report.counts
     print(
         f"dataset {report.out_dir}: {counts['train']} train / {counts['val']} val / {counts['test']} test, "
-        f"{report.length} characters from {report.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
+        f"{report.spec.lengths} characters from {report.spec.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
     )
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")

@@ -79,7 +79,7 @@ class HeadlessPrinter:
                 resumed = f", resuming at epoch {e.start_epoch}" if e.start_epoch > 1 else ""
                 return (
                     f"dataset {e.dataset}: {e.train_count} train / {e.val_count} val / {e.test_count} test, "
-                    f"{e.length} characters from {e.charset!r}\n"
+                    f"{e.spec.lengths} characters from {e.spec.charset!r}\n"
                     f"model {e.preset} ({e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
                     f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {e.patience}, "
                     f"up to {e.max_epochs} epochs{resumed}\nrun folder {e.run_dir}"

@@ -17,7 +17,7 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
     assert main(["prepare", str(images), "--out", str(data), "--workers", "1", "--size", "60x25"]) == 0
     out = capsys.readouterr().out
     assert "120 train / 15 val / 15 test" in out
-    assert json.loads((data / "manifest.json").read_text())["image_size"] == [60, 25]
+    assert json.loads((data / "manifest.json").read_text())["spec"]["image_size"] == [60, 25]
     code = main(
         [
             "train",

@@ -66,7 +66,7 @@ def test_out_of_memory_halves_the_batch_and_carries_on(prepared_dataset, tmp_pat
     warnings = [e.message for e in events_of(events, ev.Notice) if e.level == "warning"]
     assert any("out of memory" in m and "100 → 50" in m for m in warnings)
     assert result.images_seen == 240  # every image trained on once
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]["batch_size"] == 25
+    assert load_checkpoint(tmp_path / "run" / "last.pt").trainer["batch_size"] == 25
 
 
 def test_out_of_memory_even_at_one_image_fails_clearly(prepared_dataset, tmp_path, one_thread) -> None:
@@ -166,7 +166,7 @@ def test_failed_save_keeps_the_previous_file(run_copy, monkeypatch, target, code
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert _strays(run_copy) == []
-    assert load_checkpoint(path)["meta"]["epoch"] == 1
+    assert load_checkpoint(path).meta.epoch == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
@@ -281,7 +281,7 @@ def test_kill_9_during_a_save_keeps_the_previous_file(run_copy, cli_env, phase) 
         child.kill()
         child.stdout.close()
     assert path.read_bytes() == before
-    assert load_checkpoint(path)["meta"]["epoch"] == 1
+    assert load_checkpoint(path).meta.epoch == 1
     strays = _strays(run_copy)
     assert len(strays) == 1 and strays[0].startswith(".best.pt.")  # the one leftover a crash can leave
     save_checkpoint(path, {"meta": {}, "model": {}})  # and the next save is not disturbed by it
@@ -333,9 +333,9 @@ def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env)
     assert "SIGTERM: saving a resumable checkpoint" in output and "stopped by request" in output
     assert "Traceback" not in output
     last = load_checkpoint(run_dir / "last.pt")
-    epoch, position = last["trainer"]["epoch"], last["trainer"]["position"]
+    epoch, position = last.trainer["epoch"], last.trainer["position"]
     assert 1 <= epoch < 50 and 0 <= position < 240
-    assert [row["epoch"] for row in last["history"]] == list(range(1, epoch + 1))
+    assert [row["epoch"] for row in last.history] == list(range(1, epoch + 1))
     assert _history(run_dir) == list(range(1, epoch + 1))
     assert _strays(run_dir) == []
 
@@ -353,7 +353,7 @@ def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env)
     assert f"resuming at epoch {epoch + 1}" in done.stdout
     assert "epoch 1:" not in done.stdout  # it did not start over
     assert _history(run_dir) == list(range(1, until + 1))  # numbering continues, nothing lost
-    assert load_checkpoint(run_dir / "last.pt")["trainer"]["epoch"] == until
+    assert load_checkpoint(run_dir / "last.pt").trainer["epoch"] == until
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint(prepared_dataset, tmp_path, cli_env) -> None:
@@ -365,7 +365,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(prepared_dataset, tmp_path, cli_env
         and "resume with: captcha-tui train --resume" in output
     )
     assert "KeyboardInterrupt" not in output
-    assert load_checkpoint(run_dir / "last.pt")["trainer"]["epoch"] >= 1
+    assert load_checkpoint(run_dir / "last.pt").trainer["epoch"] >= 1
 
 
 # ---- bad input on the command line: exit code 2 and a message that says what to do --------------------------------

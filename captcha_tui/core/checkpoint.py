@@ -15,19 +15,70 @@ import stat
 import tempfile
 import warnings
 import zipfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .oserrors import describe_os_error
+from .spec import CodeSpec, SpecError
 
 FORMAT = "captcha-tui-checkpoint/1"
-META_KEYS = ("charset", "length", "image_size", "preset", "epoch", "val_accuracy", "keep_case")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or used; ``str()`` says why in one line."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about its weights: what they read, which network, how they were made."""
+
+    spec: CodeSpec
+    preset: str
+    epoch: int = 0
+    val_accuracy: float = 0.0
+    dataset: str = ""
+    created: str = ""
+    init: str | None = None  # the checkpoint a fine-tune started from
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["spec"] = self.spec.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CheckpointMeta:
+        """Raises :class:`SpecError` or ValueError naming what is wrong. Reads pre-0.3 metadata too."""
+        if not isinstance(data, dict):
+            raise ValueError("no metadata")
+        spec = CodeSpec.read(data)
+        if not isinstance(data.get("preset"), str):
+            raise ValueError(f"its preset {data.get('preset')!r} is not a name")
+        epoch, val = data.get("epoch", 0), data.get("val_accuracy", 0.0)
+        if not isinstance(epoch, int) or not isinstance(val, (int, float)):
+            raise ValueError("its epoch or validation accuracy is not a number")
+        return cls(
+            spec=spec,
+            preset=data["preset"],
+            epoch=int(epoch),
+            val_accuracy=float(val),
+            dataset=str(data.get("dataset", "")),
+            created=str(data.get("created", "")),
+            init=data.get("init") if isinstance(data.get("init"), str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: typed metadata, the weights, and what resuming needs (absent in best.pt)."""
+
+    meta: CheckpointMeta
+    model: dict[str, torch.Tensor] = field(repr=False)
+    optimizer: dict | None = field(default=None, repr=False)
+    trainer: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list, repr=False)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -125,7 +176,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint safely and check that it is one of ours; raises :class:`CheckpointError`.
 
     Only PyTorch's zip format is read, and only with ``weights_only=True``: a plain pickle is refused
@@ -184,39 +235,49 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is not a captcha-tui checkpoint (no '{FORMAT}' marker)")
     meta = data.get("meta")
-    if not isinstance(meta, dict) or any(key not in meta for key in META_KEYS) or "model" not in data:
+    if not isinstance(meta, dict) or not ({"spec", "length"} & meta.keys()) or "model" not in data:
         raise CheckpointError(f"{path.name} is missing its metadata or weights")
-    problem = _meta_problem(meta, data["model"])
+    try:
+        meta = CheckpointMeta.from_dict(meta)
+    except (SpecError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+    weights = data["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path.name}: its weights are not a dict of tensors")
+    problem = _output_problem(meta.spec, weights)
     if problem:
         raise CheckpointError(f"{path.name}: {problem}")
-    return data
+    optimizer = data.get("optimizer")
+    trainer, history = data.get("trainer", {}), data.get("history", [])
+    return Checkpoint(
+        meta=meta,
+        model=weights,
+        optimizer=optimizer if isinstance(optimizer, dict) else None,
+        trainer=trainer if isinstance(trainer, dict) else {},
+        history=history if isinstance(history, list) else [],
+    )
 
 
-def _meta_problem(meta: dict, weights: Any) -> str:
-    """What in the metadata cannot be right, or does not match the weights; '' when all is well."""
-    charset, length, size = meta["charset"], meta["length"], meta["image_size"]
-    if not isinstance(charset, str) or not charset or len(set(charset)) != len(charset):
-        return f"its charset {charset!r} is not a string of distinct characters"
-    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-        return f"its code length {length!r} is not a positive whole number"
-    if (
-        not isinstance(size, (list, tuple))
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        return f"its image size {size!r} is not [width, height]"
-    if not isinstance(meta["preset"], str):
-        return f"its preset {meta['preset']!r} is not a name"
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        return "its weights are not a dict of tensors"
-    # Every preset ends in a linear layer with one output per (position, character): check the metadata
-    # against it, so a checkpoint whose charset was edited is refused with the reason, not a shape error.
+def _output_problem(spec: CodeSpec, weights: dict[str, torch.Tensor]) -> str:
+    """Whether the output layer fits the spec's charset (and length, for per-position models); ''."""
+    # Every preset ends in a linear layer: check the metadata against it, so a checkpoint whose charset
+    # was edited is refused with the reason, not a shape error.
     outputs = [
         value.shape[0]
         for key, value in weights.items()
         if key.startswith("head.") and key.endswith(".weight") and value.dim() == 2
     ]
-    if outputs and outputs[-1] != length * len(charset):
+    if not outputs:
+        return ""
+    charset, length = spec.charset, spec.max_length
+    if spec.decoder == "ctc":
+        if outputs[-1] != len(charset) + 1:
+            return (
+                f"its charset has {len(charset)} characters (+1 CTC blank), but the model's output layer "
+                f"has {outputs[-1]}: the charset does not match the weights"
+            )
+        return ""
+    if outputs[-1] != length * len(charset):
         classes, rest = divmod(outputs[-1], length)
         trained = f" ({classes} characters × {length})" if not rest else ""
         return (

@@ -27,7 +27,6 @@ from .images import MODEL_IMAGE_SIZE, ImageError, decode_image, read_bytes
 from .labels import (
     LABEL_FILES,
     LabelError,
-    LabelRules,
     infer_charset,
     infer_length,
     label_from_name,
@@ -35,6 +34,7 @@ from .labels import (
     read_label_file,
 )
 from .oserrors import describe_os_error
+from .spec import PAD, CodeSpec, SpecError
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
@@ -59,8 +59,7 @@ class DatasetError(ValueError):
 class PrepareReport:
     out_dir: Path
     counts: dict[str, int]
-    charset: str
-    length: int
+    spec: CodeSpec
     skipped: dict[str, int]  # reason -> files
     examples: dict[str, str]  # reason -> one file it happened to
     seconds: float
@@ -74,25 +73,9 @@ class PrepareReport:
 class Dataset:
     path: Path
     manifest: dict
+    spec: CodeSpec
     images: dict[str, np.ndarray] = field(repr=False)
-    labels: dict[str, np.ndarray] = field(repr=False)
-
-    @property
-    def charset(self) -> str:
-        return self.manifest["charset"]
-
-    @property
-    def length(self) -> int:
-        return int(self.manifest["length"])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        width, height = self.manifest["image_size"]
-        return int(width), int(height)
-
-    @property
-    def keep_case(self) -> bool:
-        return bool(self.manifest.get("keep_case", False))
+    labels: dict[str, np.ndarray] = field(repr=False)  # (N, max_length) indices, PAD after the code
 
     def count(self, split: str) -> int:
         return int(self.labels[split].shape[0])
@@ -242,22 +225,19 @@ def prepare(
         )
 
     # 2. Charset and length: given, or inferred from the labels found.
-    codes = [code for _, code in candidates]
-    rules = LabelRules(
-        charset=normalise(charset, keep_case) if charset else infer_charset(codes),
-        length=length or infer_length(codes),
-    )
-    if len(set(rules.charset)) != len(rules.charset):
-        raise DatasetError(f"charset has repeated characters: {rules.charset!r}")
-    if len(rules.charset) > 255:
-        raise DatasetError("charset has more than 255 characters")
+    codes = [code for _, code in candidates if code]
+    length = length or infer_length(codes)
     if charset is None:
         # Characters seen only in codes of the wrong length would inflate the inferred charset.
-        rules = LabelRules(infer_charset([c for c in codes if len(c) == rules.length]), rules.length)
+        charset = infer_charset([c for c in codes if len(c) == length]) or infer_charset(codes)
+    try:
+        spec = CodeSpec.fixed(normalise(charset, keep_case), length, size, keep_case=keep_case)
+    except SpecError as exc:
+        raise DatasetError(f"cannot use these settings: {exc}") from None
     valid: list[tuple[Path, str]] = []
     for path, code in candidates:
         try:
-            rules.check(code)
+            spec.check(code)
         except LabelError as exc:
             skip(path, str(exc))
             continue
@@ -274,7 +254,7 @@ def prepare(
         else:
             seen[digest] = path
             images.append(array)
-            labels.append(rules.encode(code))
+            labels.append(spec.encode(code))
     if not images:
         reasons = "; ".join(f"{n} × {r}" for r, n in skipped.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
@@ -292,10 +272,7 @@ def prepare(
 
     manifest = {
         "format": FORMAT,
-        "charset": rules.charset,
-        "length": rules.length,
-        "image_size": list(size),
-        "keep_case": keep_case,
+        "spec": spec.to_dict(),
         "counts": {s: b - a for s, (a, b) in bounds.items()},
         "seed": seed,
         "source": str(image_dir.resolve()),
@@ -306,8 +283,7 @@ def prepare(
     return PrepareReport(
         out_dir=out_dir,
         counts=manifest["counts"],
-        charset=rules.charset,
-        length=rules.length,
+        spec=spec,
         skipped=dict(skipped),
         examples=examples,
         seconds=time.perf_counter() - started,
@@ -389,9 +365,10 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
         raise DatasetError(f"unreadable manifest {manifest_path}: {exc}; prepare the dataset again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DatasetError(f"{manifest_path} is not a captcha-tui dataset manifest ({FORMAT})")
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise DatasetError(f"{manifest_path} is damaged ({problem}); prepare the dataset again")
+    try:
+        spec = CodeSpec.read(manifest)
+    except SpecError as exc:
+        raise DatasetError(f"{manifest_path} is damaged ({exc}); prepare the dataset again") from None
     images, labels = {}, {}
     try:
         for split in SPLITS:
@@ -403,40 +380,22 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
             )
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetError(f"dataset {path} is damaged ({exc}); prepare it again") from None
-    width, height = manifest["image_size"]
-    classes = len(manifest["charset"])
+    width, height = spec.image_size
     for split in SPLITS:
         if images[split].shape[1:] != (height, width, 3) or images[split].dtype != np.uint8:
             raise DatasetError(
                 f"dataset {path}: {split} images have shape {images[split].shape}, not (N, {height}, {width}, 3)"
             )
         if (
-            labels[split].shape != (images[split].shape[0], manifest["length"])
+            labels[split].shape != (images[split].shape[0], spec.max_length)
             or labels[split].dtype.kind != "u"
         ):
             raise DatasetError(f"dataset {path}: {split} labels do not match its images")
-        if labels[split].size and int(labels[split].max()) >= classes:
+        used = labels[split][labels[split] != PAD]
+        if used.size and int(used.max()) >= spec.classes:
             raise DatasetError(
-                f"dataset {path}: {split} labels use characters beyond its {classes}-character charset"
+                f"dataset {path}: {split} labels use characters beyond its {spec.classes}-character charset"
             )
     if images["train"].shape[0] == 0:
         raise DatasetError(f"dataset {path} has no training images")
-    return Dataset(path=path, manifest=manifest, images=images, labels=labels)
-
-
-def _manifest_problem(manifest: dict) -> str:
-    """What is wrong with a manifest's fields, or ''."""
-    charset, length, size = manifest.get("charset"), manifest.get("length"), manifest.get("image_size")
-    if not isinstance(charset, str) or not charset:
-        return "no charset"
-    if len(set(charset)) != len(charset):
-        return "the charset repeats characters"
-    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-        return "no valid code length"
-    if (
-        not isinstance(size, list)
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        return "no valid image size"
-    return ""
+    return Dataset(path=path, manifest=manifest, spec=spec, images=images, labels=labels)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .spec import CodeSpec
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -18,8 +20,7 @@ class RunStarted:
     train_count: int
     val_count: int
     test_count: int
-    charset: str
-    length: int
+    spec: CodeSpec
     preset: str
     device: str
     batch_size: int

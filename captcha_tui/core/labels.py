@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
+
+from .spec import LabelError
+
+__all__ = ["LABEL_FILES", "LabelError", "infer_charset", "infer_length", "label_from_name", "normalise"]
 
 LABEL_FILES = ("labels.csv", "labels.tsv")
 _PATH_HEADERS = ("path", "file", "filename", "file_name", "image", "name")
 _LABEL_HEADERS = ("label", "code", "text", "answer")
-
-
-class LabelError(ValueError):
-    """A label that cannot be used; ``str()`` is the reason."""
 
 
 def label_from_name(name: str | Path) -> str | None:
@@ -75,22 +74,3 @@ def infer_length(codes: list[str]) -> int:
 
 def infer_charset(codes: list[str]) -> str:
     return "".join(sorted(set("".join(codes))))
-
-
-@dataclass(frozen=True)
-class LabelRules:
-    charset: str
-    length: int
-
-    def check(self, code: str) -> None:
-        if len(code) != self.length:
-            raise LabelError(f"wrong code length (expected {self.length})")
-        for char in code:
-            if char not in self.charset:
-                raise LabelError("character outside the charset")
-
-    def encode(self, code: str) -> list[int]:
-        return [self.charset.index(char) for char in code]
-
-    def decode(self, indices) -> str:
-        return "".join(self.charset[int(i)] for i in indices)

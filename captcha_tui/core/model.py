@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .images import MODEL_IMAGE_SIZE
+from .spec import CodeSpec
 
 # Inputs are uint8 images; the model normalises them itself so a checkpoint carries everything needed.
 PIXEL_MEAN = 0.5
@@ -90,10 +90,9 @@ class BasicBlock(nn.Module):
 
 
 class CaptchaNet(nn.Module):
-    def __init__(
-        self, preset: Preset, length: int, classes: int, image_size: tuple[int, int] = MODEL_IMAGE_SIZE
-    ):
+    def __init__(self, preset: Preset, spec: CodeSpec):
         super().__init__()
+        length, classes, image_size = spec.max_length, spec.classes, spec.image_size
         self.length, self.classes = length, classes
         self.input_size = preset.input_size
         self.memory_format = torch.contiguous_format
@@ -149,12 +148,11 @@ def _downsampled(size: int, strides: list[int]) -> int:
     return size
 
 
-def build_model(
-    preset: str, length: int, classes: int, image_size: tuple[int, int] = MODEL_IMAGE_SIZE
-) -> CaptchaNet:
+def build_model(preset: str, spec: CodeSpec) -> CaptchaNet:
+    """The preset's network for what ``spec`` describes (charset, code length, image size)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    return CaptchaNet(PRESETS[preset], length, classes, image_size)
+    return CaptchaNet(PRESETS[preset], spec)
 
 
 def prefers_channels_last(preset: str, device: torch.device) -> bool:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .images import ImageError, load_image
-from .labels import label_from_name, normalise
+from .labels import label_from_name
 from .model import PRESETS, build_model, to_model_input
+from .spec import CodeSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -43,12 +44,14 @@ class PathResult:
 
 
 class Predictor:
-    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device, path: Path | None = None):
+    def __init__(
+        self, model: torch.nn.Module, meta: CheckpointMeta, device: torch.device, path: Path | None = None
+    ):
         self.model, self.meta, self.device, self.path = model.eval(), meta, device, path
-        self.charset: str = meta["charset"]
-        self.length: int = int(meta["length"])
-        self.image_size: tuple[int, int] = tuple(meta["image_size"])  # type: ignore[assignment]
-        self.keep_case: bool = bool(meta.get("keep_case", False))
+
+    @property
+    def spec(self) -> CodeSpec:
+        return self.meta.spec
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -56,22 +59,20 @@ class Predictor:
         path = Path(path)
         device = torch.device(device)
         checkpoint = load_checkpoint(path, map_location=device)
-        meta = checkpoint["meta"]
-        if meta["preset"] not in PRESETS:
-            raise CheckpointError(f"{path.name} uses preset {meta['preset']!r}, unknown to this version")
+        meta = checkpoint.meta
+        if meta.preset not in PRESETS:
+            raise CheckpointError(f"{path.name} uses preset {meta.preset!r}, unknown to this version")
         try:
-            model = build_model(
-                meta["preset"], int(meta["length"]), len(meta["charset"]), tuple(meta["image_size"])
-            )
+            model = build_model(meta.preset, meta.spec)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path.name} has unusable metadata: {exc}") from None
-        problems = _state_mismatch(model, checkpoint["model"])
+        problems = _state_mismatch(model, checkpoint.model)
         if problems:
             raise CheckpointError(
-                f"{path.name} does not fit preset {meta['preset']!r} with {len(meta['charset'])} characters × "
-                f"{meta['length']}: {problems} (the presets changed in 0.2: train older checkpoints again)"
+                f"{path.name} does not fit preset {meta.preset!r} with {meta.spec.classes} characters × "
+                f"{meta.spec.lengths}: {problems} (the presets changed in 0.2: train older checkpoints again)"
             )
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint.model)
         return cls(model.to(device), meta, device, path)
 
     @torch.inference_mode()
@@ -81,13 +82,13 @@ class Predictor:
         probabilities = self.model(to_model_input(batch)).float().softmax(-1)
         best, indices = probabilities.max(-1)
         return [
-            Prediction("".join(self.charset[i] for i in row), tuple(round(p, 4) for p in probs))
+            Prediction(self.spec.decode(row), tuple(round(p, 4) for p in probs))
             for row, probs in zip(indices.tolist(), best.tolist(), strict=True)
         ]
 
     def predict_image(self, path: str | Path) -> Prediction:
         """One file; raises :class:`~captcha_tui.core.images.ImageError` with a one-line reason."""
-        return self.predict_arrays(load_image(path, self.image_size)[None])[0]
+        return self.predict_arrays(load_image(path, self.spec.image_size)[None])[0]
 
     def predict_paths(self, paths: list[Path], batch_size: int = 256) -> list[PathResult]:
         """Many files; a bad one gets its reason and never stops the rest."""
@@ -95,7 +96,7 @@ class Predictor:
         good: list[tuple[int, np.ndarray]] = []
         for i, path in enumerate(paths):
             try:
-                good.append((i, load_image(path, self.image_size)))
+                good.append((i, load_image(path, self.spec.image_size)))
             except ImageError as exc:
                 results[i] = PathResult(path, error=str(exc))
         for start in range(0, len(good), batch_size):
@@ -109,8 +110,10 @@ class Predictor:
         code = label_from_name(path.name)
         if code is None:
             return None
-        code = normalise(code, self.keep_case)
-        if len(code) != self.length or any(c not in self.charset for c in code):
+        code = self.spec.normalise(code)
+        try:
+            self.spec.check(code)
+        except ValueError:
             return None
         return code
 

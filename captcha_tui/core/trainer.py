@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import events as ev
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
 from .dataset import Dataset, DatasetError, load_dataset
 from .devices import DeviceError, resolve_amp, resolve_device
 from .model import (
@@ -194,7 +194,7 @@ class Trainer:
         # The whole dataset lives on the device as uint8 (NHWC); each batch is converted there.
         train_x, train_y = _to_device(data, "train", device)
         val_x, val_y = _to_device(data, "val", device)
-        model = build_model(cfg.preset, data.length, len(data.charset), data.image_size).to(device)
+        model = build_model(cfg.preset, data.spec).to(device)
         model.set_channels_last(prefers_channels_last(cfg.preset, device))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         autocast, scaler = mixed_precision(cfg.amp, device)
@@ -213,8 +213,7 @@ class Trainer:
                 train_count=n_train,
                 val_count=len(val_x),
                 test_count=data.count("test"),
-                charset=data.charset,
-                length=data.length,
+                spec=data.spec,
                 preset=cfg.preset,
                 device=str(device),
                 batch_size=state.batch_size,
@@ -454,30 +453,23 @@ class Trainer:
             raise TrainingError(
                 f"cannot resume: {exc}; train without --resume to start afresh (or use another --out)"
             ) from None
-        meta = checkpoint["meta"]
-        mismatch = [
-            f"{key} {meta[key]!r} ≠ {value!r}"
-            for key, value in (
-                ("preset", self.config.preset),
-                ("charset", data.charset),
-                ("length", data.length),
-                ("image_size", list(data.image_size)),
-            )
-            if meta[key] != value
-        ]
+        meta = checkpoint.meta
+        mismatch = meta.spec.differences(data.spec)
+        if meta.preset != self.config.preset:
+            mismatch.insert(0, f"preset {meta.preset!r} ≠ {self.config.preset!r}")
         if mismatch:
             raise TrainingError(
                 f"cannot resume from {path}: it was trained with another setup ({'; '.join(mismatch)})"
             )
-        model.load_state_dict(checkpoint["model"])
-        if "optimizer" in checkpoint:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        saved = checkpoint.get("trainer", {})
+        model.load_state_dict(checkpoint.model)
+        if checkpoint.optimizer is not None:
+            optimizer.load_state_dict(checkpoint.optimizer)
+        saved = checkpoint.trainer
         state = _State(**{k: v for k, v in saved.items() if k in _State.__dataclass_fields__})
-        state.history = list(checkpoint.get("history", []))
+        state.history = list(checkpoint.history)
         best_weights = None
         if (self.run_dir / BEST).exists():
-            best_weights = load_checkpoint(self.run_dir / BEST, map_location=device)["model"]
+            best_weights = load_checkpoint(self.run_dir / BEST, map_location=device).model
         where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
         self._emit(
             ev.Notice(
@@ -487,20 +479,18 @@ class Trainer:
         return state, best_weights
 
     def _save(self, name: str, model, data: Dataset, state: _State, optimizer) -> None:
+        meta = CheckpointMeta(
+            spec=data.spec,
+            preset=self.config.preset,
+            epoch=state.epoch,
+            val_accuracy=state.best_val
+            if name == BEST
+            else (state.history[-1]["val_accuracy"] if state.history else 0.0),
+            dataset=str(self.config.data),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
         payload = {
-            "meta": {
-                "charset": data.charset,
-                "length": data.length,
-                "image_size": list(data.image_size),
-                "keep_case": data.keep_case,
-                "preset": self.config.preset,
-                "epoch": state.epoch,
-                "val_accuracy": state.best_val
-                if name == BEST
-                else (state.history[-1]["val_accuracy"] if state.history else 0.0),
-                "dataset": str(self.config.data),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
+            "meta": meta.to_dict(),
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "trainer": asdict(replace(state, history=[])),
             "history": state.history,

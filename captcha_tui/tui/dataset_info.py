@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.dataset import load_dataset
+from ..core.spec import CodeSpec
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,7 @@ class DatasetSummary:
     train: int
     val: int
     test: int
-    charset: str
-    length: int
+    spec: CodeSpec
 
     @property
     def total(self) -> int:
@@ -30,6 +30,5 @@ def read_dataset_summary(path: Path) -> DatasetSummary:
         train=data.count("train"),
         val=data.count("val"),
         test=data.count("test"),
-        charset=data.charset,
-        length=data.length,
+        spec=data.spec,
     )

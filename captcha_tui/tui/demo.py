@@ -15,7 +15,9 @@ from pathlib import Path
 from ..core import events as ev
 from ..core.generator import DEFAULT_CHARSET
 from ..core.hardware import FakeNvmlBackend, HardwareSampler, HostSample, Sample, TorchMemorySample
+from ..core.images import MODEL_IMAGE_SIZE
 from ..core.model import build_model, count_parameters
+from ..core.spec import CodeSpec
 from .dataset_info import DatasetSummary
 from .formatting import GiB
 from .messages import HardwareSampled, TrainingUpdate
@@ -56,15 +58,15 @@ def _val_accuracy(epoch: int) -> float:
 
 def run_events() -> list[ev.TrainerEvent]:
     """RunStarted, then EPOCHS_DONE epochs with their bests, checkpoints and countdowns."""
-    parameters = count_parameters(build_model("fast", 4, len(DEFAULT_CHARSET)))
+    spec = CodeSpec.fixed(DEFAULT_CHARSET, 4, MODEL_IMAGE_SIZE)
+    parameters = count_parameters(build_model("fast", spec))
     events: list[ev.TrainerEvent] = [
         ev.RunStarted(
             dataset="data/dataset",
             train_count=DEMO_TRAIN,
             val_count=DEMO_VAL,
             test_count=DEMO_TEST,
-            charset=DEFAULT_CHARSET,
-            length=4,
+            spec=spec,
             preset="fast",
             device="cuda:0",
             batch_size=100,
@@ -166,7 +168,13 @@ def hardware_samples(count: int = 40, gpus: int = 2) -> list[Sample]:
 
 def play_training_demo(app) -> None:
     """Post the scripted run and samples to a mounted CaptchaApp's training screen (then let it settle)."""
-    app.dataset = DatasetSummary(Path("data/dataset"), DEMO_TRAIN, DEMO_VAL, DEMO_TEST, DEFAULT_CHARSET, 4)
+    app.dataset = DatasetSummary(
+        Path("data/dataset"),
+        DEMO_TRAIN,
+        DEMO_VAL,
+        DEMO_TEST,
+        CodeSpec.fixed(DEFAULT_CHARSET, 4, MODEL_IMAGE_SIZE),
+    )
     app.refresh_bindings()
     screen = app.train_screen
     screen.post_message(TrainingUpdate(tuple(run_events()), None))

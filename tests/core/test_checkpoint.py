@@ -18,6 +18,7 @@ import torch
 from captcha_tui.core import checkpoint as ck
 from captcha_tui.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from captcha_tui.core.predictor import Predictor
+from captcha_tui.core.spec import CodeSpec
 
 
 class Payload:
@@ -32,12 +33,21 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def good(tiny_run) -> dict:
-    return load_checkpoint(tiny_run / "best.pt")
+    """The raw payload of a real checkpoint."""
+    return torch.load(tiny_run / "best.pt", weights_only=True)
+
+
+def _legacy_meta(meta: dict) -> dict:
+    """The flat metadata checkpoints carried before 0.3 (charset, length, image_size, keep_case)."""
+    spec = meta["spec"]
+    flat = {k: spec[k] for k in ("charset", "image_size", "keep_case")}
+    return {**{k: v for k, v in meta.items() if k != "spec"}, **flat, "length": spec["max_length"]}
 
 
 def _variant(good: dict, path: Path, **meta) -> Path:
+    """A copy of ``good`` in the pre-0.3 metadata form, with some fields changed."""
     payload = {k: v for k, v in good.items() if k != "format"}
-    payload["meta"] = {**good["meta"], **meta}
+    payload["meta"] = {**_legacy_meta(good["meta"]), **meta}
     return save_checkpoint(path, payload)
 
 
@@ -68,9 +78,18 @@ def test_round_trip(tmp_path) -> None:
 def test_the_training_checkpoints_load(tiny_run) -> None:
     for name in ("best.pt", "last.pt"):
         data = load_checkpoint(tiny_run / name)
-        assert data["meta"]["preset"] == "tiny" and data["meta"]["epoch"] == 1
-    assert "optimizer" in load_checkpoint(tiny_run / "last.pt")
-    assert load_checkpoint(tiny_run / "last.pt")["trainer"]["epoch"] == 1
+        assert data.meta.preset == "tiny" and data.meta.epoch == 1
+        assert data.meta.spec.max_length == 4 and data.meta.spec.decoder == "positional"
+    assert load_checkpoint(tiny_run / "best.pt").optimizer is None
+    assert load_checkpoint(tiny_run / "last.pt").optimizer is not None
+    assert load_checkpoint(tiny_run / "last.pt").trainer["epoch"] == 1
+
+
+def test_checkpoints_from_before_the_spec_still_load(tmp_path, good) -> None:
+    """0.2 wrote charset, length, image_size and keep_case flat into the metadata."""
+    meta = load_checkpoint(_variant(good, tmp_path / "old.pt")).meta
+    assert meta.spec == CodeSpec.from_dict(good["meta"]["spec"])
+    assert meta.spec.fixed_length and meta.spec.max_length == 4
 
 
 def test_atomic_sequence(tmp_path, monkeypatch) -> None:
@@ -189,7 +208,7 @@ def test_corrupt_bytes_inside_the_archive(tmp_path, tiny_run) -> None:
 
 
 def test_wrong_charset_names_the_mismatch(tmp_path, good) -> None:
-    charset = good["meta"]["charset"]
+    charset = good["meta"]["spec"]["charset"]
     path = _variant(good, tmp_path / "best.pt", charset=charset[:-1])
     message = _refused(path, "charset")
     n = len(charset)
@@ -204,7 +223,7 @@ def test_wrong_charset_names_the_mismatch(tmp_path, good) -> None:
 @pytest.mark.parametrize(
     ("meta", "match"),
     [
-        ({"charset": "aab"}, "distinct characters"),
+        ({"charset": "aab"}, "repeats characters"),
         ({"charset": 7}, "charset"),
         ({"length": 0}, "code length"),
         ({"length": True}, "code length"),
@@ -237,4 +256,4 @@ def test_a_missing_layer(tmp_path, good) -> None:
 def test_a_good_checkpoint_predicts(tiny_run, captcha_files) -> None:
     predictor = Predictor.load(tiny_run / "best.pt")
     prediction = predictor.predict_image(captcha_files[0])
-    assert len(prediction.code) == 4 and set(prediction.code) <= set(predictor.charset)
+    assert len(prediction.code) == 4 and set(prediction.code) <= set(predictor.spec.charset)

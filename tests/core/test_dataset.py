@@ -22,6 +22,7 @@ from captcha_tui.core.dataset import (
     split_counts,
 )
 from captcha_tui.core.generator import DEFAULT_CHARSET
+from captcha_tui.core.spec import CodeSpec
 
 from .test_images import _png_with_size
 
@@ -67,29 +68,30 @@ def test_split_counts(total, counts) -> None:
 def test_manifest_and_no_pickle(captcha_dir, prepared_dataset) -> None:
     manifest = json.loads((prepared_dataset / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["format"] == ds.FORMAT
-    assert manifest["length"] == 4
-    assert set(manifest["charset"]) <= set(DEFAULT_CHARSET)
-    assert manifest["charset"] == "".join(sorted(manifest["charset"]))
-    assert manifest["image_size"] == [120, 50]  # the generator's own size: nothing lost to resizing
+    spec = manifest["spec"]
+    assert spec["min_length"] == spec["max_length"] == 4 and spec["decoder"] == "positional"
+    assert set(spec["charset"]) <= set(DEFAULT_CHARSET)
+    assert spec["charset"] == "".join(sorted(spec["charset"]))
+    assert spec["image_size"] == [120, 50]  # the generator's own size: nothing lost to resizing
     assert manifest["counts"] == {"train": 240, "val": 30, "test": 30}
     assert manifest["seed"] == 0
     assert manifest["source"] == str(captcha_dir.resolve())
-    assert manifest["skipped"] == {} and manifest["keep_case"] is False
+    assert manifest["skipped"] == {} and spec["keep_case"] is False
     assert {p.name for p in prepared_dataset.iterdir()} == DATASET_FILES
     arrays = _arrays(prepared_dataset)  # allow_pickle=False: plain arrays only
     assert arrays["train_images"].shape == (240, 50, 120, 3) and arrays["train_images"].dtype == np.uint8
     assert arrays["train_labels"].shape == (240, 4) and arrays["train_labels"].dtype == np.uint8
-    assert int(arrays["train_labels"].max()) < len(manifest["charset"])
+    assert int(arrays["train_labels"].max()) < len(spec["charset"])
     mapped = load_dataset(prepared_dataset, mmap=True)
     assert isinstance(mapped.images["train"], np.memmap)
-    assert mapped.charset == manifest["charset"] and mapped.length == 4 and mapped.image_size == (120, 50)
+    assert mapped.spec == CodeSpec.from_dict(spec) and mapped.spec.image_size == (120, 50)
 
 
 def test_labels_decode_back_to_the_file_names(captcha_files, tmp_path) -> None:
     _copy(captcha_files[:10], tmp_path / "in")
     prepare(tmp_path / "in", tmp_path / "out", workers=1)
     data = load_dataset(tmp_path / "out")
-    codes = {"".join(data.charset[i] for i in row) for s in SPLITS for row in data.labels[s]}
+    codes = {"".join(data.spec.charset[i] for i in row) for s in SPLITS for row in data.labels[s]}
     assert codes == {f.stem.split("-")[1] for f in captcha_files[:10]}
 
 
@@ -187,7 +189,7 @@ def test_label_problems_are_counted(captcha_files, tmp_path) -> None:
         "character outside the charset": 2,
         "duplicate of another file": 3,
     }
-    assert report.total == 20 and report.charset == DEFAULT_CHARSET
+    assert report.total == 20 and report.spec.charset == DEFAULT_CHARSET
 
 
 def test_inferred_charset_ignores_codes_of_the_wrong_length(captcha_files, tmp_path) -> None:
@@ -195,8 +197,8 @@ def test_inferred_charset_ignores_codes_of_the_wrong_length(captcha_files, tmp_p
     _copy(captcha_files[:20], folder)
     _copy(captcha_files[20:21], folder, lambda n: "x-01IL0O.png")  # characters no generated code has
     report = prepare(folder, tmp_path / "out", workers=1)
-    assert report.length == 4
-    assert set(report.charset) == set("".join(f.stem.split("-")[1] for f in captcha_files[:20]))
+    assert report.spec.max_length == 4
+    assert set(report.spec.charset) == set("".join(f.stem.split("-")[1] for f in captcha_files[:20]))
     assert report.skipped == {"wrong code length (expected 4)": 1}
 
 
@@ -208,11 +210,14 @@ def test_upper_case_is_lowered_unless_kept(captcha_files, tmp_path) -> None:
         lambda n: n.split("-")[0] + "-" + n.split("-")[1].upper().replace("PNG", "png"),
     )
     lowered = prepare(folder, tmp_path / "lower", workers=1)
-    assert lowered.charset == lowered.charset.lower() and not load_dataset(tmp_path / "lower").keep_case
+    assert (
+        lowered.spec.charset == lowered.spec.charset.lower()
+        and not load_dataset(tmp_path / "lower").spec.keep_case
+    )
     kept = prepare(folder, tmp_path / "kept", workers=1, keep_case=True)
-    letters = [c for c in kept.charset if c.isalpha()]
+    letters = [c for c in kept.spec.charset if c.isalpha()]
     assert letters and all(c.isupper() for c in letters)
-    assert load_dataset(tmp_path / "kept").keep_case
+    assert load_dataset(tmp_path / "kept").spec.keep_case
 
 
 def test_labels_csv_and_tsv(captcha_files, tmp_path) -> None:
@@ -283,7 +288,7 @@ def test_no_code_of_the_asked_length(tmp_path, captcha_files) -> None:
 
 def test_repeated_charset(tmp_path, captcha_files) -> None:
     _copy(captcha_files[:3], tmp_path / "in")
-    with pytest.raises(DatasetError, match="repeated"):
+    with pytest.raises(DatasetError, match=r"charset repeats characters \(.a.\)"):
         prepare(tmp_path / "in", tmp_path / "out", workers=1, charset="abcA")  # lowered: a twice
 
 
@@ -379,6 +384,11 @@ def test_an_interrupted_swap_is_cleaned_up_by_the_next_prepare(tmp_path, captcha
 # ---- load_dataset on damaged folders ----------------------------------------------------------------------
 
 
+def _with_spec(manifest: dict, **changes) -> str:
+    spec = {k: v for k, v in {**manifest["spec"], **changes}.items() if v is not None}
+    return json.dumps({**manifest, "spec": spec})
+
+
 def _damaged(prepared_dataset, tmp_path) -> Path:
     return Path(shutil.copytree(prepared_dataset, tmp_path / "data"))
 
@@ -394,12 +404,13 @@ def test_load_missing(tmp_path) -> None:
         (lambda m: "{not json", "unreadable manifest"),
         (lambda m: json.dumps([1, 2]), "not a captcha-tui dataset"),
         (lambda m: json.dumps({**m, "format": "other/1"}), "not a captcha-tui dataset"),
-        (lambda m: json.dumps({k: v for k, v in m.items() if k != "image_size"}), "image size"),
-        (lambda m: json.dumps({**m, "length": "4"}), "code length"),
-        (lambda m: json.dumps({**m, "charset": ""}), "charset"),
-        (lambda m: json.dumps({**m, "charset": m["charset"][:5]}), "beyond its 5-character charset"),
-        (lambda m: json.dumps({**m, "length": 5}), "labels do not match"),
-        (lambda m: json.dumps({**m, "image_size": [60, 24]}), "not \\(N, 24, 60, 3\\)"),
+        (lambda m: _with_spec(m, image_size=None), "image size"),
+        (lambda m: _with_spec(m, max_length="4"), "max length '4' is not a whole number"),
+        (lambda m: _with_spec(m, charset=""), "charset"),
+        (lambda m: _with_spec(m, charset=m["spec"]["charset"][:5]), "beyond its 5-character charset"),
+        (lambda m: _with_spec(m, min_length=5, max_length=5), "labels do not match"),
+        (lambda m: _with_spec(m, image_size=[60, 24]), "not \\(N, 24, 60, 3\\)"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "spec"} | {"length": "4"}), "code length"),
     ],
 )
 def test_load_damaged_manifest(prepared_dataset, tmp_path, change, message) -> None:

@@ -6,13 +6,13 @@ import pytest
 
 from captcha_tui.core.labels import (
     LabelError,
-    LabelRules,
     infer_charset,
     infer_length,
     label_from_name,
     normalise,
     read_label_file,
 )
+from captcha_tui.core.spec import CodeSpec
 
 
 @pytest.mark.parametrize(
@@ -45,8 +45,8 @@ def test_infer_length_and_charset() -> None:
         infer_length([])
 
 
-def test_rules() -> None:
-    rules = LabelRules("abc", 3)
+def test_spec_checks_and_encodes_labels() -> None:
+    rules = CodeSpec.fixed("abc", 3, (120, 50))
     rules.check("cab")
     assert rules.encode("cab") == [2, 0, 1]
     assert rules.decode([2, 0, 1]) == "cab"

@@ -11,11 +11,12 @@ from captcha_tui.core.model import (
     count_parameters,
     to_model_input,
 )
+from tests.helpers import spec_for
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_maps_images_to_per_position_logits(preset):
-    model = build_model(preset, length=5, classes=20).eval()
+    model = build_model(preset, spec_for(5, 20)).eval()
     images = torch.randint(0, 256, (3, 50, 120, 3), dtype=torch.uint8)  # the default packed size
     with torch.inference_mode():
         logits = model(to_model_input(images))
@@ -24,7 +25,7 @@ def test_every_preset_maps_images_to_per_position_logits(preset):
 
 
 def test_resnet18_follows_the_reference_layout():
-    model = build_model("resnet18", 4, 36)
+    model = build_model("resnet18", spec_for(4, 36))
     stem = model.stem[0]
     assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
     assert len(model.stages) == 8  # four stages of two BasicBlocks
@@ -36,9 +37,9 @@ def test_resnet18_follows_the_reference_layout():
 
 
 def test_cheaper_presets_are_much_cheaper():
-    big = count_parameters(build_model("resnet18", 4, 31))
-    assert count_parameters(build_model("fast", 4, 31)) < big / 4
-    assert count_parameters(build_model("tiny", 4, 31)) < big / 50
+    big = count_parameters(build_model("resnet18", spec_for(4, 31)))
+    assert count_parameters(build_model("fast", spec_for(4, 31))) < big / 4
+    assert count_parameters(build_model("tiny", spec_for(4, 31))) < big / 50
 
 
 def test_input_layout_is_a_view_not_a_copy():
@@ -50,11 +51,11 @@ def test_input_layout_is_a_view_not_a_copy():
 
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match="resnet18"):
-        build_model("vgg", 4, 31)
+        build_model("vgg", spec_for(4, 31))
 
 
 def test_fast_reads_full_size_images_through_a_stride_two_stem():
-    model = build_model("fast", 4, 31, (120, 50))
+    model = build_model("fast", spec_for(4, 31, (120, 50)))
     assert model.stem[0].stride == (2, 2)
     # 120×50 → 60×25 (stem) → 30×13 → 15×7 → 8×4 cells of 256 features, each kept in place by the head.
     assert model.head[-1].in_features == 256 * 8 * 4
@@ -63,8 +64,8 @@ def test_fast_reads_full_size_images_through_a_stride_two_stem():
 def test_a_preset_with_its_own_input_size_resizes_other_images_to_it():
     # A dataset packed at the reference's 56×24 still trains the same `fast` network: the model scales
     # images up to the 120×50 it was built for, so its head and its checkpoints do not depend on the data.
-    small = build_model("fast", 4, 31, (56, 24)).eval()
-    full = build_model("fast", 4, 31, (120, 50)).eval()
+    small = build_model("fast", spec_for(4, 31, (56, 24))).eval()
+    full = build_model("fast", spec_for(4, 31, (120, 50))).eval()
     full.load_state_dict(small.state_dict())
     images = torch.randint(0, 256, (2, 24, 56, 3), dtype=torch.uint8)
     with torch.inference_mode():
@@ -77,7 +78,7 @@ def test_a_preset_with_its_own_input_size_resizes_other_images_to_it():
 
 def test_presets_without_an_input_size_work_at_the_datasets_size():
     assert PRESETS["resnet18"].input_size is None
-    model = build_model("tiny", 4, 31, (40, 16)).eval()
+    model = build_model("tiny", spec_for(4, 31, (40, 16))).eval()
     # 40×16 → 20×8 → 10×4 → 5×2 → 3×1 cells of 32 features.
     assert model.head[-1].in_features == 32 * 3 * 1
     with torch.inference_mode():

@@ -10,7 +10,7 @@ from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.model import build_model, to_model_input
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress, train_step
-from tests.helpers import events_of, history_rows
+from tests.helpers import events_of, history_rows, spec_for
 
 
 def test_end_to_end_run_emits_the_whole_story(trained_run):
@@ -41,13 +41,13 @@ def test_training_learns_something(trained_run):
 def test_best_checkpoint_predicts_and_carries_its_metadata(trained_run, captcha_dir):
     run_dir, _ = trained_run
     data = load_checkpoint(run_dir / "best.pt")
-    assert data["meta"]["preset"] == "tiny" and data["meta"]["length"] == 4
-    assert "optimizer" not in data, "the best checkpoint is for predicting"
-    assert "optimizer" in load_checkpoint(run_dir / "last.pt")
+    assert data.meta.preset == "tiny" and data.meta.spec.max_length == 4
+    assert data.optimizer is None, "the best checkpoint is for predicting"
+    assert load_checkpoint(run_dir / "last.pt").optimizer is not None
     predictor = Predictor.load(run_dir / "best.pt")
     image = sorted(captcha_dir.iterdir())[0]
     prediction = predictor.predict_image(image)
-    assert len(prediction.code) == 4 and all(c in predictor.charset for c in prediction.code)
+    assert len(prediction.code) == 4 and all(c in predictor.spec.charset for c in prediction.code)
     assert len(prediction.confidences) == 4 and all(0 < p <= 1 for p in prediction.confidences)
 
 
@@ -82,7 +82,7 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     trainer._step_hook = stop_in_second_epoch
     result = trainer.run()
     assert isinstance(result, ev.Finished) and result.reason == "stopped"
-    saved = load_checkpoint(tmp_path / "last.pt")["trainer"]
+    saved = load_checkpoint(tmp_path / "last.pt").trainer
     # The stop is seen before the next batch: three batches (60 images) of epoch 2 were trained.
     assert saved["epoch"] == 1 and saved["position"] == 60
 
@@ -173,7 +173,7 @@ def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
 
 def test_label_smoothing_spreads_the_target_and_zero_is_plain_cross_entropy():
     torch.manual_seed(0)
-    model = build_model("tiny", 4, 31, (40, 16)).eval()  # eval: the same logits on every call
+    model = build_model("tiny", spec_for(4, 31, (40, 16))).eval()  # eval: the same logits on every call
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # a step that leaves the weights alone
     images = to_model_input(torch.randint(0, 256, (8, 16, 40, 3), dtype=torch.uint8))
     targets = torch.randint(0, 31, (8, 4))

@@ -14,9 +14,11 @@ import torch
 from PIL import Image
 from textual.widgets import Input
 
+from captcha_tui.core.checkpoint import CheckpointMeta
 from captcha_tui.core.generator import DEFAULT_CHARSET
 from captcha_tui.core.model import build_model
 from captcha_tui.core.predictor import PathResult, Prediction, Predictor
+from captcha_tui.core.spec import CodeSpec
 from captcha_tui.core.trainer import TrainConfig
 from captcha_tui.tui.app import CaptchaApp
 from captcha_tui.tui.demo import fixed_clock, play_training_demo
@@ -70,16 +72,8 @@ def three_captchas(tmp_path, monkeypatch) -> list[Path]:
 
 def test_eval_screen(snap_compare, three_captchas):
     app = _app(start_screen="eval", model=Path("runs/demo/best.pt"), image_renderer="halfcell")
-    meta = {
-        "charset": DEFAULT_CHARSET,
-        "length": 4,
-        "image_size": [56, 24],
-        "keep_case": False,
-        "preset": "fast",
-        "epoch": 31,
-        "val_accuracy": 0.9735,
-    }
-    predictor = Predictor(build_model("fast", 4, len(DEFAULT_CHARSET), (56, 24)), meta, torch.device("cpu"))
+    meta = CheckpointMeta(CodeSpec.fixed(DEFAULT_CHARSET, 4, (56, 24)), "fast", epoch=31, val_accuracy=0.9735)
+    predictor = Predictor(build_model("fast", meta.spec), meta, torch.device("cpu"))
     labels = [path.stem.split("-")[1] for path in three_captchas]
     codes = [labels[0], labels[1], labels[2][:3] + ("x" if labels[2][3] != "x" else "y")]
     confidences = [(0.99, 0.97, 0.995, 0.93), (0.98, 0.88, 0.99, 0.96), (0.97, 0.91, 0.64, 0.41)]

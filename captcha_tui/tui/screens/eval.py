@@ -150,9 +150,9 @@ class EvalScreen(Screen):
         self.query_one("#model-info", Static).update(
             Text.assemble(
                 ("model ", "dim"),
-                (str(meta["preset"]), "bold"),
-                f" · {meta['length']} chars from {charset_preview(meta['charset'])}",
-                f" · epoch {meta['epoch']}, validation {percent(meta['val_accuracy'])}",
+                (meta.preset, "bold"),
+                f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
+                f" · epoch {meta.epoch}, validation {percent(meta.val_accuracy)}",
                 (f" · {message.path}", "dim"),
             )
         )

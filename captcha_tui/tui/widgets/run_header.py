@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from ...core import events as ev
 from ...core.devices import resolve_amp
+from ...core.spec import CodeSpec
 from ...core.trainer import TrainConfig
 from ..dataset_info import DatasetSummary
 from ..formatting import charset_preview
@@ -59,7 +60,7 @@ class RunHeader(Static):
 
     def show_dataset(self, summary: DatasetSummary) -> None:
         self._dataset = self._dataset_line(
-            str(summary.path), summary.train, summary.val, summary.test, summary.charset, summary.length
+            str(summary.path), summary.train, summary.val, summary.test, summary.spec
         )
         self._redraw()
 
@@ -68,9 +69,7 @@ class RunHeader(Static):
         self._redraw()
 
     def show_run(self, e: ev.RunStarted) -> None:
-        self._dataset = self._dataset_line(
-            e.dataset, e.train_count, e.val_count, e.test_count, e.charset, e.length
-        )
+        self._dataset = self._dataset_line(e.dataset, e.train_count, e.val_count, e.test_count, e.spec)
         self._settings = _Settings(
             e.preset, e.device, e.batch_size, e.learning_rate, e.amp, e.patience, e.max_epochs, e.parameters
         )
@@ -86,13 +85,13 @@ class RunHeader(Static):
         self.border_subtitle = STATE_LABELS.get(state, state)
 
     @staticmethod
-    def _dataset_line(path: str, train: int, val: int, test: int, charset: str, length: int) -> Text:
+    def _dataset_line(path: str, train: int, val: int, test: int, spec: CodeSpec) -> Text:
         return Text.assemble(
             ("dataset ", "dim"),
             (path, "bold"),
             f"  {train:,} train / {val:,} val / {test:,} test",
             ("  ·  ", "dim"),
-            f"{length} chars from {charset_preview(charset)} ({len(charset)})",
+            f"{spec.lengths} chars from {charset_preview(spec.charset)} ({spec.classes})",
         )
 
     def _settings_line(self) -> Text:
