@@ -26,6 +26,10 @@ DEFAULT_CHARSET = "23456789abcdefghjkmnpqrstuvwxyz"  # lowercase + digits withou
 DEFAULT_LENGTH = 4
 DEFAULT_SIZE = (120, 50)  # width, height
 DEFAULT_COUNT = 60_000  # about 30 s on 2 cores; enough for ~10 epochs before memorising (README)
+CASES = ("lower", "upper", "mixed")  # how letters are drawn; file names carry the case drawn
+
+# A code length: one number, or an inclusive (shortest, longest) range drawn evenly.
+Length = int | tuple[int, int]
 
 CHUNK_SIZE = 256  # indices per worker task: big enough to amortise IPC, small enough for smooth progress
 
@@ -127,21 +131,36 @@ def _glyph(path: str, size: int, char: str) -> Image.Image:
     return mask
 
 
-def random_code(rng: random.Random, length: int = DEFAULT_LENGTH, charset: str = DEFAULT_CHARSET) -> str:
-    """``length`` characters drawn uniformly (with repetition) from ``charset``."""
-    _check_code_args(length, charset)
-    return "".join(rng.choice(charset) for _ in range(length))
+def random_code(
+    rng: random.Random, length: Length = DEFAULT_LENGTH, charset: str = DEFAULT_CHARSET, case: str = "lower"
+) -> str:
+    """Characters drawn uniformly (with repetition) from ``charset``; a ``(lo, hi)`` length is drawn evenly
+    first. ``case``: "lower" leaves the charset as it is, "upper" upper-cases letters, "mixed" flips a coin
+    for each letter."""
+    low, high = _check_code_args(length, charset, case)
+    # A fixed length draws nothing extra, so fixed-length sets stay byte-identical to earlier versions.
+    n = low if low == high else rng.randint(low, high)
+    chars = [rng.choice(charset) for _ in range(n)]
+    if case == "upper":
+        chars = [c.upper() for c in chars]
+    elif case == "mixed":
+        chars = [c.upper() if c.isalpha() and rng.random() < 0.5 else c for c in chars]
+    return "".join(chars)
 
 
-def _check_code_args(length: int, charset: str) -> None:
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
+def _check_code_args(length: Length, charset: str, case: str = "lower") -> tuple[int, int]:
+    low, high = (length, length) if isinstance(length, int) else tuple(length)
+    if low < 1 or high < low:
+        raise ValueError(f"length must be >= 1 (or a range lo-hi with 1 <= lo <= hi), got {length}")
+    if case not in CASES:
+        raise ValueError(f"case must be one of {', '.join(CASES)}, got {case!r}")
     if not charset:
         raise ValueError("charset must not be empty")
     if len(set(charset)) != len(charset):
         raise ValueError(f"charset has repeated characters: {charset!r}")
     if any(c.isspace() for c in charset):
         raise ValueError("charset must not contain whitespace")
+    return low, high
 
 
 def _light(rng: random.Random, lo: int, hi: int) -> tuple[int, int, int]:
@@ -212,15 +231,16 @@ def _render_range(
     seed: int,
     start: int,
     stop: int,
-    length: int,
+    length: Length,
     charset: str,
+    case: str,
     style: CaptchaStyle,
     fonts: list[str],
 ) -> int:
     """Render indices ``start..stop-1`` to disk; top-level so "spawn" workers can import it."""
     for index in range(start, stop):
         rng = _image_rng(seed, index)
-        code = random_code(rng, length, charset)
+        code = random_code(rng, length, charset, case)
         path = os.path.join(out_dir, f"{index:05d}-{code}.png")
         # Pillow writes no timestamps or other metadata by default, so files are byte-reproducible.
         render_captcha(code, rng, style, fonts).save(path, format="PNG")
@@ -232,8 +252,9 @@ def generate(
     count: int = DEFAULT_COUNT,
     seed: int = 0,
     *,
-    length: int = DEFAULT_LENGTH,
+    length: Length = DEFAULT_LENGTH,
     charset: str = DEFAULT_CHARSET,
+    case: str = "lower",
     size: tuple[int, int] = DEFAULT_SIZE,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -252,7 +273,7 @@ def generate(
         raise ValueError(f"count must be >= 1, got {count}")
     if start_index < 0:
         raise ValueError(f"start_index must be >= 0, got {start_index}")
-    _check_code_args(length, charset)
+    _check_code_args(length, charset, case)
     if len(size) != 2:
         raise ValueError(f"size must be (width, height), got {size!r}")
     style = replace(style or CaptchaStyle(), width=int(size[0]), height=int(size[1]))
@@ -271,7 +292,7 @@ def generate(
     ]
     workers = min(workers, len(ranges))
     args = (str(out), seed)
-    tail = (length, charset, style, fonts)
+    tail = (length, charset, case, style, fonts)
 
     t0 = time.perf_counter()
     done = 0
@@ -296,12 +317,12 @@ def generate(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - t0
-    first_path = _expected_path(out, seed, start_index, length, charset)
-    last_path = _expected_path(out, seed, start_index + count - 1, length, charset)
+    first_path = _expected_path(out, seed, start_index, length, charset, case)
+    last_path = _expected_path(out, seed, start_index + count - 1, length, charset, case)
     return GenerateReport(out_dir=out, count=count, seconds=seconds, first=first_path, last=last_path)
 
 
-def _expected_path(out: Path, seed: int, index: int, length: int, charset: str) -> Path:
+def _expected_path(out: Path, seed: int, index: int, length: Length, charset: str, case: str) -> Path:
     # The code is the RNG's first draw, so the file name can be recomputed without rendering.
-    code = random_code(_image_rng(seed, index), length, charset)
+    code = random_code(_image_rng(seed, index), length, charset, case)
     return out / f"{index:05d}-{code}.png"

@@ -1,9 +1,14 @@
-"""Model presets: the reference's ResNet-18 and cheaper networks for CPUs.
+"""Model presets: the reference's ResNet-18, cheaper networks for CPUs, and CTC readers for any length.
 
-Every preset maps a (N, 3, H, W) float batch to (N, length, classes) logits, one group per character
-position. Training uses cross-entropy per position on these logits. The reference instead put a softmax on
-each group and trained with BCELoss against one-hot targets: that saturates (tiny gradients once a wrong
-class is confident) and learns markedly slower, so we do not.
+A per-position preset maps a (N, 3, H, W) batch to (N, length, classes) logits, one group per character
+position, trained with cross-entropy per position. The reference instead put a softmax on each group and
+trained with BCELoss against one-hot targets: that saturates (tiny gradients once a wrong class is
+confident) and learns markedly slower, so we do not.
+
+A CTC preset keeps the image's width as a sequence: it maps the batch to (N, T, classes + 1) logits, one
+distribution per column step over the charset plus a blank (the last index), and is trained with CTC
+loss; decoding collapses repeats and drops blanks (``decoding.py``), so one model reads codes of any
+length up to what its T steps can hold.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class Preset:
     # (width, height) the network works at; images of another size are resized on the way in, so a preset
     # behaves the same on any dataset. None: whatever size the dataset has.
     input_size: tuple[int, int] | None = None
+    decoder: str = "positional"  # or "ctc": see the module docstring
+    # CTC presets: stages after the first halve only the height, from this stage on, so the width keeps
+    # enough columns (time steps) for long codes.
+    keep_width_from: int | None = None
+    recurrent: int = 0  # CTC presets: hidden size of a bidirectional GRU over the steps (0: none)
 
 
 PRESETS: dict[str, Preset] = {
@@ -63,9 +73,39 @@ PRESETS: dict[str, Preset] = {
             "flatten",
             stem_stride=2,
         ),
+        Preset(
+            "crnn",
+            "a small ResNet (32→256) that keeps 30 columns of a 120×50 image, a bidirectional GRU and CTC:"
+            " reads codes of any length up to 15",
+            (32, 64, 128, 256),
+            (1, 1, 1, 1),
+            "ctc",
+            stem_stride=2,
+            input_size=(120, 50),
+            decoder="ctc",
+            keep_width_from=2,
+            recurrent=128,
+        ),
+        Preset(
+            "crnn-tiny",
+            "a very small CTC reader for tests and smoke runs",
+            (8, 16, 24, 32),
+            (1, 1, 1, 1),
+            "ctc",
+            stem_stride=2,
+            decoder="ctc",
+            keep_width_from=1,
+            recurrent=16,
+        ),
     )
 }
 DEFAULT_PRESET = "fast"
+DEFAULT_CTC_PRESET = "crnn"
+
+
+def default_preset(spec: CodeSpec) -> str:
+    """The preset ``train`` picks with no ``--preset``: per-position for one length, CTC for several."""
+    return DEFAULT_PRESET if spec.fixed_length else DEFAULT_CTC_PRESET
 
 
 class BasicBlock(nn.Module):
@@ -93,6 +133,11 @@ class CaptchaNet(nn.Module):
     def __init__(self, preset: Preset, spec: CodeSpec):
         super().__init__()
         length, classes, image_size = spec.max_length, spec.classes, spec.image_size
+        if preset.decoder != spec.decoder:
+            raise ValueError(
+                f"preset {preset.name!r} is a {preset.decoder} model, but the spec asks for {spec.decoder}"
+            )
+        self.decoder = preset.decoder
         self.length, self.classes = length, classes
         self.input_size = preset.input_size
         self.memory_format = torch.contiguous_format
@@ -103,28 +148,45 @@ class CaptchaNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         stages, channels = [], width0
+        strides: list[tuple[int, int]] = [(preset.stem_stride, preset.stem_stride)]  # (height, width)
         for stage, (width, blocks) in enumerate(zip(preset.widths, preset.blocks, strict=True)):
             for block in range(blocks):
-                stride = 2 if stage > 0 and block == 0 else 1
+                stride: int | tuple[int, int] = 1
+                if stage > 0 and block == 0:
+                    keep = preset.keep_width_from is not None and stage >= preset.keep_width_from
+                    stride = (2, 1) if keep else 2
+                    strides.append((2, 1) if keep else (2, 2))
                 stages.append(BasicBlock(channels, width, stride))
                 channels = width
         self.stages = nn.Sequential(*stages)
-        if preset.head == "pool":
+        width, height = preset.input_size or image_size
+        cells_high = _downsampled(height, [s[0] for s in strides])
+        self.steps = _downsampled(width, [s[1] for s in strides])  # CTC: time steps per image
+        if preset.decoder == "ctc":
+            # Each column's features (all rows) become one step; the GRU lets a step see its neighbours,
+            # which CTC needs to place each character once.
+            features = channels * cells_high
+            self.project = nn.Sequential(nn.Dropout(0.2), nn.Linear(features, 256), nn.ReLU(inplace=True))
+            self.recurrent = (
+                nn.GRU(256, preset.recurrent, batch_first=True, bidirectional=True)
+                if preset.recurrent
+                else None
+            )
+            self.head = nn.Linear(2 * preset.recurrent if preset.recurrent else 256, classes + 1)
+        elif preset.head == "pool":
             self.head = nn.Sequential(
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, length * classes)
             )
         else:
             # Keep the (coarse) layout: which column a feature sits in says which character it belongs to.
-            width, height = preset.input_size or image_size
-            strides = [preset.stem_stride] + [2] * (len(preset.widths) - 1)
-            cells = _downsampled(width, strides) * _downsampled(height, strides)
+            cells = self.steps * cells_high
             self.head = nn.Sequential(
                 nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * cells, length * classes)
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: (N, 3, H, W), uint8 pixels or floats already normalised. Returns (N, length, classes)
-        logits."""
+        logits for a per-position model, (N, steps, classes + 1) for a CTC one (blank last)."""
         x = (
             (images.float() * (1.0 / 255.0) - PIXEL_MEAN) * (1.0 / PIXEL_STD)
             if images.dtype == torch.uint8
@@ -135,11 +197,21 @@ class CaptchaNet(nn.Module):
             x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         x = x.contiguous(memory_format=self.memory_format)  # free when the layout already matches
         x = self.stages(self.stem(x))
+        if self.decoder == "ctc":
+            x = self.project(x.permute(0, 3, 1, 2).flatten(2))  # (N, steps, channels × rows)
+            if self.recurrent is not None:
+                x = self.recurrent(x)[0]
+            return self.head(x)
         return self.head(x).view(-1, self.length, self.classes)
 
     def set_channels_last(self, enabled: bool) -> CaptchaNet:
         self.memory_format = torch.channels_last if enabled else torch.contiguous_format
         return self.to(memory_format=self.memory_format)
+
+
+def ctc_steps_needed(code: str) -> int:
+    """Time steps CTC needs to emit ``code``: one per character, plus a blank between repeated neighbours."""
+    return len(code) + sum(a == b for a, b in zip(code, code[1:], strict=False))
 
 
 def _downsampled(size: int, strides: list[int]) -> int:
@@ -153,6 +225,11 @@ def build_model(preset: str, spec: CodeSpec) -> CaptchaNet:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     return CaptchaNet(PRESETS[preset], spec)
+
+
+def preset_spec(preset: str, spec: CodeSpec) -> CodeSpec:
+    """``spec`` with the decoder that ``preset`` uses (a dataset's spec names the one its codes need)."""
+    return spec.replace(decoder=PRESETS[preset].decoder)
 
 
 def prefers_channels_last(preset: str, device: torch.device) -> bool:

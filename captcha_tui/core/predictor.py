@@ -8,14 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
-from .images import ImageError, load_image
+from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, plan_read
+from .images import ImageError, decode_image, load_image, to_model_array
 from .labels import label_from_name
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+# What predict() reads: a file path, a file's bytes, a PIL image, or an (H, W, 3) / (H, W) uint8 array.
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,15 @@ class Predictor:
     def spec(self) -> CodeSpec:
         return self.meta.spec
 
+    @property
+    def steps(self) -> int | None:
+        """Time steps per image of a CTC model (the most characters it can emit); None otherwise."""
+        return getattr(self.model, "steps", None) if self.spec.decoder == "ctc" else None
+
+    def plan(self, options: ReadOptions | None) -> ReadPlan | None:
+        """Check read-time constraints against this model; raises ReadError for impossible ones."""
+        return None if options is None else plan_read(self.spec, options, self.steps)
+
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """Load a checkpoint; raises :class:`CheckpointError` naming what does not fit."""
@@ -76,21 +90,56 @@ class Predictor:
         return cls(model.to(device), meta, device, path)
 
     @torch.inference_mode()
-    def predict_arrays(self, images: np.ndarray) -> list[Prediction]:
-        """``images``: (N, H, W, 3) uint8 at the model's image size."""
+    def predict_arrays(self, images: np.ndarray, options: ReadOptions | None = None) -> list[Prediction]:
+        """``images``: (N, H, W, 3) uint8 at the model's image size. ``options`` constrain what may be
+        read (charset mask, exact length)."""
+        plan = self.plan(options)
         batch = torch.tensor(images).to(self.device)  # a copy: decoded arrays are read-only
-        probabilities = self.model(to_model_input(batch)).float().softmax(-1)
-        best, indices = probabilities.max(-1)
+        logits = self.model(to_model_input(batch))
+        decode = decode_ctc if self.spec.decoder == "ctc" else decode_positional
         return [
-            Prediction(self.spec.decode(row), tuple(round(p, 4) for p in probs))
-            for row, probs in zip(indices.tolist(), best.tolist(), strict=True)
+            Prediction("".join(self.spec.charset[i] for i in d.indices), d.confidences)
+            for d in decode(logits, plan)
         ]
 
-    def predict_image(self, path: str | Path) -> Prediction:
-        """One file; raises :class:`~captcha_tui.core.images.ImageError` with a one-line reason."""
-        return self.predict_arrays(load_image(path, self.spec.image_size)[None])[0]
+    def to_array(self, image: ImageInput) -> np.ndarray:
+        """Any :data:`ImageInput` as the (H, W, 3) uint8 array the model reads; raises ImageError."""
+        size = self.spec.image_size
+        if isinstance(image, (str, Path)):
+            return load_image(image, size)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return decode_image(bytes(image), size)
+        if isinstance(image, Image.Image):
+            return to_model_array(image.convert("RGB"), size)
+        if isinstance(image, np.ndarray):
+            if (
+                image.dtype != np.uint8
+                or image.ndim not in (2, 3)
+                or (image.ndim == 3 and image.shape[2] not in (3, 4))
+            ):
+                raise ImageError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
+            picture = (
+                Image.fromarray(image).convert("RGB")
+                if image.ndim == 2 or image.shape[2] == 4
+                else Image.fromarray(image)
+            )
+            return to_model_array(picture, size)
+        raise TypeError(
+            f"cannot read a {type(image).__name__}: give a path, bytes, a PIL image or a uint8 array"
+        )
 
-    def predict_paths(self, paths: list[Path], batch_size: int = 256) -> list[PathResult]:
+    def predict(self, image: ImageInput, options: ReadOptions | None = None) -> Prediction:
+        """One captcha from a path, bytes, a PIL image or a numpy array; raises ImageError (a bad image)
+        or ReadError (constraints the model cannot meet), each with a one-line reason."""
+        return self.predict_arrays(self.to_array(image)[None], options)[0]
+
+    def predict_image(self, path: str | Path, options: ReadOptions | None = None) -> Prediction:
+        """One file; raises :class:`~captcha_tui.core.images.ImageError` with a one-line reason."""
+        return self.predict(Path(path), options)
+
+    def predict_paths(
+        self, paths: list[Path], batch_size: int = 256, options: ReadOptions | None = None
+    ) -> list[PathResult]:
         """Many files; a bad one gets its reason and never stops the rest."""
         results: list[PathResult | None] = [None] * len(paths)
         good: list[tuple[int, np.ndarray]] = []
@@ -101,7 +150,7 @@ class Predictor:
                 results[i] = PathResult(path, error=str(exc))
         for start in range(0, len(good), batch_size):
             chunk = good[start : start + batch_size]
-            predictions = self.predict_arrays(np.stack([array for _, array in chunk]))
+            predictions = self.predict_arrays(np.stack([array for _, array in chunk]), options)
             for (i, _), prediction in zip(chunk, predictions, strict=True):
                 results[i] = PathResult(paths[i], prediction, label=self._label_for(paths[i]))
         return [r for r in results if r is not None]

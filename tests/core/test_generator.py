@@ -188,3 +188,39 @@ def test_progress_callback_can_stop_a_run(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path, 40, workers=1, on_progress=stop)
     assert len(_files(tmp_path)) == 4  # only the first chunk was written
+
+
+def test_a_length_range_draws_every_length_evenly() -> None:
+    rng = random.Random(0)
+    codes = [random_code(rng, (4, 6), DEFAULT_CHARSET) for _ in range(3000)]
+    counts = {n: sum(len(c) == n for c in codes) for n in (4, 5, 6)}
+    assert sum(counts.values()) == 3000 and all(900 < n < 1100 for n in counts.values())
+
+
+def test_a_fixed_length_draws_the_same_codes_as_before_ranges_existed() -> None:
+    # Fixed-length sets must stay byte-identical: no extra draw for the length.
+    assert random_code(random.Random("0:7"), 4, DEFAULT_CHARSET) == random_code(
+        random.Random("0:7"), (4, 4), DEFAULT_CHARSET
+    )
+    rng = random.Random("0:7")
+    assert random_code(random.Random("0:7"), 4, DEFAULT_CHARSET) == "".join(
+        rng.choice(DEFAULT_CHARSET) for _ in range(4)
+    )
+
+
+def test_mixed_case_draws_both_cases_and_names_files_with_them(tmp_path) -> None:
+    rng = random.Random(1)
+    codes = [random_code(rng, 6, "abc2", case="mixed") for _ in range(200)]
+    letters = "".join(codes).replace("2", "")
+    assert any(c.isupper() for c in letters) and any(c.islower() for c in letters)
+    assert all(c.isupper() or c == "2" for c in random_code(rng, 6, "abc2", case="upper"))
+    report = generate(tmp_path, count=6, seed=2, length=(3, 5), charset="abc", case="mixed", workers=1)
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert report.first.name == names[0] and report.last.name == names[-1]
+    assert {len(n.split("-")[1].removesuffix(".png")) for n in names} <= {3, 4, 5}
+
+
+@pytest.mark.parametrize(("length", "case"), [((5, 4), "lower"), ((0, 3), "lower"), (4, "title")])
+def test_bad_length_ranges_and_cases(length, case) -> None:
+    with pytest.raises(ValueError, match="length|case"):
+        random_code(random.Random(0), length, DEFAULT_CHARSET, case)
