@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from .spec import LabelError
 
-__all__ = ["LABEL_FILES", "LabelError", "infer_charset", "infer_length", "label_from_name", "normalise"]
+__all__ = [
+    "LABEL_FILES",
+    "CutRow",
+    "LabelError",
+    "LabelRow",
+    "LabelTable",
+    "infer_charset",
+    "infer_length",
+    "label_from_name",
+    "normalise",
+    "read_label_file",
+    "read_label_table",
+]
 
 LABEL_FILES = ("labels.csv", "labels.tsv")
 _PATH_HEADERS = ("path", "file", "filename", "file_name", "image", "name")
@@ -28,26 +42,60 @@ def normalise(code: str, keep_case: bool = False) -> str:
     return code if keep_case else code.lower()
 
 
-def read_label_file(path: Path) -> dict[Path, str]:
-    """Read ``path,label`` rows (a header row is optional); paths are relative to the file's folder.
+@dataclass(frozen=True)
+class LabelRow:
+    line: int
+    path: Path  # resolved; a relative path is taken from the label file's folder
+    label: str
+    note: str = ""  # an optional third cell (e.g. why an image has no label)
 
-    Blank lines are skipped; a row with fewer than two cells raises :class:`LabelError` naming its line.
+
+@dataclass(frozen=True)
+class CutRow:
+    """An unterminated last line that is not a whole row: a write cut short by a crash or ``kill -9``."""
+
+    cells: tuple[str, ...]  # what it holds so far
+    open_quote: bool  # it stops inside a quoted cell
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    rows: list[LabelRow]
+    ends_with_newline: bool  # False: whatever is appended next must start a new line first
+    cut: CutRow | None = None  # left out of ``rows``
+
+
+def read_label_table(path: Path) -> LabelTable:
+    """Read ``path,label[,note]`` rows (a header row is optional); paths are relative to the file's folder.
+
+    Blank lines are skipped; a row with fewer than two cells raises :class:`LabelError` naming its line,
+    except an unterminated last line, which is what a write cut short leaves (see :class:`CutRow`).
     """
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     shape = "path<TAB>label" if delimiter == "\t" else "path,label"
-    labels: dict[Path, str] = {}
-    first = True
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            try:
-                rows = [(reader.line_num, row) for row in reader]
-            except csv.Error as exc:
-                raise LabelError(
-                    f"{path.name} line {reader.line_num}: not readable as {shape} ({exc})"
-                ) from None
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read {path}: {exc}") from None
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise LabelError(f"{path.name} line {reader.line_num}: not readable as {shape} ({exc})") from None
+    ends_with_newline = not text or text.endswith(("\n", "\r"))
+    cut = None
+    if not ends_with_newline and rows:
+        cells = rows[-1][1]
+        # A newline inside an open quote becomes part of the cell; after a closed row it ends the row.
+        with_newline = list(csv.reader(io.StringIO(text + "\n"), delimiter=delimiter))
+        open_quote = with_newline[-1] != cells
+        if open_quote or len(cells) < 2:
+            rows.pop()
+            if any(cell.strip() for cell in cells):
+                cut = CutRow(tuple(cells), open_quote)
+    out: list[LabelRow] = []
+    first = True
     for line, row in rows:
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -60,8 +108,14 @@ def read_label_file(path: Path) -> dict[Path, str]:
         first = False
         if not file_name:
             raise LabelError(f"{path.name} line {line}: no file name")
-        labels[(path.parent / file_name).resolve()] = label
-    return labels
+        note = row[2].strip() if len(row) > 2 else ""
+        out.append(LabelRow(line, (path.parent / file_name).resolve(), label, note))
+    return LabelTable(out, ends_with_newline, cut)
+
+
+def read_label_file(path: Path) -> dict[Path, str]:
+    """Each listed image's label (the last row wins), from :func:`read_label_table`."""
+    return {row.path: row.label for row in read_label_table(path).rows}
 
 
 def infer_length(codes: list[str]) -> int:
