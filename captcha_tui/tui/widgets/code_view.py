@@ -48,6 +48,7 @@ class CodeView(Static):
         self.border_title = "prediction"
         self.code: str | None = None
 
-    def show(self, prediction: Prediction, label: str | None) -> None:
+    def show(self, prediction: Prediction, label: str | None, *, layout: bool = True) -> None:
+        """``layout=False`` where the view has a fixed size: the new code is just repainted."""
         self.code = prediction.code
-        self.update(render_code(prediction, label))
+        self.update(render_code(prediction, label), layout=layout)
