@@ -149,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="device to predict on (default: cpu)")
     ev.add_argument("--json", action="store_true", help="one JSON object per image")
 
+    lab = commands.add_parser(
+        "label", help="label a folder of your own captchas, least confident first (into its labels.csv)"
+    )
+    lab.add_argument("folder", type=Path, help="the images; answers are appended to FOLDER/labels.csv")
+    lab.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'}, if any)",
+    )
+
     commands.add_parser("devices", help="what PyTorch can compute on")
 
     bench = commands.add_parser("bench", help="time training and prediction on each device")
@@ -422,6 +433,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failed and failed == len(results) else 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    folder = args.folder.expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+    if args.model is not None and not args.model.is_file():
+        raise UsageError(f"checkpoint not found: {args.model}")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("labelling needs a terminal")
+    from .tui.app import run_app
+
+    model = args.model or DEFAULT_RUN_DIR / "best.pt"  # missing: the screen says so and starts empty
+    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", model, label_dir=folder)
+
+
 def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
     import torch
 
@@ -504,6 +529,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "train": cmd_train,
     "eval": cmd_eval,
+    "label": cmd_label,
     "devices": cmd_devices,
     "bench": cmd_bench,
 }

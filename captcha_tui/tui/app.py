@@ -40,6 +40,7 @@ from .event_buffer import EventBuffer
 from .messages import DataProgress, HardwareSampled, TrainingUpdate
 from .screens.device_picker import DevicePicker
 from .screens.eval import EvalScreen
+from .screens.label import LabelScreen
 from .screens.path_prompt import PathPrompt
 from .screens.train import TrainScreen
 
@@ -80,6 +81,7 @@ class CaptchaApp(App[int]):
         Binding("p", "toggle_pause", "pause/resume"),
         Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
         Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint"),
+        Binding("l", "open_label", "label", tooltip="Label a folder of your own captchas"),
         Binding("q", "quit", "quit", tooltip="Quit (a running training saves last.pt first)"),
     ]
 
@@ -99,6 +101,7 @@ class CaptchaApp(App[int]):
         monitor_interval: float | None = 1.0,
         image_renderer: str = "auto",
         eval_device: str = "cpu",
+        label_dir: Path | None = None,
     ) -> None:
         """Everything after ``image_dir`` is a seam for tests and demos:
 
@@ -116,6 +119,7 @@ class CaptchaApp(App[int]):
         self.data_workers = data_workers
         self.image_renderer = image_renderer
         self.eval_device = eval_device
+        self.label_dir = label_dir  # the folder start_screen="label" opens
         self.devices = devices
         self.dataset: DatasetSummary | None = None
         self.trainer: Trainer | None = None
@@ -146,6 +150,8 @@ class CaptchaApp(App[int]):
             self._monitor.start()
         if self.start_screen == "eval":
             self.action_open_eval()
+        elif self.start_screen == "label" and self.label_dir is not None:
+            self.open_label(self.label_dir)
         elif self.autostart and self.dataset is not None:
             self.start_training()
 
@@ -188,12 +194,15 @@ class CaptchaApp(App[int]):
             "toggle_pause",
             "pick_device",
             "open_eval",
+            "open_label",
         ):
             return False
         if action == "toggle_pause":
             return True if self.training else None
         if action == "open_eval":
             return self.screen is not self.eval_screen
+        if action == "open_label":
+            return not isinstance(self.screen, LabelScreen)
         if action == "generate_data":
             return (
                 False if self.dataset is not None else (None if self.training or self.making_data else True)
@@ -382,6 +391,27 @@ class CaptchaApp(App[int]):
         if self.screen is not self.eval_screen:
             self.push_screen("eval")
 
+    # ---- labelling -----------------------------------------------------------------------------------------
+
+    def action_open_label(self) -> None:
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.open_label(path)
+
+        self.push_screen(
+            PathPrompt(
+                "label a folder",
+                "A folder of your own captchas: each answer goes into its labels.csv at once.",
+                str(self.label_dir or self.image_dir),
+            ),
+            chosen,
+        )
+
+    def open_label(self, folder: Path) -> None:
+        # A fresh screen each time: the folder's labels.csv, not the screen, holds the answers so far.
+        self.label_dir = folder
+        self.push_screen(LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer))
+
     # ---- workers ending ----------------------------------------------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -428,9 +458,16 @@ class CaptchaApp(App[int]):
 
 
 def run_app(
-    config: TrainConfig | None, image_dir: Path, autostart: bool, screen: str, model: Path | None
+    config: TrainConfig | None,
+    image_dir: Path,
+    autostart: bool,
+    screen: str,
+    model: Path | None,
+    label_dir: Path | None = None,
 ) -> int:
     """The CLI's entry point: run the dashboard until the user quits; returns the exit code."""
-    app = CaptchaApp(config, image_dir, autostart=autostart, start_screen=screen, model=model)
+    app = CaptchaApp(
+        config, image_dir, autostart=autostart, start_screen=screen, model=model, label_dir=label_dir
+    )
     app.run()
     return app.return_code or 0

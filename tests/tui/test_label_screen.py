@@ -1,0 +1,347 @@
+"""The label screen driven with Pilot, with a real tiny checkpoint and real generated captchas."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.widgets import Input, Static
+
+from captcha_tui.cli import main
+from captcha_tui.core.labels import label_from_name, read_label_file, read_label_table
+from captcha_tui.core.predictor import Predictor
+from captcha_tui.tui.screens.label import LabelScreen
+from captcha_tui.tui.screens.path_prompt import PathPrompt
+from captcha_tui.tui.widgets import captcha_image
+from captcha_tui.tui.widgets.captcha_image import CaptchaImage
+
+from ..core.test_labelling import _refuse_writes_under
+from .helpers import SIZE, make_app, screen_text, training_config, wait_until
+
+# textual-image 0.12 still calls Pillow's deprecated Image.getdata.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_image")
+
+
+def _folder(files: list[Path], folder: Path) -> dict[str, str]:
+    """Copy captchas under names without their codes; returns {name: true code}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    codes = {}
+    for i, source in enumerate(files):
+        shutil.copyfile(source, folder / f"cap{i:04d}.png")
+        codes[f"cap{i:04d}.png"] = label_from_name(source.name)
+    return codes
+
+
+def _app(prepared_dataset, tmp_path, folder: Path, model: Path | None):
+    """Half cells, as most terminals get: what the screen draws ahead."""
+    config = training_config(prepared_dataset, tmp_path / "run")
+    return make_app(config, start_screen="label", model=model, label_dir=folder, image_renderer="halfcell")
+
+
+def _screen(app) -> LabelScreen:
+    assert isinstance(app.screen, LabelScreen), type(app.screen)
+    return app.screen
+
+
+async def _ready(pilot) -> LabelScreen:
+    """The label screen once every image is scored."""
+    app = pilot.app
+    await wait_until(
+        pilot,
+        lambda: (
+            isinstance(app.screen, LabelScreen)
+            and app.screen.session is not None
+            and not app.screen.session.scoring
+        ),
+        what="the images to be ranked",
+    )
+    return app.screen
+
+
+def _shown(screen: LabelScreen) -> str:
+    return screen.query_one(CaptchaImage).path.name
+
+
+def _input(screen: LabelScreen) -> Input:
+    return screen.query_one("#label-input", Input)
+
+
+def _text(screen: LabelScreen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).content)
+
+
+def _rows(folder: Path) -> list[str]:
+    return (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
+
+
+async def _burst(pilot, keys: str, folder: Path) -> None:
+    """Hand every key to the driver at once, as a fast typist's terminal would; the keys end with Enter,
+    so wait for the row it writes."""
+    before = _rows(folder) if (folder / "labels.csv").exists() else []
+    for key in keys:
+        name, char = ("enter", "\r") if key == "\n" else (key, key)
+        pilot.app._driver.send_message(events.Key(name, char))
+    await wait_until(pilot, lambda: (folder / "labels.csv").exists() and _rows(folder) != before, what=keys)
+
+
+def test_accept_correct_skip_and_unreadable_least_confident_first(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:12], folder)
+    best = tiny_run / "best.pt"
+    predictor = Predictor.load(best)
+    readings = {path.name: predictor.predict_image(path) for path in folder.glob("*.png")}
+    order = sorted(readings, key=lambda name: (readings[name].confidence, name))
+    app = _app(prepared_dataset, tmp_path, folder, best)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            box = _input(screen)
+            assert box.has_focus and "model tiny" in _text(screen, "#label-status")
+            assert "labelled 0 / 12" in _text(screen, "#label-progress")
+            seen = []
+
+            # 1. Enter accepts the model's reading as it stands.
+            seen.append(_shown(screen))
+            assert box.value == readings[seen[-1]].code
+            assert f"│ {readings[seen[-1]].code[0]} │" in screen_text(app)  # the boxed reading, per char
+            await pilot.press("enter")
+            assert _rows(folder) == ["path,label,note", f"{seen[-1]},{readings[seen[-1]].code},"]
+
+            # 2. Typing slowly, key by key, over the selected reading replaces it.
+            seen.append(_shown(screen))
+            for key in "wxyz":
+                await pilot.press(key)
+                await pilot.pause(0.05)
+            assert box.value == "wxyz"
+            await pilot.press("enter")
+            assert _rows(folder)[-1] == f"{seen[-1]},wxyz,"
+
+            # 3. The same in one burst, Enter included.
+            seen.append(_shown(screen))
+            await _burst(pilot, "kmnp\n", folder)
+            assert _rows(folder)[-1] == f"{seen[-1]},kmnp,"
+
+            # 4. An arrow key keeps the reading, to fix one character.
+            seen.append(_shown(screen))
+            await pilot.press("end", "backspace", "a", "enter")
+            fixed = readings[seen[-1]].code[:-1] + "a"
+            assert _rows(folder)[-1] == f"{seen[-1]},{fixed},"
+
+            # 5. Ctrl+S and Tab skip: nothing written.
+            seen.append(_shown(screen))
+            await pilot.press("ctrl+s")
+            seen.append(_shown(screen))
+            await pilot.press("tab")
+            assert len(_rows(folder)) == 5
+
+            # 6. Ctrl+U: unreadable, recorded with an empty label.
+            seen.append(_shown(screen))
+            await pilot.press("ctrl+u")
+            assert _rows(folder)[-1] == f"{seen[-1]},,unreadable"
+
+            # The next image is drawn before it is asked for.
+            upcoming = str(screen.session.queue.peek(1)[0].path)
+            await wait_until(
+                pilot, lambda: any(key[0] == upcoming for key in captcha_image._drawn), what="drawing ahead"
+            )
+
+            # 7. An empty answer is refused, nothing written, the image stays.
+            current = _shown(screen)
+            await pilot.press("ctrl+a", "ctrl+k", "enter")
+            assert "nothing typed" in _text(screen, "#label-message")
+            assert len(_rows(folder)) == 6 and _shown(screen) == current
+
+            assert seen == order[: len(seen)]  # least confident first
+            accepted = 1 + sum(
+                label == readings[name].code
+                for name, label in zip(seen[1:4], ["wxyz", "kmnp", fixed], strict=True)
+            )
+            progress = _text(screen, "#label-progress")
+            assert "labelled 5 / 12" in progress
+            assert "4 labelled" in progress and "2 skipped" in progress and "1 unreadable" in progress
+            assert f"{accepted}/4 = {accepted / 4:.1%}" in progress
+
+    asyncio.run(scenario())
+    labels = read_label_file(folder / "labels.csv")
+    assert len(labels) == 5 and list(labels.values()).count("") == 1
+
+
+def test_a_relaunch_after_a_crash_carries_on_and_never_duplicates_a_row(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:6], folder)
+    # Two answers, then a crash in the middle of writing the third: no line end after it.
+    crashed = "path,label,note\ncap0000.png,abcd,\ncap0001.png,,unreadable\ncap0002.pn"
+    (folder / "labels.csv").write_text(crashed, encoding="utf-8")
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            names = {c.name for c in screen.session.scan.unlabelled}
+            assert names == {"cap0002.png", "cap0003.png", "cap0004.png", "cap0005.png"}
+            assert "labelled 2 / 6" in _text(screen, "#label-progress")
+            first = _shown(screen)
+            await pilot.press("q", "r", "s", "t", "enter")  # over the selected reading
+            return first
+
+    first = asyncio.run(scenario())
+    text = (folder / "labels.csv").read_text(encoding="utf-8")
+    assert text.startswith(crashed)  # never rewritten
+    assert text[len(crashed) :] == f",\n{first},qrst,\n"  # the cut row closed, the answer on its own line
+    table = read_label_table(folder / "labels.csv")
+    assert table.ends_with_newline
+    whole = [row.path.name for row in table.rows if row.label or row.note]
+    assert len(whole) == len(set(whole)) == 3
+
+    again = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def relaunch():
+        async with again.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            assert first not in {c.name for c in screen.session.scan.unlabelled}
+            assert "labelled 3 / 6" in _text(screen, "#label-progress")
+            while screen.session.current is not None:
+                await pilot.press("enter")
+            assert "every image" in _text(screen, "#label-status")
+            assert _input(screen).disabled
+
+    asyncio.run(relaunch())
+    names = [row.path.name for row in read_label_table(folder / "labels.csv").rows if row.label or row.note]
+    assert sorted(names) == [f"cap{i:04d}.png" for i in range(6)]
+
+
+def test_a_read_only_folder_is_said_and_nothing_is_saved(
+    prepared_dataset, tiny_run, captcha_files, tmp_path, monkeypatch
+):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:3], folder)
+    _refuse_writes_under(folder, monkeypatch)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_until(pilot, lambda: "cannot save" in _text(screen, "#label-status"), what="refusal")
+            status = _text(screen, "#label-status")
+            assert f"cannot save answers in {folder}" in status and "read-only file system" in status
+            assert "nothing is asked" in _text(screen, "#label-message")
+            assert _input(screen).disabled
+            await pilot.press("enter", "ctrl+u", "ctrl+s")
+            assert "labelled 0 / 3" in _text(screen, "#label-progress")
+
+    asyncio.run(scenario())
+    assert not (folder / "labels.csv").exists()
+
+
+def test_a_write_failing_later_keeps_the_image_and_says_so(
+    prepared_dataset, tiny_run, captcha_files, tmp_path, monkeypatch
+):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:3], folder)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            await pilot.press("enter")
+            current = _shown(screen)
+            _refuse_writes_under(folder, monkeypatch, code=errno.ENOSPC)  # the disk filled up meanwhile
+            await pilot.press("enter")
+            message = _text(screen, "#label-message")
+            assert message.startswith(f"{current}: not saved") and "the disk is full" in message
+            assert _shown(screen) == current and "labelled 1 / 3" in _text(screen, "#label-progress")
+            monkeypatch.undo()
+            await pilot.press("enter")
+            assert _shown(screen) != current and _text(screen, "#label-message") == f"{current}: saved"
+
+    asyncio.run(scenario())
+    assert len(_rows(folder)) == 3
+
+
+def test_without_a_model_the_input_starts_empty(prepared_dataset, captcha_files, tmp_path):
+    folder = tmp_path / "mine"
+    codes = _folder(captcha_files[:3], folder)
+    (folder / "broken.png").write_text("not an image\n")
+    app = _app(prepared_dataset, tmp_path, folder, tmp_path / "none.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            status = _text(screen, "#label-status")
+            assert f"no model at {tmp_path / 'none.pt'}" in status and "starts empty" in status
+            assert _input(screen).value == ""
+            progress = _text(screen, "#label-progress")
+            assert "1 image cannot be read" in progress and "broken.png: not an image" in progress
+            assert "labelled 0 / 3" in progress
+            name = _shown(screen)
+            await _burst(pilot, codes[name] + "\n", folder)
+            assert _rows(folder)[-1] == f"{name},{codes[name]},"
+            assert "accepted unchanged" not in _text(screen, "#label-progress")  # nothing to estimate
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda tmp: tmp / "missing", "no such folder"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no images in"),
+    ],
+)
+def test_a_wrong_folder_is_said(prepared_dataset, tmp_path, make, words):
+    folder = make(tmp_path)
+    app = _app(prepared_dataset, tmp_path, folder, None)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_until(pilot, lambda: words in _text(screen, "#label-status"), what=words)
+            assert _input(screen).disabled
+
+    asyncio.run(scenario())
+
+
+def test_l_asks_for_a_folder_and_opens_the_label_screen(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:2], folder)
+    config = training_config(prepared_dataset, tmp_path / "run")
+    app = make_app(config, model=tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.screen is app.train_screen
+            await pilot.press("l")
+            assert isinstance(app.screen, PathPrompt)
+            app.screen.query_one(Input).value = str(folder)
+            await pilot.press("enter")
+            screen = await _ready(pilot)
+            assert screen.folder == folder and _shown(screen).startswith("cap")
+            await pilot.press("escape")
+            assert app.screen is app.train_screen
+
+    asyncio.run(scenario())
+
+
+def test_the_label_command_checks_its_input(captcha_files, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:1], folder)
+    for argv, words in (
+        (["label", str(tmp_path / "missing")], "no such folder"),
+        (["label", str(folder / "cap0000.png")], "not a folder"),
+        (["label", str(folder), "--model", str(tmp_path / "none.pt")], "checkpoint not found"),
+        (["label", str(folder)], "needs a terminal"),  # pytest's stdin is no terminal
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("captcha-tui: error:") and words in err, (argv, err)
+    assert os.listdir(folder) == ["cap0000.png"]
