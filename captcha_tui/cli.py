@@ -117,12 +117,21 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     gen.add_argument("--size", type=_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
-    prep = commands.add_parser("prepare", help="pack a folder of labelled images into a dataset")
+    prep = commands.add_parser(
+        "prepare", help="pack a folder of labelled images (its subfolders too) into a dataset"
+    )
     prep.add_argument(
-        "image_dir", nargs="?", type=Path, default=DEFAULT_IMAGE_DIR, help="default: %(default)s"
+        "image_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_IMAGE_DIR,
+        help="folder of labelled images; every subfolder below it is searched too (default: %(default)s)",
     )
     prep.add_argument(
         "--out", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
+    )
+    prep.add_argument(
+        "--force", action="store_true", help="replace the dataset already in --out (default: refuse)"
     )
     prep.add_argument(
         "--charset", default=None, help="allowed characters (default: inferred from the labels)"
@@ -296,7 +305,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .core.dataset import DatasetError, prepare
+    from .core.dataset import DatasetError, DatasetExists, prepare
 
     update, context = _progress("decoding")
     try:
@@ -311,7 +320,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 workers=args.workers,
                 on_progress=update,
+                replace=args.force,
             )
+    except DatasetExists as exc:
+        raise UsageError(
+            f"{exc}; nothing was changed: add --force to replace it, or choose another --out"
+        ) from None
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     print_prepare_report(report)
@@ -324,10 +338,22 @@ def print_prepare_report(report) -> None:
         f"dataset {report.out_dir}: {counts['train']} train / {counts['val']} val / {counts['test']} test, "
         f"{report.spec.lengths} characters from {report.spec.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
     )
+    print(describe_folders(report.folders))
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")
         for reason, count in sorted(report.skipped.items(), key=lambda item: -item[1]):
             print(f"  {count:6d}  {reason}  (e.g. {report.examples.get(reason, '?')})")
+
+
+def describe_folders(folders: dict[Path, int], shown: int = 5) -> str:
+    """``images from 3 folders: data/captchas (60,000), data/captchas/old (2,900), …``: the folders below
+    the one given are searched too, so say where the images came from (``folders``: the fullest first)."""
+    ranked = list(folders.items())
+    parts = [f"{folder} ({count:,})" for folder, count in ranked[:shown]]
+    rest = ranked[shown:]
+    if rest:
+        parts.append(f"and {len(rest):,} more ({sum(count for _, count in rest):,})")
+    return f"images from {len(ranked):,} folder{'s' if len(ranked) != 1 else ''}: {', '.join(parts)}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -232,3 +232,40 @@ def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch)
 def test_train_options_before_another_command_are_refused(argv, words, capsys):
     assert main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+# ---- prepare: nothing replaced without --force ----------------------------------------------------------
+
+
+def test_prepare_over_a_dataset_needs_force_and_says_what_it_would_replace(captcha_files, tmp_path, capsys):
+    first, second, data = tmp_path / "first", tmp_path / "second", tmp_path / "data"
+    for folder, files in ((first, captcha_files[:10]), (second / "old", captcha_files[10:14])):
+        folder.mkdir(parents=True)
+        for f in files:
+            (folder / f.name).write_bytes(f.read_bytes())
+    (second / captcha_files[20].name).write_bytes(captcha_files[20].read_bytes())
+    assert main(["prepare", str(first), "--out", str(data), "--workers", "1"]) == 0
+    assert f"images from 1 folder: {first} (10)" in capsys.readouterr().out
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert main(["prepare", str(second), "--out", str(data), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{data} already holds a dataset (10 images from {first.resolve()}" in err
+    assert "nothing was changed: add --force to replace it" in err
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert main(["prepare", str(second), "--out", str(data), "--workers", "1", "--force"]) == 0
+    assert f"images from 2 folders: {second / 'old'} (4), {second} (1)" in capsys.readouterr().out
+
+
+def test_describe_folders_names_the_fullest_and_sums_the_rest():
+    from captcha_tui.cli import describe_folders
+
+    folders = {Path(f"d{i}"): 100 - i for i in range(8)}
+    assert describe_folders(folders, shown=2) == "images from 8 folders: d0 (100), d1 (99), and 6 more (573)"
+
+
+def test_prepare_help_says_subfolders_are_searched(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    out = capsys.readouterr().out
+    assert "every subfolder below it is searched too" in out and "--force" in out
