@@ -73,7 +73,7 @@ def _add_train_option(parser, f: dataclasses.Field, flag: str, kind, **overrides
             options["metavar"] = (
                 f.metadata.get("metavar") or flag.removeprefix("--").replace("-", "_").upper()
             )
-        if f.default is not None:
+        if f.default is not None and f.default is not dataclasses.MISSING:
             help_text += f" (default: {f.default})"
     options["help"] = help_text.replace("%", "%%")
     options.update(overrides)
