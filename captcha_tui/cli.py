@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
+import typing
 from pathlib import Path
 
 from . import __version__
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
 from .core.images import MODEL_IMAGE_SIZE
+from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
-DEFAULT_DATA_DIR = Path("data/dataset")
-DEFAULT_RUN_DIR = Path("runs/default")
 EXIT_USAGE = 2
 
 
@@ -34,68 +35,71 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    from .core.model import DEFAULT_PRESET, PRESETS
+# The train options are built from TrainConfig's fields (their metadata holds each help text), parsed
+# under their own names so that `prepare --out` or `eval --device` never mix with them, and with no
+# default: only what was typed is in the namespace and TrainConfig fills in the rest. That is why
+# `captcha-tui --epochs 3 train` and `captcha-tui train --epochs 3` read the same.
+TRAIN_DEST = "config."
 
+
+def _train_fields(config_type: type = TrainConfig) -> list[tuple[dataclasses.Field, str, type]]:
+    """(field, flag, value type) for each of ``config_type``'s fields that is an option."""
+    hints = typing.get_type_hints(config_type)
+    out = []
+    for f in dataclasses.fields(config_type):
+        if "help" not in f.metadata:
+            continue
+        hint = hints[f.name]
+        kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+        optional_bool = kinds == [bool] and hint is not bool
+        name = f.name.replace("_", "-")
+        flag = f.metadata.get("flag") or (f"--no-{name}" if hint is bool and f.default else f"--{name}")
+        out.append((f, flag, bool | None if optional_bool else kinds[0]))
+    return out
+
+
+def _add_train_option(parser, f: dataclasses.Field, flag: str, kind, **overrides) -> None:
+    help_text = f.metadata["help"]
+    options: dict = {"dest": TRAIN_DEST + f.name, "default": argparse.SUPPRESS}
+    if kind is bool:
+        options["action"] = "store_false" if f.default else "store_true"
+    elif kind == bool | None:
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["type"] = kind
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]
+        else:
+            options["metavar"] = (
+                f.metadata.get("metavar") or flag.removeprefix("--").replace("-", "_").upper()
+            )
+        if f.default is not None and f.default is not dataclasses.MISSING:
+            help_text += f" (default: {f.default})"
+    options["help"] = help_text.replace("%", "%%")
+    options.update(overrides)
+    parser.add_argument(flag, **options)
+
+
+def _add_train_options(parser: argparse.ArgumentParser, config_type: type = TrainConfig) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
-    )
-    group.add_argument(
-        "--out", type=Path, default=DEFAULT_RUN_DIR, help="run folder for checkpoints (default: %(default)s)"
-    )
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    group.add_argument(
-        "--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="model (default: %(default)s)"
-    )
-    group.add_argument(
-        "--epochs", type=int, default=15, help="epochs of the learning-rate schedule (default: %(default)s)"
-    )
-    group.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default: %(default)s)")
-    group.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: %(default)s)")
-    group.add_argument(
-        "--patience", type=int, default=20, help="epochs without a new best before stopping early"
-    )
-    group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
-    _add_amp_option(group)
-    group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
-    group.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=0.1,
-        metavar="X",
-        help="share of each target spread over the other characters (default: %(default)s; 0: off)",
-    )
-    group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument(
-        "--target", type=float, default=None, help="stop once validation accuracy reaches this (0-1)"
-    )
-    group.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="stop after this many seconds; the learning-rate schedule then ends on time",
-    )
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    for f, flag, kind in _train_fields(config_type):
+        _add_train_option(group, f, flag, kind)
 
 
 def _add_amp_option(parser) -> None:
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)",
-    )
+    """``--amp/--no-amp`` for commands other than train: the same words, an ``amp`` of None by default."""
+    f, flag, kind = next(option for option in _train_fields() if option[0].name == "amp")
+    _add_train_option(parser, f, flag, kind, dest="amp", default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
+    """The whole command line; ``config_type`` (TrainConfig, or a variant in tests) gives the train options."""
     parser = argparse.ArgumentParser(
         prog="captcha-tui",
         description="Teach a CNN to read text captchas and watch it learn. With no command: open the dashboard.",
     )
     parser.add_argument("--version", action="version", version=f"captcha-tui {__version__}")
-    _add_train_options(parser)
+    _add_train_options(parser, config_type)
     parser.add_argument(
         "--images",
         type=Path,
@@ -113,12 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
-    prep = commands.add_parser("prepare", help="pack a folder of labelled images into a dataset")
+    prep = commands.add_parser(
+        "prepare", help="pack a folder of labelled images (its subfolders too) into a dataset"
+    )
     prep.add_argument(
-        "image_dir", nargs="?", type=Path, default=DEFAULT_IMAGE_DIR, help="default: %(default)s"
+        "image_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_IMAGE_DIR,
+        help="folder of labelled images; every subfolder below it is searched too (default: %(default)s)",
     )
     prep.add_argument(
         "--out", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
+    )
+    prep.add_argument(
+        "--force", action="store_true", help="replace the dataset already in --out (default: refuse)"
     )
     prep.add_argument(
         "--charset", default=None, help="allowed characters (default: inferred from the labels)"
@@ -138,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a model (dashboard in a terminal, plain lines otherwise)"
     )
-    _add_train_options(train)
+    _add_train_options(train, config_type)
     train.add_argument("--headless", action="store_true", help="plain lines, no dashboard")
 
     ev = commands.add_parser("eval", help="read captchas with a trained model")
@@ -198,33 +211,33 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- commands ----------------------------------------------------------------------------------------
 
 
-def _train_config(args: argparse.Namespace):
-    from .core.trainer import TrainConfig
+def _given_train_options(args: argparse.Namespace) -> dict:
+    """The train options typed, wherever on the line, by TrainConfig field name."""
+    return {k.removeprefix(TRAIN_DEST): v for k, v in vars(args).items() if k.startswith(TRAIN_DEST)}
 
-    config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        preset=args.preset,
-        device=args.device,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        schedule=args.schedule,
-        amp=args.amp,
-        augment=not args.no_augment,
-        label_smoothing=args.label_smoothing,
-        resume=args.resume,
-        seed=args.seed,
-        target_accuracy=args.target,
-        time_limit_s=args.time_limit,
-        threads=args.threads,
-    )
+
+def _train_config(args: argparse.Namespace, config_type: type = TrainConfig) -> TrainConfig:
+    config = config_type(**_given_train_options(args))
     try:
         config.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return config
+
+
+def _refuse_train_options_before(command: str, args: argparse.Namespace) -> None:
+    """``captcha-tui --device cuda eval …``: a train option typed before another command would be
+    dropped without a word (eval reads its own --device), so say so instead."""
+    if command == "train":
+        return
+    flags = {f.name: flag for f, flag, _ in _train_fields()}
+    given = [flags[name] for name in _given_train_options(args)]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} before `{command}`: "
+            f"{'a training option' if len(given) == 1 else 'training options'}, which `{command}` does not read; "
+            f"put {command}'s own options after it (see captcha-tui {command} --help)"
+        )
 
 
 def _check_device(spec: str) -> None:
@@ -292,7 +305,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .core.dataset import DatasetError, prepare
+    from .core.dataset import DatasetError, DatasetExists, prepare
 
     update, context = _progress("decoding")
     try:
@@ -307,7 +320,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 workers=args.workers,
                 on_progress=update,
+                replace=args.force,
             )
+    except DatasetExists as exc:
+        raise UsageError(
+            f"{exc}; nothing was changed: add --force to replace it, or choose another --out"
+        ) from None
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     print_prepare_report(report)
@@ -320,16 +338,28 @@ def print_prepare_report(report) -> None:
         f"dataset {report.out_dir}: {counts['train']} train / {counts['val']} val / {counts['test']} test, "
         f"{report.spec.lengths} characters from {report.spec.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
     )
+    print(describe_folders(report.folders))
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")
         for reason, count in sorted(report.skipped.items(), key=lambda item: -item[1]):
             print(f"  {count:6d}  {reason}  (e.g. {report.examples.get(reason, '?')})")
 
 
+def describe_folders(folders: dict[Path, int], shown: int = 5) -> str:
+    """``images from 3 folders: data/captchas (60,000), data/captchas/old (2,900), …``: the folders below
+    the one given are searched too, so say where the images came from (``folders``: the fullest first)."""
+    ranked = list(folders.items())
+    parts = [f"{folder} ({count:,})" for folder, count in ranked[:shown]]
+    rest = ranked[shown:]
+    if rest:
+        parts.append(f"and {len(rest):,} more ({sum(count for _, count in rest):,})")
+    return f"images from {len(ranked):,} folder{'s' if len(ranked) != 1 else ''}: {', '.join(parts)}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     _check_device(config.device)
-    if not args.resume or not (config.out / "last.pt").exists():
+    if not config.resume or not (config.out / "last.pt").exists():
         _check_dataset(config.data)
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
         return _run_app(args, config, autostart=True)
@@ -521,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                     "the dashboard needs a terminal; use `captcha-tui train --headless` in scripts"
                 )
             return _run_app(args, config, autostart=False)
+        _refuse_train_options_before(args.command, args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"captcha-tui: error: {exc}", file=sys.stderr)

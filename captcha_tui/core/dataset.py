@@ -55,6 +55,16 @@ class DatasetError(ValueError):
     """A dataset that cannot be made or loaded; ``str()`` says what to do."""
 
 
+class DatasetExists(DatasetError):
+    """``prepare`` into a folder that already holds a dataset, without ``replace=True``: nothing was read
+    or changed. ``description`` says what is there (where from, how many, which codes)."""
+
+    def __init__(self, out_dir: Path, description: str):
+        super().__init__(f"{out_dir} already holds a dataset ({description})")
+        self.out_dir = out_dir
+        self.description = description
+
+
 @dataclass(frozen=True)
 class PrepareReport:
     out_dir: Path
@@ -63,6 +73,7 @@ class PrepareReport:
     skipped: dict[str, int]  # reason -> files
     examples: dict[str, str]  # reason -> one file it happened to
     seconds: float
+    folders: dict[Path, int]  # folder the images came from (the image folder or one below) -> images packed
 
     @property
     def total(self) -> int:
@@ -169,10 +180,55 @@ def prepare(
     seed: int = 0,
     workers: int | None = None,
     on_progress: ProgressCallback | None = None,
+    replace: bool = False,
 ) -> PrepareReport:
-    """Turn a folder of labelled images into a dataset folder; bad files are skipped and counted."""
+    """Turn a folder of labelled images, its subfolders included, into a dataset folder; bad files are
+    skipped and counted. A dataset already in ``out_dir`` is replaced only with ``replace=True``; without it
+    :class:`DatasetExists` is raised before any image is read."""
     started = time.perf_counter()
     image_dir, out_dir = Path(image_dir), Path(out_dir)
+    _check_arguments(image_dir, out_dir, length)
+    _check_out_dir(out_dir, replace)
+    skipped = _Skipped()
+    labelled = _find_labelled_images(image_dir, out_dir, keep_case, skipped)
+    spec = _choose_spec(labelled, charset, length, keep_case, size)
+    labelled = _keep_encodable(labelled, spec, skipped)
+    images, labels, sources = _decode_unique(labelled, spec, workers, on_progress, skipped, image_dir)
+    image_array, label_array, bounds = _split(images, labels, seed)
+    manifest = {
+        "format": FORMAT,
+        "spec": spec.to_dict(),
+        "counts": {s: b - a for s, (a, b) in bounds.items()},
+        "seed": seed,
+        "source": str(image_dir.resolve()),
+        "skipped": dict(skipped.counts),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_dataset(out_dir, image_array, label_array, bounds, manifest, replace)
+    return PrepareReport(
+        out_dir=out_dir,
+        counts=manifest["counts"],
+        spec=spec,
+        skipped=dict(skipped.counts),
+        examples=skipped.examples,
+        seconds=time.perf_counter() - started,
+        folders=_count_by_folder(sources),
+    )
+
+
+@dataclass
+class _Skipped:
+    """Files left out, counted by reason, with the first file each reason happened to."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: Path, reason: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, str(path))
+
+
+def _check_arguments(image_dir: Path, out_dir: Path, length: int | None) -> None:
     if not image_dir.exists():
         raise DatasetError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
@@ -184,82 +240,108 @@ def prepare(
         raise DatasetError(
             f"the dataset folder {out_dir} would replace the images in {image_dir}: choose another --out"
         )
-    _check_replaceable(out_dir)
 
+
+def _find_labelled_images(
+    image_dir: Path, out_dir: Path, keep_case: bool, skipped: _Skipped
+) -> list[tuple[Path, str]]:
+    """(file, normalised code) for every labelled file in ``image_dir`` and below: labels from the
+    folder's labels.csv/.tsv if it has one, else from the file names."""
     label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
     try:
         listed = read_label_file(label_file) if label_file else None
     except LabelError as exc:
         raise DatasetError(str(exc)) from None
-
-    skipped: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-
-    def skip(path: Path, reason: str) -> None:
-        skipped[reason] += 1
-        examples.setdefault(reason, str(path))
-
-    # 1. Labels, from the label file or from the names.
-    candidates: list[tuple[Path, str]] = []
+    labelled: list[tuple[Path, str]] = []
     found: set[Path] = set()
     for path in _find_files(image_dir, exclude=out_dir):
         if listed is not None:
             found.add(path.resolve())
             code = listed.get(path.resolve())
             if code is None:
-                skip(path, "not listed in " + label_file.name)
+                skipped.add(path, "not listed in " + label_file.name)
                 continue
         else:
             code = label_from_name(path.name)
             if code is None:
-                skip(path, "no code in file name (expected NNNNN-CODE.ext)")
+                skipped.add(path, "no code in file name (expected NNNNN-CODE.ext)")
                 continue
-        candidates.append((path, normalise(code, keep_case)))
+        labelled.append((path, normalise(code, keep_case)))
     if listed is not None:
         for path in sorted(set(listed) - found):
-            skip(path, f"listed in {label_file.name} but not found")
-    if not candidates:
+            skipped.add(path, f"listed in {label_file.name} but not found")
+    if not labelled:
         raise DatasetError(
             f"no labelled images in {image_dir}: name files like 00042-k3x9.png or add a labels.csv "
             "(or run `captcha-tui generate` to make a set)"
         )
+    return labelled
 
-    # 2. Charset and length: given, or inferred from the labels found.
-    codes = [code for _, code in candidates if code]
+
+def _choose_spec(
+    labelled: list[tuple[Path, str]],
+    charset: str | None,
+    length: int | None,
+    keep_case: bool,
+    size: tuple[int, int],
+) -> CodeSpec:
+    """The spec asked for, with the length (the most common) and charset inferred where not given."""
+    codes = [code for _, code in labelled if code]
     length = length or infer_length(codes)
     if charset is None:
         # Characters seen only in codes of the wrong length would inflate the inferred charset.
         charset = infer_charset([c for c in codes if len(c) == length]) or infer_charset(codes)
     try:
-        spec = CodeSpec.fixed(normalise(charset, keep_case), length, size, keep_case=keep_case)
+        return CodeSpec.fixed(normalise(charset, keep_case), length, size, keep_case=keep_case)
     except SpecError as exc:
         raise DatasetError(f"cannot use these settings: {exc}") from None
-    valid: list[tuple[Path, str]] = []
-    for path, code in candidates:
+
+
+def _keep_encodable(
+    labelled: list[tuple[Path, str]], spec: CodeSpec, skipped: _Skipped
+) -> list[tuple[Path, str]]:
+    kept = []
+    for path, code in labelled:
         try:
             spec.check(code)
         except LabelError as exc:
-            skip(path, str(exc))
+            skipped.add(path, str(exc))
             continue
-        valid.append((path, code))
+        kept.append((path, code))
+    return kept
 
-    # 3. Decode, on every core.
-    decoded = _decode_all([p for p, _ in valid], size, workers, on_progress)
-    images, labels, seen = [], [], {}
-    for (path, code), (array, reason, digest) in zip(valid, decoded, strict=True):
+
+def _decode_unique(
+    labelled: list[tuple[Path, str]],
+    spec: CodeSpec,
+    workers: int | None,
+    on_progress: ProgressCallback | None,
+    skipped: _Skipped,
+    image_dir: Path,
+) -> tuple[list[np.ndarray], list[list[int]], list[Path]]:
+    """Decode on every core: (images, encoded labels, their files), each image once whatever its copies."""
+    decoded = _decode_all([p for p, _ in labelled], spec.image_size, workers, on_progress)
+    images, labels, sources, seen = [], [], [], set()
+    for (path, code), (array, reason, digest) in zip(labelled, decoded, strict=True):
         if array is None:
-            skip(path, reason)
+            skipped.add(path, reason)
         elif digest in seen:
-            skip(path, "duplicate of another file")
+            skipped.add(path, "duplicate of another file")
         else:
-            seen[digest] = path
+            seen.add(digest)
             images.append(array)
             labels.append(spec.encode(code))
+            sources.append(path)
     if not images:
-        reasons = "; ".join(f"{n} × {r}" for r, n in skipped.most_common(3))
+        reasons = "; ".join(f"{n} × {r}" for r, n in skipped.counts.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
+    return images, labels, sources
 
-    # 4. A reproducible 80/10/10 split.
+
+def _split(
+    images: list[np.ndarray], labels: list[list[int]], seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """Shuffled arrays and each split's (start, stop) in them: a reproducible 80/10/10 split."""
     order = np.random.default_rng(seed).permutation(len(images))
     image_array = np.stack(images)[order]
     label_array = np.asarray(labels, dtype=np.uint8)[order]
@@ -269,24 +351,47 @@ def prepare(
         "val": (n_train, n_train + n_val),
         "test": (n_train + n_val, len(images)),
     }
+    return image_array, label_array, bounds
 
-    manifest = {
-        "format": FORMAT,
-        "spec": spec.to_dict(),
-        "counts": {s: b - a for s, (a, b) in bounds.items()},
-        "seed": seed,
-        "source": str(image_dir.resolve()),
-        "skipped": dict(skipped),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    _write_dataset(out_dir, image_array, label_array, bounds, manifest)
-    return PrepareReport(
-        out_dir=out_dir,
-        counts=manifest["counts"],
-        spec=spec,
-        skipped=dict(skipped),
-        examples=examples,
-        seconds=time.perf_counter() - started,
+
+def _count_by_folder(paths: list[Path]) -> dict[Path, int]:
+    """Files per folder, the fullest first."""
+    counts = Counter(path.parent for path in paths)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], str(item[0]))))
+
+
+def _check_out_dir(out_dir: Path, replace: bool) -> None:
+    """Nothing but an earlier dataset is ever replaced, and that only when asked to."""
+    _check_replaceable(out_dir)
+    if replace:
+        return
+    description = describe_existing_dataset(out_dir)
+    if description:
+        raise DatasetExists(out_dir, description)
+
+
+def describe_existing_dataset(path: str | Path) -> str | None:
+    """What a dataset folder holds, in a phrase (``60,000 images from /data/captchas: 48,000 train / …``);
+    None when there is no dataset there, not even the one an interrupted ``prepare`` set aside."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if path.is_dir() and any((path / name).exists() for name in DATASET_FILES):
+        where = ""
+    elif (old / MANIFEST).is_file():
+        path, where = old, f", set aside in {old} by an interrupted prepare"
+    else:
+        return None
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        spec = CodeSpec.read(manifest)
+        counts = {split: int(manifest["counts"][split]) for split in SPLITS}
+    except (OSError, ValueError, KeyError, TypeError, SpecError):
+        return f"one whose manifest is missing or unreadable{where}"
+    charset = spec.charset if len(spec.charset) <= 20 else f"{spec.charset[:20]}…"
+    return (
+        f"{sum(counts.values()):,} images from {manifest.get('source', 'an unknown folder')}: "
+        f"{counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test, "
+        f"{spec.lengths} characters from {charset!r}{where}"
     )
 
 
@@ -309,7 +414,7 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def _write_dataset(
-    out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict
+    out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict, replace: bool
 ) -> None:
     """Write into a sibling temporary folder, then swap it in, so a failure never leaves half a dataset."""
     staging = out_dir.with_name(f".{out_dir.name}.partial")
@@ -322,7 +427,7 @@ def _write_dataset(
             np.save(staging / f"{split}_images.npy", images[start:stop])
             np.save(staging / f"{split}_labels.npy", labels[start:stop])
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _check_replaceable(out_dir)  # again: the folder may have changed while decoding
+        _check_out_dir(out_dir, replace)  # again: the folder may have changed while decoding
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)

@@ -34,7 +34,7 @@ from .model import (
     to_model_input,
 )
 
-DEFAULT_DATA_DIR = Path("data/default")
+DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
 DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
 EVAL_BATCH = 1000
@@ -46,27 +46,58 @@ StepHook = Callable[[int, int, int], None]
 
 @dataclass
 class TrainConfig:
-    data: Path = DEFAULT_DATA_DIR
-    out: Path = DEFAULT_RUN_DIR
-    preset: str = DEFAULT_PRESET
-    device: str = "auto"
-    epochs: int = 15  # the one-cycle schedule spans these (or the time limit, if shorter)
-    batch_size: int = 100
-    lr: float = 3e-3
+    # A field with "help" in its metadata is a command-line option of `train` and of the dashboard, built
+    # by cli.py from these declarations (flag: --field-name, or "flag"; a bool that defaults to True is
+    # --no-field-name), so each default and help text is written here and nowhere else.
+    data: Path = field(default=DEFAULT_DATA_DIR, metadata={"help": "dataset folder"})
+    out: Path = field(default=DEFAULT_RUN_DIR, metadata={"help": "run folder for checkpoints"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": "model", "choices": tuple(sorted(PRESETS))})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
+    # The one-cycle schedule spans these (or the time limit, if shorter).
+    epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
+    batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate"})
     weight_decay: float = 0.05
-    augment: bool = True  # random shifts of a few pixels, on the device
+    # Random shifts of a few pixels, on the device.
+    augment: bool = field(default=True, metadata={"help": "train on the images exactly as generated"})
     # Aim for 90% (not 100%) on the right class: stops the model from growing ever more certain of the
     # training captchas, which it would otherwise start memorising within a few epochs.
-    label_smoothing: float = 0.1
-    schedule: str = "onecycle"  # or "constant" (the reference's plain Adam)
-    patience: int = 20
-    amp: bool | None = None  # mixed precision; None: on where the device has fast bf16/fp16 (devices.py)
-    resume: bool = False
-    seed: int = 0
-    target_accuracy: float | None = None  # stop once validation accuracy reaches this
-    time_limit_s: float | None = None
+    label_smoothing: float = field(
+        default=0.1,
+        metadata={"help": "share of each target spread over the other characters; 0: off", "metavar": "X"},
+    )
+    schedule: str = field(
+        default="onecycle",
+        metadata={
+            "help": "onecycle: warm-up, then cosine decay; constant: one fixed learning rate",
+            "choices": ("onecycle", "constant"),
+        },
+    )
+    patience: int = field(default=20, metadata={"help": "epochs without a new best before stopping early"})
+    # None: on where the device has fast bf16/fp16 (devices.py).
+    amp: bool | None = field(
+        default=None,
+        metadata={
+            "help": "mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)"
+        },
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the run folder's last checkpoint"})
+    seed: int = field(
+        default=0, metadata={"help": "random seed of the initial weights, the batch order and the shifts"}
+    )
+    target_accuracy: float | None = field(
+        default=None,
+        metadata={"help": "stop once validation accuracy reaches this (0-1)", "flag": "--target"},
+    )
+    time_limit_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "stop after this many seconds; the learning-rate schedule then ends on time",
+            "flag": "--time-limit",
+        },
+    )
     report_interval_s: float = 0.1  # at most ~10 progress events a second
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for PyTorch"})
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, with what to do instead."""

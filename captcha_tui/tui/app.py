@@ -118,6 +118,8 @@ class CaptchaApp(App[int]):
         self.eval_device = eval_device
         self.devices = devices
         self.dataset: DatasetSummary | None = None
+        # Shown as damaged (a manifest that cannot be read): the one kind of dataset g and o may replace.
+        self.damaged_dataset = False
         self.trainer: Trainer | None = None
         self.last_result: ev.Finished | ev.Failed | None = None
         self.train_screen = TrainScreen(clock)
@@ -220,6 +222,7 @@ class CaptchaApp(App[int]):
             self.dataset = None
             # An empty folder needs no explanation; a damaged one does.
             problem = str(exc) if (Path(self.config.data) / "manifest.json").exists() else None
+            self.damaged_dataset = problem is not None
             self.train_screen.show_missing_dataset(
                 self.config.data, self.image_dir, self.generate_count, problem
             )
@@ -298,6 +301,17 @@ class CaptchaApp(App[int]):
         self._start_data(self.image_dir, self.generate_count)
 
     def action_prepare_folder(self) -> None:
+        if self.dataset is not None:
+            # Replacing a usable dataset loses it (and the runs trained on it can no longer resume): not
+            # something one key should do.
+            self.notify(
+                f"there already is a dataset at {self.config.data} ({self.dataset.total:,} images); to "
+                f"replace it: captcha-tui prepare FOLDER --out {self.config.data} --force",
+                severity="warning",
+                timeout=10,
+            )
+            return
+
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self._start_data(path, None)
@@ -318,11 +332,14 @@ class CaptchaApp(App[int]):
             return
         self._data_cancel.clear()
         self.train_screen.start_dataset(generate_count is not None, source)
-        self._data_worker = self._make_dataset(source, generate_count)
+        # Only a dataset shown as damaged is replaced; one that appears meanwhile is refused by prepare.
+        self._data_worker = self._make_dataset(source, generate_count, replace=self.damaged_dataset)
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="data", exit_on_error=False)
-    def _make_dataset(self, source: Path, generate_count: int | None) -> tuple[DatasetSummary, int]:
+    def _make_dataset(
+        self, source: Path, generate_count: int | None, replace: bool
+    ) -> tuple[DatasetSummary, int]:
         screen, cancel = self.train_screen, self._data_cancel
 
         def progress(stage: str) -> Callable[[int, int], None]:
@@ -341,7 +358,13 @@ class CaptchaApp(App[int]):
                 workers=self.data_workers,
                 on_progress=progress("generate"),
             )
-        report = prepare(source, self.config.data, workers=self.data_workers, on_progress=progress("prepare"))
+        report = prepare(
+            source,
+            self.config.data,
+            workers=self.data_workers,
+            on_progress=progress("prepare"),
+            replace=replace,
+        )
         return read_dataset_summary(self.config.data), sum(report.skipped.values())
 
     # ---- devices ---------------------------------------------------------------------------------------------

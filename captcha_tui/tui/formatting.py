@@ -6,10 +6,6 @@ GiB = 1024**3
 MiB = 1024**2
 
 
-def percent(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
-
-
 def size(value: int | None) -> str:
     """Bytes as GiB (or MiB below one GiB)."""
     if value is None:

@@ -17,6 +17,7 @@ from captcha_tui.core.dataset import (
     MANIFEST,
     SPLITS,
     DatasetError,
+    DatasetExists,
     load_dataset,
     prepare,
     split_counts,
@@ -321,7 +322,7 @@ def test_out_inside_the_image_folder_is_not_scanned(tmp_path, captcha_files) -> 
     folder = tmp_path / "in"
     _copy(captcha_files[:10], folder)
     prepare(folder, folder / "dataset", workers=1)
-    report = prepare(folder, folder / "dataset", workers=1)  # again, over the previous one
+    report = prepare(folder, folder / "dataset", workers=1, replace=True)  # again, over the previous one
     assert report.total == 10 and report.skipped == {}
 
 
@@ -341,12 +342,12 @@ def test_a_previous_dataset_is_replaced_and_survives_a_failed_write(
 
     monkeypatch.setattr(ds.np, "save", full_disk)
     with pytest.raises(DatasetError, match="the disk is full; nothing was changed"):
-        prepare(tmp_path / "in2", tmp_path / "out", workers=1)
+        prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True)
     after = _arrays(tmp_path / "out")
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "in2", "out"]  # no staging left
     monkeypatch.setattr(ds.np, "save", real_save)
-    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1).total == 20
+    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True).total == 20
     assert load_dataset(tmp_path / "out").count("train") == 16
 
 
@@ -363,7 +364,7 @@ def test_a_failed_swap_puts_the_previous_dataset_back(tmp_path, captcha_files, m
 
     monkeypatch.setattr(Path, "rename", rename)
     with pytest.raises(DatasetError, match="Input/output error; nothing was changed"):
-        prepare(tmp_path / "in", tmp_path / "out", workers=1, seed=5)
+        prepare(tmp_path / "in", tmp_path / "out", workers=1, seed=5, replace=True)
     monkeypatch.undo()
     after = _arrays(tmp_path / "out")
     assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -376,9 +377,58 @@ def test_an_interrupted_swap_is_cleaned_up_by_the_next_prepare(tmp_path, captcha
     (tmp_path / "out").rename(tmp_path / ".out.old")  # as if killed between the two renames
     with pytest.raises(DatasetError, match="interrupted"):
         load_dataset(tmp_path / "out")
-    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    with pytest.raises(DatasetExists, match=r"set aside in .*\.out\.old by an interrupted prepare"):
+        prepare(tmp_path / "in", tmp_path / "out", workers=1)  # the previous dataset is still there
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "in"]
+    prepare(tmp_path / "in", tmp_path / "out", workers=1, replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
     assert load_dataset(tmp_path / "out").count("train") == 8
+
+
+def test_an_existing_dataset_is_replaced_only_when_asked(tmp_path, captcha_files, monkeypatch) -> None:
+    _copy(captcha_files[:10], tmp_path / "in")
+    _copy(captcha_files[10:30], tmp_path / "in2")
+    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the images were searched before refusing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ds, "_find_files", no_walk)
+        with pytest.raises(DatasetExists) as refused:
+            prepare(tmp_path / "in2", tmp_path / "out", workers=1)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'out'} already holds a dataset (10 images from ")
+    assert str((tmp_path / "in").resolve()) in message and "8 train / 1 val / 1 test" in message
+    assert "4 characters from '" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "in2", "out"]
+    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True).total == 20
+    assert load_dataset(tmp_path / "out").manifest["source"] == str((tmp_path / "in2").resolve())
+
+
+def test_a_damaged_dataset_is_still_a_dataset(tmp_path, captcha_files) -> None:
+    _copy(captcha_files[:10], tmp_path / "in")
+    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    (tmp_path / "out" / MANIFEST).write_text("{not json")
+    with pytest.raises(DatasetExists, match="manifest is missing or unreadable"):
+        prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    assert prepare(tmp_path / "in", tmp_path / "out", workers=1, replace=True).total == 10
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder holds no dataset: filled without asking
+    assert prepare(tmp_path / "in", empty, workers=1).total == 10
+
+
+def test_subfolders_are_searched_and_counted(tmp_path, captcha_files) -> None:
+    top = tmp_path / "in"
+    _copy(captcha_files[:5], top)
+    _copy(captcha_files[5:8], top / "old")
+    _copy(captcha_files[8:10], top / "old" / "deeper")
+    _copy(captcha_files[10:12], top / ".hidden")  # hidden folders are not searched
+    report = prepare(top, tmp_path / "out", workers=1)
+    assert report.total == 10
+    assert list(report.folders.items()) == [(top, 5), (top / "old", 3), (top / "old" / "deeper", 2)]
 
 
 # ---- load_dataset on damaged folders ----------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 
 from textual.widgets import Input
 
@@ -78,5 +80,43 @@ def test_a_folder_without_captchas_says_why(tmp_path):
             assert app.dataset is None
             assert "no labelled images" in screen_text(app)
             assert "No dataset yet" in screen_text(app)  # g and o are offered again
+
+    asyncio.run(scenario())
+
+
+def test_o_over_a_usable_dataset_is_refused_with_the_command_that_would(
+    prepared_dataset, captcha_dir, tmp_path
+):
+    data = Path(shutil.copytree(prepared_dataset, tmp_path / "dataset"))
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    app = make_app(training_config(data, tmp_path / "run"), tmp_path / "unused", data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.dataset is not None
+            await pilot.press("o")
+            await pilot.pause()
+            assert app.screen is app.train_screen  # no folder is asked for
+            shown = [n.message for n in app._notifications]
+            assert any(f"already is a dataset at {data} (300 images)" in m and "--force" in m for m in shown)
+            assert not app.making_data
+
+    asyncio.run(scenario())
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+def test_o_replaces_a_dataset_shown_as_damaged(prepared_dataset, captcha_dir, tmp_path):
+    data = Path(shutil.copytree(prepared_dataset, tmp_path / "dataset"))
+    (data / "manifest.json").write_text("{not json")
+    app = make_app(training_config(data, tmp_path / "run"), tmp_path / "unused", data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.dataset is None and "unreadable manifest" in screen_text(app)
+            await pilot.press("o")
+            app.screen.query_one(Input).value = str(captcha_dir)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")
+            assert app.dataset.total == 300
 
     asyncio.run(scenario())

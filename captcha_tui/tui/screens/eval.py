@@ -19,7 +19,8 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from ...core.checkpoint import CheckpointError
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
-from ..formatting import charset_preview, percent
+from ...words import percent
+from ..formatting import charset_preview
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView

@@ -19,8 +19,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ...core import events as ev
-from ...headless import format_duration
-from ..formatting import percent
+from ...words import format_duration, percent
 
 HISTORY = 80  # batch reports kept for the sparklines (~8 s at ten reports a second)
 LABEL_WIDTH = 6

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core.predictor import Prediction
-from ..formatting import percent
+from ...words import percent
 
 
 def confidence_style(confidence: float) -> str:

@@ -6,8 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
-from ...headless import FINISH_REASONS
-from ..formatting import percent
+from ...words import FINISH_REASONS, percent
 
 
 class FinishBanner(Static):
