@@ -27,6 +27,15 @@ class UsageError(Exception):
 # ---- argument parsing --------------------------------------------------------------------------------
 
 
+def _length_range(text: str) -> tuple[int, int]:
+    from .core.spec import parse_length_range
+
+    try:
+        return parse_length_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
@@ -112,8 +121,22 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     gen.add_argument("--count", type=int, default=DEFAULT_COUNT, help="images to make (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, default=DEFAULT_IMAGE_DIR, help="folder (default: %(default)s)")
-    gen.add_argument("--length", type=int, default=DEFAULT_LENGTH)
-    gen.add_argument("--charset", default=DEFAULT_CHARSET)
+    gen.add_argument(
+        "--length",
+        type=_length_range,
+        default=(DEFAULT_LENGTH, DEFAULT_LENGTH),
+        metavar="N|MIN-MAX",
+        help=f"code length, or a range drawn evenly such as 4-6 (default: {DEFAULT_LENGTH})",
+    )
+    gen.add_argument(
+        "--charset", default=DEFAULT_CHARSET, help="characters to draw from (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--case",
+        choices=("lower", "upper", "mixed"),
+        default="lower",
+        help="letters as in the charset, upper-cased, or each one either way; file names carry the case drawn",
+    )
     gen.add_argument("--size", type=_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
@@ -136,15 +159,21 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     prep.add_argument(
         "--charset", default=None, help="allowed characters (default: inferred from the labels)"
     )
-    prep.add_argument("--length", type=int, default=None, help="code length (default: the most common)")
+    prep.add_argument(
+        "--length",
+        type=_length_range,
+        default=None,
+        metavar="N|MIN-MAX",
+        help="code lengths to keep, e.g. 5 or 4-6 (default: every length found; several lengths train a CTC model)",
+    )
     prep.add_argument("--keep-case", action="store_true", help="keep upper/lower case apart")
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     prep.add_argument(
         "--size",
         type=_size,
-        default=MODEL_IMAGE_SIZE,
+        default=None,
         metavar="WxH",
-        help="WIDTHxHEIGHT images are packed at (default: 120x50)",
+        help="WIDTHxHEIGHT images are packed at (default: the most common size among them)",
     )
     prep.add_argument("--workers", type=int, default=None)
 
@@ -289,6 +318,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 args.seed,
                 length=args.length,
                 charset=args.charset,
+                case=args.case,
                 size=args.size,
                 workers=args.workers,
                 on_progress=update,
@@ -339,6 +369,16 @@ def print_prepare_report(report) -> None:
         f"{report.spec.lengths} characters from {report.spec.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
     )
     print(describe_folders(report.folders))
+    if len(report.lengths) > 1:
+        print("codes by length: " + ", ".join(f"{n} × {length}" for length, n in report.lengths.items()))
+    if report.resized:
+        others = ", ".join(
+            f"{w}×{h} ({n:,})"
+            for (w, h), n in report.source_sizes.items()
+            if (w, h) != report.spec.image_size
+        )
+        width, height = report.spec.image_size
+        print(f"resized {report.resized:,} images to {width}×{height}: {others}")
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")
         for reason, count in sorted(report.skipped.items(), key=lambda item: -item[1]):

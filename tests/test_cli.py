@@ -10,6 +10,7 @@ import pytest
 
 from captcha_tui.cli import _train_config, _train_fields, build_parser, main
 from captcha_tui.core.devices import resolve_amp
+from captcha_tui.core.model import PRESETS
 from captcha_tui.core.trainer import TrainConfig
 
 
@@ -215,7 +216,7 @@ def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch)
     amp_help = {f.name: f for f in dataclasses.fields(TrainConfig)}["amp"].metadata["help"]
     assert amp_help in texts["bench"]  # bench's --amp/--no-amp: the same words
     for flag in (
-        "--data", "--out", "--device", "--preset {fast,resnet18,tiny}", "--epochs", "--batch-size", "--lr",
+        "--data", "--out", "--device", "--preset {" + ",".join(sorted(PRESETS)) + "}", "--epochs", "--batch-size", "--lr",
         "--patience", "--schedule {onecycle,constant}", "--amp, --no-amp", "--no-augment", "--label-smoothing X",
         "--resume", "--seed", "--target TARGET", "--time-limit TIME_LIMIT", "--threads",
     ):  # fmt: skip

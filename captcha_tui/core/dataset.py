@@ -23,16 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import MODEL_IMAGE_SIZE, ImageError, decode_image, read_bytes
+from .images import MODEL_IMAGE_SIZE, ImageError, decode_rgb, peek_size, read_bytes, to_model_array
 from .labels import (
     LABEL_FILES,
     LabelError,
     infer_charset,
-    infer_length,
     label_from_name,
     normalise,
     read_label_file,
 )
+from .model import DEFAULT_CTC_PRESET, ctc_steps_needed, time_steps
 from .oserrors import describe_os_error
 from .spec import PAD, CodeSpec, SpecError
 
@@ -74,6 +74,13 @@ class PrepareReport:
     examples: dict[str, str]  # reason -> one file it happened to
     seconds: float
     folders: dict[Path, int]  # folder the images came from (the image folder or one below) -> images packed
+    lengths: dict[int, int] = field(default_factory=dict)  # code length -> images packed
+    source_sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # (width, height) before resizing
+
+    @property
+    def resized(self) -> int:
+        """Images packed that had another size than the dataset's."""
+        return sum(n for size, n in self.source_sizes.items() if size != self.spec.image_size)
 
     @property
     def total(self) -> int:
@@ -114,27 +121,32 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[tuple[np.ndarray | None, str, str]]:
-    """Worker: decode a chunk of files. Returns (array or None, reason, content hash) per file."""
+# Per file: (array or None, reason, content hash, (width, height) before resizing).
+Decoded = tuple[np.ndarray | None, str, str, tuple[int, int]]
+
+
+def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[Decoded]:
+    """Worker: decode a chunk of files."""
     paths, size = args
-    out = []
+    out: list[Decoded] = []
     for path in paths:
         try:
             data = read_bytes(path)
         except ImageError as exc:
-            out.append((None, exc.category, ""))
+            out.append((None, exc.category, "", (0, 0)))
             continue
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         try:
-            out.append((decode_image(data, size), "", digest))
+            picture = decode_rgb(data)
+            out.append((to_model_array(picture, size), "", digest, picture.size))
         except ImageError as exc:
-            out.append((None, exc.category, digest))
+            out.append((None, exc.category, digest, (0, 0)))
     return out
 
 
 def _decode_all(
     paths: list[Path], size: tuple[int, int], workers: int | None, on_progress: ProgressCallback | None
-) -> list[tuple[np.ndarray | None, str, str]]:
+) -> list[Decoded]:
     chunks = [([str(p) for p in paths[i : i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
     workers = workers or os.cpu_count() or 1
     results: list = []
@@ -174,9 +186,9 @@ def prepare(
     out_dir: str | Path,
     *,
     charset: str | None = None,
-    length: int | None = None,
+    length: int | tuple[int, int] | None = None,
     keep_case: bool = False,
-    size: tuple[int, int] = MODEL_IMAGE_SIZE,
+    size: tuple[int, int] | None = None,
     seed: int = 0,
     workers: int | None = None,
     on_progress: ProgressCallback | None = None,
@@ -184,16 +196,19 @@ def prepare(
 ) -> PrepareReport:
     """Turn a folder of labelled images, its subfolders included, into a dataset folder; bad files are
     skipped and counted. A dataset already in ``out_dir`` is replaced only with ``replace=True``; without it
-    :class:`DatasetExists` is raised before any image is read."""
+    :class:`DatasetExists` is raised before any image is read.
+
+    ``length``: one length or a (shortest, longest) range to keep; None keeps every length found. Images
+    are resized to ``size`` (width, height), by default the most common size among them."""
     started = time.perf_counter()
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    _check_arguments(image_dir, out_dir, length)
+    lengths = _check_arguments(image_dir, out_dir, length)
     _check_out_dir(out_dir, replace)
     skipped = _Skipped()
     labelled = _find_labelled_images(image_dir, out_dir, keep_case, skipped)
-    spec = _choose_spec(labelled, charset, length, keep_case, size)
+    spec = _choose_spec(labelled, charset, lengths, keep_case, size or _common_size(labelled))
     labelled = _keep_encodable(labelled, spec, skipped)
-    images, labels, sources = _decode_unique(labelled, spec, workers, on_progress, skipped, image_dir)
+    images, labels, sources, sizes = _decode_unique(labelled, spec, workers, on_progress, skipped, image_dir)
     image_array, label_array, bounds = _split(images, labels, seed)
     manifest = {
         "format": FORMAT,
@@ -213,6 +228,8 @@ def prepare(
         examples=skipped.examples,
         seconds=time.perf_counter() - started,
         folders=_count_by_folder(sources),
+        lengths=dict(sorted(Counter(int((np.asarray(row) != PAD).sum()) for row in labels).items())),
+        source_sizes=dict(Counter(sizes).most_common()),
     )
 
 
@@ -228,18 +245,23 @@ class _Skipped:
         self.examples.setdefault(reason, str(path))
 
 
-def _check_arguments(image_dir: Path, out_dir: Path, length: int | None) -> None:
+def _check_arguments(
+    image_dir: Path, out_dir: Path, length: int | tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The length range asked for, once the folders are known to be usable."""
     if not image_dir.exists():
         raise DatasetError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
         raise DatasetError(f"not a folder: {image_dir}")
-    if length is not None and length < 1:
+    lengths = (length, length) if isinstance(length, int) else length
+    if lengths is not None and (lengths[0] < 1 or lengths[1] < lengths[0]):
         raise DatasetError(f"code length must be at least 1 (got {length})")
     source, target = image_dir.resolve(), out_dir.resolve()
     if source == target or target in source.parents:
         raise DatasetError(
             f"the dataset folder {out_dir} would replace the images in {image_dir}: choose another --out"
         )
+    return lengths
 
 
 def _find_labelled_images(
@@ -278,21 +300,47 @@ def _find_labelled_images(
     return labelled
 
 
+# Image sizes are read from the headers of at most this many files (a quick look, not a decode) to find
+# the most common one.
+SIZE_SAMPLE = 2000
+
+
+def _common_size(labelled: list[tuple[Path, str]]) -> tuple[int, int]:
+    """The most common (width, height) among (a sample of) the images; ties go to the larger."""
+    step = max(1, len(labelled) // SIZE_SAMPLE)
+    sizes: Counter[tuple[int, int]] = Counter()
+    for path, _ in labelled[::step]:
+        size = peek_size(path)
+        if size is not None:
+            sizes[size] += 1
+    if not sizes:
+        return MODEL_IMAGE_SIZE
+    return max(sizes, key=lambda size: (sizes[size], size[0] * size[1]))
+
+
 def _choose_spec(
     labelled: list[tuple[Path, str]],
     charset: str | None,
-    length: int | None,
+    lengths: tuple[int, int] | None,
     keep_case: bool,
     size: tuple[int, int],
 ) -> CodeSpec:
-    """The spec asked for, with the length (the most common) and charset inferred where not given."""
+    """The spec asked for, with the lengths (every one found) and charset inferred where not given. One
+    length gives a per-position spec; several, a CTC one."""
     codes = [code for _, code in labelled if code]
-    length = length or infer_length(codes)
+    low, high = lengths or (min(map(len, codes), default=1), max(map(len, codes), default=1))
     if charset is None:
-        # Characters seen only in codes of the wrong length would inflate the inferred charset.
-        charset = infer_charset([c for c in codes if len(c) == length]) or infer_charset(codes)
+        # Characters seen only in codes of other lengths would inflate the inferred charset.
+        charset = infer_charset([c for c in codes if low <= len(c) <= high]) or infer_charset(codes)
     try:
-        return CodeSpec.fixed(normalise(charset, keep_case), length, size, keep_case=keep_case)
+        return CodeSpec(
+            normalise(charset, keep_case),
+            low,
+            high,
+            tuple(size),
+            keep_case=keep_case,
+            decoder="positional" if low == high else "ctc",
+        )
     except SpecError as exc:
         raise DatasetError(f"cannot use these settings: {exc}") from None
 
@@ -301,11 +349,17 @@ def _keep_encodable(
     labelled: list[tuple[Path, str]], spec: CodeSpec, skipped: _Skipped
 ) -> list[tuple[Path, str]]:
     kept = []
+    # A CTC model emits at most one character per time step, and needs a blank between repeated
+    # neighbours: codes that cannot fit its steps could never be read.
+    steps = time_steps(DEFAULT_CTC_PRESET, spec.image_size) if spec.decoder == "ctc" else None
     for path, code in labelled:
         try:
             spec.check(code)
         except LabelError as exc:
             skipped.add(path, str(exc))
+            continue
+        if steps is not None and ctc_steps_needed(code) > steps:
+            skipped.add(path, f"code too long to read: a CTC model has {steps} time steps")
             continue
         kept.append((path, code))
     return kept
@@ -318,11 +372,12 @@ def _decode_unique(
     on_progress: ProgressCallback | None,
     skipped: _Skipped,
     image_dir: Path,
-) -> tuple[list[np.ndarray], list[list[int]], list[Path]]:
-    """Decode on every core: (images, encoded labels, their files), each image once whatever its copies."""
+) -> tuple[list[np.ndarray], list[list[int]], list[Path], list[tuple[int, int]]]:
+    """Decode on every core: (images, encoded labels, their files, their sizes before resizing), each
+    image once whatever its copies."""
     decoded = _decode_all([p for p, _ in labelled], spec.image_size, workers, on_progress)
-    images, labels, sources, seen = [], [], [], set()
-    for (path, code), (array, reason, digest) in zip(labelled, decoded, strict=True):
+    images, labels, sources, sizes, seen = [], [], [], [], set()
+    for (path, code), (array, reason, digest, original) in zip(labelled, decoded, strict=True):
         if array is None:
             skipped.add(path, reason)
         elif digest in seen:
@@ -332,10 +387,11 @@ def _decode_unique(
             images.append(array)
             labels.append(spec.encode(code))
             sources.append(path)
+            sizes.append(original)
     if not images:
         reasons = "; ".join(f"{n} × {r}" for r, n in skipped.counts.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
-    return images, labels, sources
+    return images, labels, sources, sizes
 
 
 def _split(

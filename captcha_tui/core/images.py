@@ -157,6 +157,17 @@ def decode_rgb(data: bytes) -> Image.Image:
         raise ImageError(f"cannot decode: {text[:120]}", "cannot decode (corrupt image data)") from None
 
 
+def peek_size(source: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header without decoding it; None when it is not an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source, formats=_formats()) as img:
+                return img.size
+    except Exception:  # noqa: BLE001 - any failure: decoding later says what is wrong with the file
+        return None
+
+
 def read_rgb(source: str | Path) -> Image.Image:
     """Open ``source`` and return a fully decoded RGB image (first frame of animations)."""
     return decode_rgb(read_bytes(source))

@@ -197,10 +197,56 @@ def test_inferred_charset_ignores_codes_of_the_wrong_length(captcha_files, tmp_p
     folder = tmp_path / "in"
     _copy(captcha_files[:20], folder)
     _copy(captcha_files[20:21], folder, lambda n: "x-01IL0O.png")  # characters no generated code has
-    report = prepare(folder, tmp_path / "out", workers=1)
+    report = prepare(folder, tmp_path / "out", workers=1, length=4)
     assert report.spec.max_length == 4
     assert set(report.spec.charset) == set("".join(f.stem.split("-")[1] for f in captcha_files[:20]))
     assert report.skipped == {"wrong code length (expected 4)": 1}
+
+
+def test_every_length_found_is_kept_and_counted(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:6], folder)
+    _copy(captcha_files[6:9], folder, lambda n: n.replace(".png", "").rsplit("-", 1)[0] + "-abcdef.png")
+    _copy(captcha_files[9:10], folder, lambda n: "y-xy.png")
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert (report.spec.min_length, report.spec.max_length, report.spec.decoder) == (2, 6, "ctc")
+    assert report.lengths == {2: 1, 4: 6, 6: 3}
+    data = load_dataset(tmp_path / "out")
+    codes = sorted(data.spec.decode(row) for s in SPLITS for row in data.labels[s])
+    assert "xy" in codes and "abcdef" in codes and data.labels["train"].shape[1] == 6
+    within = prepare(folder, tmp_path / "within", workers=1, length=(4, 6))
+    assert within.lengths == {4: 6, 6: 3} and within.skipped == {"wrong code length (expected 4–6)": 1}
+
+
+def test_codes_too_long_for_a_ctc_model_are_skipped(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:4], folder)
+    _copy(captcha_files[4:5], folder, lambda n: "z-" + "ab" * 16 + ".png")  # 32 characters: 30 steps
+    report = prepare(folder, tmp_path / "out", workers=1, length=(1, 40))
+    assert report.skipped == {"code too long to read: a CTC model has 30 time steps": 1}
+
+
+def test_images_of_other_sizes_are_resized_to_the_most_common(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:5], folder)
+    for path in captcha_files[5:7]:
+        Image.open(path).resize((160, 60)).save(folder / path.name)
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.spec.image_size == (120, 50)
+    assert report.resized == 2 and report.source_sizes == {(120, 50): 5, (160, 60): 2}
+    bigger = prepare(folder, tmp_path / "big", workers=1, size=(160, 60))
+    assert bigger.spec.image_size == (160, 60) and bigger.resized == 5
+    assert load_dataset(tmp_path / "big").images["train"].shape[1:] == (60, 160, 3)
+
+
+def test_an_empty_label_is_skipped_and_counted(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:4], folder)
+    names = sorted(p.name for p in folder.iterdir())
+    rows = [f"{names[0]},"] + [f"{n},{n.split('-')[1][:4]}" for n in names[1:]]
+    (folder / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.skipped == {"empty label": 1} and report.total == 3
 
 
 def test_upper_case_is_lowered_unless_kept(captcha_files, tmp_path) -> None:
