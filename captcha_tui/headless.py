@@ -94,11 +94,7 @@ class HeadlessPrinter:
             case ev.NewBest():
                 return f"  new best: validation accuracy {_pct(event.val_accuracy)} at epoch {event.epoch}"
             case ev.Countdown():
-                e = event
-                return (
-                    f"  best {_pct(e.best_accuracy)} at epoch {e.best_epoch}; "
-                    f"stops after {e.epochs_left} more epochs without improvement"
-                )
+                return f"  best {_pct(event.best_accuracy)} at epoch {event.best_epoch}; {event.summary()}"
             case ev.BatchSizeReduced():
                 return None  # the trainer's Notice already says it
             case ev.Notice():

@@ -51,7 +51,11 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
 
             countdown = str(screen.query_one(CountdownLine).content)
             assert countdown != countdown_before
-            assert countdown.startswith(f"best {chart.best[1]:.3f} at epoch {chart.best[0]} · stops after")
+            # Two epochs with patience 5: the epoch budget, not an early stop, ends the run.
+            assert (
+                countdown
+                == f"best {chart.best[1]:.3f} at epoch {chart.best[0]} · ends now: its epoch budget is done"
+            )
 
             s = dataset_summary
             header = str(screen.query_one(RunHeader).content)
