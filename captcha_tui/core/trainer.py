@@ -7,7 +7,12 @@ stop rules), then the test split scored with the best weights. Every rule that e
 
 Time is training time: a pause counts in neither the images/s rate, the ETA, the time limit nor the
 learning-rate schedule's clock. On ``resume``, ``epochs`` stays the run's total epoch budget (so the
-one-cycle schedule carries on where it was), while ``time_limit_s`` counts this session's training only.
+one-cycle schedule carries on where it was; a budget already spent is refused with the number to pass),
+while ``time_limit_s`` counts this session's training only and anneals what is left of the schedule.
+
+A fine-tune (``init``) copies every weight of the checkpoint that fits the dataset's spec, rebuilds the
+output layer where the charset or length differ (keeping the rows of shared characters), and trains at a
+third of the default peak learning rate (unless ``lr`` is set to another value) after a 5% warm-up.
 """
 
 from __future__ import annotations
@@ -85,8 +90,8 @@ class TrainConfig:
     init: Path | None = field(
         default=None,
         metadata={
-            "help": "start from this checkpoint's weights (fine-tune); peak learning rate a third of the "
-            "default unless --lr is given"
+            "help": "start from this checkpoint's weights (fine-tune; 'base': the base model shipped with "
+            "captcha-tui); a fine-tune peaks at a third of the default learning rate unless --lr changes it"
         },
     )
 
@@ -706,10 +711,11 @@ class Trainer:
         if (self.run_dir / BEST).exists():
             loop.best_weights = load_checkpoint(self.run_dir / BEST, map_location=self.device).model
         where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
+        best = f"best {state.best_val:.3f} at epoch {state.best_epoch}" if state.best_epoch else "no best yet"
         left = cfg.epochs - state.epoch
         return state, ev.Notice(
-            f"resumed from {path} at {where} (best {state.best_val:.3f} at epoch {state.best_epoch}); "
-            f"--epochs {cfg.epochs} is the run's total: up to {left} more epoch{'s' if left != 1 else ''}"
+            f"resumed from {path} at {where} ({best}); --epochs {cfg.epochs} is the run's total: "
+            f"up to {left} more epoch{'s' if left != 1 else ''}"
         )
 
     def _run_started(self, loop: _Loop, state: _State) -> ev.RunStarted:
