@@ -57,10 +57,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             return f"  new best: validation accuracy {percent(event.val_accuracy)} at epoch {event.epoch}"
         case ev.Countdown():
             e = event
-            return (
-                f"  best {percent(e.best_accuracy)} at epoch {e.best_epoch}; "
-                f"stops after {e.epochs_left} more epochs without improvement"
-            )
+            return f"  best {percent(e.best_accuracy)} at epoch {e.best_epoch}; {e.summary()}"
         case ev.BatchSizeReduced():
             return None  # the trainer's Notice already says it
         case ev.Notice():

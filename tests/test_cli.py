@@ -159,6 +159,7 @@ OPTION_SAMPLES = {
     "target_accuracy": (["--target", "0.9"], 0.9),
     "time_limit_s": (["--time-limit", "60"], 60.0),
     "threads": (["--threads", "2"], 2),
+    "init": (["--init", "runs/x/best.pt"], Path("runs/x/best.pt")),
 }
 
 
@@ -179,8 +180,9 @@ def test_every_train_option_reads_the_same_before_and_after_the_command():
             != getattr(default, name)
         ), name
         assert dataclasses.replace(after, **{name: getattr(default, name)}) == default, name
-    everything = [word for words, _ in OPTION_SAMPLES.values() for word in words]
-    half = len(everything) // 2
+    groups = [words for words, _ in OPTION_SAMPLES.values()]
+    everything = [word for words in groups for word in words]
+    half = sum(len(words) for words in groups[: len(groups) // 2])  # between two options
     mixed = _config([*everything[:half], "train", *everything[half:]])
     assert mixed == _config(["train", *everything]) == _config([*everything, "train"])
     assert _config(["--amp", "train"]).amp is True and _config(["train", "--amp"]).amp is True

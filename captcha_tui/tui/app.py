@@ -258,7 +258,9 @@ class CaptchaApp(App[int]):
             return
         # After a stop (s or q) the next start carries on from last.pt instead of starting over.
         stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == "stopped"
-        config = replace(self.config, resume=self.config.resume or stopped)
+        config = self.config
+        if stopped:  # a fine-tune carries on from its own last.pt (which names its --init), not --init
+            config = replace(config, resume=True, init=None)
         self.trainer = Trainer(config, on_event=self.event_buffer.put)
         self._flush_timer.resume()
         self._train_worker = self._run_trainer(self.trainer)

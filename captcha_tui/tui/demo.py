@@ -18,6 +18,7 @@ from ..core.hardware import FakeNvmlBackend, HardwareSampler, HostSample, Sample
 from ..core.images import MODEL_IMAGE_SIZE
 from ..core.model import build_model, count_parameters
 from ..core.spec import CodeSpec
+from ..core.trainer import first_limit
 from .dataset_info import DatasetSummary
 from .formatting import GiB
 from .messages import HardwareSampled, TrainingUpdate
@@ -27,6 +28,7 @@ DEMO_BATCHES = 160
 EPOCHS_DONE = 18
 BEST_EPOCH = 12
 PATIENCE = 20
+MAX_EPOCHS = 40
 
 
 def fixed_clock() -> str:
@@ -73,7 +75,7 @@ def run_events() -> list[ev.TrainerEvent]:
             learning_rate=3e-3,
             amp=True,
             patience=PATIENCE,
-            max_epochs=40,
+            max_epochs=MAX_EPOCHS,
             start_epoch=1,
             batches_per_epoch=DEMO_BATCHES,
             run_dir="runs/default",
@@ -106,7 +108,13 @@ def run_events() -> list[ev.TrainerEvent]:
         waited = epoch - min(epoch, BEST_EPOCH)
         events.append(
             ev.Countdown(
-                0.973 if epoch >= BEST_EPOCH else val, min(epoch, BEST_EPOCH), PATIENCE - waited, PATIENCE
+                best_accuracy=0.973 if epoch >= BEST_EPOCH else val,
+                best_epoch=min(epoch, BEST_EPOCH),
+                patience_left=PATIENCE - waited,
+                patience=PATIENCE,
+                budget_left=MAX_EPOCHS - epoch,
+                time_left_s=None,
+                ends_by=first_limit(MAX_EPOCHS - epoch, PATIENCE - waited, None, 3.1),
             )
         )
         if epoch == 7:

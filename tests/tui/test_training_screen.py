@@ -51,7 +51,11 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
 
             countdown = str(screen.query_one(CountdownLine).content)
             assert countdown != countdown_before
-            assert countdown.startswith(f"best {chart.best[1]:.3f} at epoch {chart.best[0]} · stops after")
+            # Two epochs with patience 5: the epoch budget, not an early stop, ends the run.
+            assert (
+                countdown
+                == f"best {chart.best[1]:.3f} at epoch {chart.best[0]} · ends now: its epoch budget is done"
+            )
 
             s = dataset_summary
             header = str(screen.query_one(RunHeader).content)
@@ -154,3 +158,30 @@ def test_a_failed_run_shows_why_and_where_the_details_are(prepared_dataset, tmp_
 
     asyncio.run(scenario())
     assert app.return_code == 1  # the CLI's exit code says the run failed
+
+
+def test_starting_a_stopped_fine_tune_again_resumes_it(prepared_dataset, tiny_run, tmp_path, one_thread):
+    init = tiny_run / "best.pt"
+    config = training_config(prepared_dataset, tmp_path / "run", epochs=50, batch_size=10, init=init)
+    app = make_app(config)
+
+    def log() -> str:  # the lines joined back as written (the log wraps them at spaces, which it keeps)
+        return "".join(strip.text for strip in app.train_screen.query_one(EventLog).lines)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.train_screen.query_one(BatchPanel)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: panel.last is not None, what="training to be under way")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.last_result, ev.Finished), what="the stop")
+            assert app.last_result.reason == "stopped"
+            await pilot.press("s")  # again: it carries on from its last.pt; --init and --resume would clash
+            await wait_until(pilot, lambda: "resumed from" in log(), timeout=60, what="the resumed run")
+            assert not isinstance(app.last_result, ev.Failed)
+            assert log().count(f"fine-tuning from {init}") == 1
+            await send_keys(pilot, "q")
+            await wait_for_exit(app, timeout=60)
+
+    asyncio.run(scenario())
+    assert load_checkpoint(tmp_path / "run" / "last.pt").meta.init == str(init)
