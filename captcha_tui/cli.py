@@ -189,6 +189,19 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         "--model", type=Path, default=DEFAULT_RUN_DIR / "best.pt", help="checkpoint (default: %(default)s)"
     )
     ev.add_argument("--device", default="cpu", help="device to predict on (default: cpu)")
+    ev.add_argument(
+        "--charset",
+        default=None,
+        metavar="CHARS",
+        help="read only these characters (the model's others are masked out), e.g. 0123456789",
+    )
+    ev.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read exactly N characters: the most probable reading of that length",
+    )
     ev.add_argument("--json", action="store_true", help="one JSON object per image")
 
     commands.add_parser("devices", help="what PyTorch can compute on")
@@ -447,6 +460,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return _run_app(args, None, autostart=False, screen="eval")
         raise UsageError("give image paths to read (or run in a terminal to open the eval screen)")
     from .core.checkpoint import CheckpointError
+    from .core.decoding import ReadError, ReadOptions
     from .core.predictor import Predictor, accuracy, expand_paths
 
     _check_device(args.device)
@@ -455,10 +469,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         hint = "" if Path(args.model).exists() else " (train one first: captcha-tui train)"
         raise UsageError(f"{exc}{hint}") from None
+    options = ReadOptions(args.charset, args.length)
+    try:
+        plan = predictor.plan(options)
+    except ReadError as exc:
+        raise UsageError(str(exc)) from None
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
     paths, problems = expand_paths(args.paths)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    results = predictor.predict_paths(paths)
+    results = predictor.predict_paths(paths, options=options)
     for result in results:
         if args.json:
             print(

@@ -26,10 +26,18 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def characters(char_accuracy: float | None, char_error_rate: float | None) -> str:
+    """``char 97.1%`` for a per-position model, ``CER 2.3%`` for a CTC one (its codes vary in length)."""
+    if char_error_rate is not None:
+        return f"CER {percent(char_error_rate)}"
+    return f"char {percent(char_accuracy)}"
+
+
 def describe_batch(e: ev.BatchProgress) -> str:
     return (
         f"epoch {e.epoch} batch {e.batch}/{e.batches}  loss {e.loss:.4f}  acc {percent(e.accuracy)}  "
-        f"char {percent(e.char_accuracy)}  {e.images_per_s:,.0f} img/s  eta {format_duration(e.eta_s)}"
+        f"{characters(e.char_accuracy, e.char_error_rate)}  {e.images_per_s:,.0f} img/s  "
+        f"eta {format_duration(e.eta_s)}"
     )
 
 
@@ -42,7 +50,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             return (
                 f"dataset {e.dataset}: {e.train_count} train / {e.val_count} val / {e.test_count} test, "
                 f"{e.spec.lengths} characters from {e.spec.charset!r}\n"
-                f"model {e.preset} ({e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
+                f"model {e.preset} ({e.spec.decoder}, {e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
                 f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {e.patience}, "
                 f"up to {e.max_epochs} epochs{resumed}\nrun folder {e.run_dir}"
             )
@@ -50,7 +58,8 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             e = event
             return (
                 f"epoch {e.epoch}: train loss {e.train_loss:.4f} acc {percent(e.train_accuracy)} | "
-                f"val loss {e.val_loss:.4f} acc {percent(e.val_accuracy)} (char {percent(e.val_char_accuracy)}) | "
+                f"val loss {e.val_loss:.4f} acc {percent(e.val_accuracy)} "
+                f"({characters(e.val_char_accuracy, e.val_char_error_rate)}) | "
                 f"{e.seconds:.1f}s, {e.images_per_s:,.0f} img/s, lr {e.learning_rate:.2e}"
             )
         case ev.NewBest():
@@ -74,7 +83,8 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             ]
             if e.test_accuracy is not None:
                 lines.append(
-                    f"test accuracy {percent(e.test_accuracy)} (characters {percent(e.test_char_accuracy)})"
+                    f"test accuracy {percent(e.test_accuracy)} "
+                    f"({characters(e.test_char_accuracy, e.test_char_error_rate)})"
                 )
             if e.best_checkpoint:
                 lines.append(f"best checkpoint {e.best_checkpoint}")

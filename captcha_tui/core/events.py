@@ -51,10 +51,12 @@ class BatchProgress:
     batches: int  # batches in this epoch
     loss: float
     accuracy: float  # whole code right
-    char_accuracy: float  # single characters right
+    char_accuracy: float | None  # single characters right (per-position models; None for CTC)
     images_per_s: float  # over this epoch so far, pauses excluded
     eta_s: float  # for the rest of this epoch, at that rate
     batch_size: int
+    # CTC models, whose codes vary in length: edit distance ÷ characters, of the last batch reported.
+    char_error_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,17 @@ class EpochEnd:
     epoch: int
     train_loss: float
     train_accuracy: float
-    train_char_accuracy: float
+    train_char_accuracy: float | None  # per-position models
     val_loss: float
     val_accuracy: float
-    val_char_accuracy: float
+    val_char_accuracy: float | None
     seconds: float
     images_per_s: float
     learning_rate: float
+    # CTC models: character error rate (edit distance ÷ characters); for training, of the batches sampled
+    # at each report, for validation, of the whole split.
+    train_char_error_rate: float | None = None
+    val_char_error_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,7 @@ class Finished:
     last_checkpoint: str | None
     elapsed_s: float  # training time of the whole run (a resumed run's earlier sessions too), pauses excluded
     images_seen: int
+    test_char_error_rate: float | None = None  # CTC models
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import events as ev
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
@@ -42,10 +42,13 @@ from .model import (
     CaptchaNet,
     build_model,
     count_parameters,
+    default_preset,
     prefers_channels_last,
+    preset_spec,
     to_model_input,
 )
-from .spec import CodeSpec
+from .objectives import CtcObjective, Objective, character_errors, objective_for
+from .spec import PAD, CodeSpec
 
 DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
 DEFAULT_RUN_DIR = Path("runs/default")
@@ -71,7 +74,15 @@ class TrainConfig:
     # --no-field-name), so each default and help text is written here and nowhere else.
     data: Path = field(default=DEFAULT_DATA_DIR, metadata={"help": "dataset folder"})
     out: Path = field(default=DEFAULT_RUN_DIR, metadata={"help": "run folder for checkpoints"})
-    preset: str = field(default=DEFAULT_PRESET, metadata={"help": "model", "choices": tuple(sorted(PRESETS))})
+    # None: per-position "fast" for codes of one length, CTC "crnn" for several (or the preset of the
+    # checkpoint resumed or fine-tuned from).
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "model (default: fast for codes of one length, crnn for several)",
+            "choices": tuple(sorted(PRESETS)),
+        },
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
     # The one-cycle schedule spans these (or the time limit, if shorter).
     epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
@@ -137,7 +148,7 @@ class TrainConfig:
             raise ValueError(f"patience must be at least 1 (got {self.patience})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number (got {self.lr})")
-        if self.preset not in PRESETS:
+        if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         if self.schedule not in ("onecycle", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; use onecycle or constant")
@@ -189,34 +200,67 @@ class _Loop:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    spec: CodeSpec | None = None  # what the model reads: the dataset's codes, with the preset's decoder
+    objective: Objective | None = None
+    preset: str = DEFAULT_PRESET
     init: str | None = None  # the checkpoint this run was fine-tuned from
     peak_lr: float = 0.0
     warmup: float = WARMUP
     schedule_start: float = 0.0  # where the schedule was when this session began (0: a new run)
     best_weights: dict | None = None
+    last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (decoded, targets), for the CER sample
 
 
 class _Tally:
     """Loss × images, whole codes right and characters right: summed on the device, read back only when
     reported, so a GPU is not synced on every batch."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, ctc: bool = False):
         self.sums = torch.zeros(3, device=device)
         self.images = 0
+        self.ctc = ctc
+        self.errors = self.characters = 0  # CTC: edit distances of the batches sampled at reports
 
     def add(self, stats: torch.Tensor, images: int) -> None:
         self.sums += stats
         self.images += images
 
-    def means(self, length: int) -> tuple[float, float, float]:
-        """(loss, whole-code accuracy, character accuracy); one device sync."""
+    def add_errors(self, errors: int, characters: int) -> None:
+        self.errors += errors
+        self.characters += characters
+
+    def means(self, length: int) -> Scores:
+        """Loss, whole-code accuracy, and character accuracy (per-position models) or the character
+        error rate of the sampled batches (CTC); one device sync."""
         loss, right, chars = self.sums.tolist()
         images = max(self.images, 1)
-        return loss / images, right / images, chars / (images * length)
+        if self.ctc:
+            cer = self.errors / self.characters if self.characters else None
+            return Scores(loss / images, right / images, None, cer)
+        return Scores(loss / images, right / images, chars / (images * length), None)
 
     def clear(self) -> None:
         self.sums.zero_()
         self.images = 0
+        self.errors = self.characters = 0
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A split's (or a stretch of batches') loss and accuracies. Per-position models report character
+    accuracy; CTC models, whose codes vary in length, the character error rate (edit distance ÷ characters)."""
+
+    loss: float
+    accuracy: float
+    char_accuracy: float | None
+    char_error_rate: float | None
+
+    @property
+    def char_score(self) -> float:
+        """Higher is better, for breaking ties between equal whole-code accuracies."""
+        if self.char_accuracy is not None:
+            return self.char_accuracy
+        return 1.0 - (self.char_error_rate or 0.0)
 
 
 def lr_factor(progress: float, schedule: str, warmup: float = WARMUP) -> float:
@@ -417,21 +461,27 @@ class Trainer:
             trained, reason = self._train_epoch(loop, state, epoch)
             if reason is not None:
                 break  # stopped, or out of time, inside the epoch
-            train_scores = trained.means(loop.train_y.shape[1])
-            val_scores = self._validate(loop) if len(loop.val_x) else train_scores
+            train = trained.means(loop.train_y.shape[1])
+            val = self._validate(loop) if len(loop.val_x) else train
             state.epoch, state.position = epoch, 0
             seconds = self._elapsed() - started
             end = ev.EpochEnd(
                 epoch,
-                *train_scores,
-                *val_scores,
+                train_loss=train.loss,
+                train_accuracy=train.accuracy,
+                train_char_accuracy=train.char_accuracy,
+                val_loss=val.loss,
+                val_accuracy=val.accuracy,
+                val_char_accuracy=val.char_accuracy,
                 seconds=seconds,
                 images_per_s=trained.images / seconds if seconds else 0.0,
                 learning_rate=loop.optimizer.param_groups[0]["lr"],
+                train_char_error_rate=train.char_error_rate,
+                val_char_error_rate=val.char_error_rate,
             )
             state.history.append(asdict(end))
             self._emit(end)
-            self._consider_best(loop, state, end.val_accuracy, end.val_char_accuracy, epoch)
+            self._consider_best(loop, state, val, epoch)
             self._save_last(loop, state)
             self._emit(self._countdown(state, seconds))
             reason = self._stop_reason(state, end)
@@ -465,7 +515,8 @@ class Trainer:
         n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order.to(images.device)
-        epoch_sums, window = _Tally(images.device), _Tally(images.device)  # window: since the last report
+        ctc = loop.spec.decoder == "ctc"
+        epoch_sums, window = _Tally(images.device, ctc), _Tally(images.device, ctc)  # window: since a report
         started, last_report = self._elapsed(), time.perf_counter()
         batch = state.position // state.batch_size
         loop.model.train()
@@ -496,7 +547,11 @@ class Trainer:
             state.images_seen += len(index)
 
             if time.perf_counter() - last_report >= cfg.report_interval_s or state.position >= n - 1:
-                loss, accuracy, char_accuracy = window.means(length)  # the one sync per report
+                if ctc:  # the last batch's edit distances, read back with the report's sums
+                    errors = character_errors(*loop.last_batch)
+                    window.add_errors(*errors)
+                    epoch_sums.add_errors(*errors)
+                scores = window.means(length)  # the one sync per report
                 rate = epoch_sums.images / max(self._elapsed() - started, 1e-9)
                 left = n - state.position
                 self._emit(
@@ -504,9 +559,10 @@ class Trainer:
                         epoch=epoch,
                         batch=batch,
                         batches=batch + math.ceil(left / size),
-                        loss=loss,
-                        accuracy=accuracy,
-                        char_accuracy=char_accuracy,
+                        loss=scores.loss,
+                        accuracy=scores.accuracy,
+                        char_accuracy=scores.char_accuracy,
+                        char_error_rate=scores.char_error_rate,
                         images_per_s=rate,
                         eta_s=left / rate if rate else 0.0,
                         batch_size=size,
@@ -518,7 +574,7 @@ class Trainer:
 
     def _step(self, loop: _Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimisation step on a mini-batch. Returns its (loss × images, whole codes right,
-        characters right), left on the device."""
+        characters right: per-position models only), left on the device."""
         if self.config.augment:
             images = random_shift(images)
         logits, loss = train_step(
@@ -528,10 +584,18 @@ class Trainer:
             labels,
             loop.autocast,
             loop.scaler,
-            label_smoothing=self.config.label_smoothing,
+            loop.objective,
         )
-        hits = logits.detach().argmax(-1) == labels
-        return torch.stack((loss.detach().float() * len(labels), hits.all(1).sum(), hits.sum()))
+        with torch.no_grad():
+            decoded = loop.objective.decode(logits.detach())
+            hits = loop.objective.hits(decoded, labels)
+            loop.last_batch = (decoded, labels)
+            chars = (
+                (decoded[:, : labels.shape[1]] == labels).sum()
+                if loop.spec.decoder != "ctc"
+                else hits.sum() * 0
+            )
+            return torch.stack((loss.detach().float() * len(labels), hits.sum().float(), chars.float()))
 
     def _set_learning_rate(self, loop: _Loop, state: _State, epochs_done: float) -> None:
         cfg = self.config
@@ -549,19 +613,20 @@ class Trainer:
             pass
         self._paused_s += self._clock() - blocked
 
-    def _validate(self, loop: _Loop) -> tuple[float, float, float]:
+    def _validate(self, loop: _Loop) -> Scores:
         loop.model.eval()
-        scores = evaluate(loop.model, loop.val_x, loop.val_y, loop.autocast)
+        scores = evaluate(loop.model, loop.val_x, loop.val_y, loop.autocast, loop.objective)
         loop.model.train()
         return scores
 
-    def _consider_best(self, loop: _Loop, state: _State, val_acc: float, val_char: float, epoch: int) -> bool:
+    def _consider_best(self, loop: _Loop, state: _State, val: Scores, epoch: int) -> bool:
         """Keep these weights, and save them as best.pt, if they beat the best so far (whole codes first,
         single characters break ties). Returns whether they did."""
-        if (val_acc, val_char) <= (state.best_val, state.best_char):
+        val_acc = val.accuracy
+        if (val_acc, val.char_score) <= (state.best_val, state.best_char):
             return False
         previous = state.best_val if state.best_val >= 0 else None
-        state.best_val, state.best_char, state.best_epoch = val_acc, val_char, epoch
+        state.best_val, state.best_char, state.best_epoch = val_acc, val.char_score, epoch
         loop.best_weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
         self._emit(ev.NewBest(epoch, val_acc, previous))
         self._save(BEST, loop, state, with_optimizer=False)
@@ -590,7 +655,7 @@ class Trainer:
             self._save_last(loop, state)
         if reason == "stopped":
             self._emit(ev.Notice(f"stopped in epoch {state.epoch + 1}; continue with --resume"))
-            return self._finish(reason, state, None, None)
+            return self._finish(reason, state, None)
         if reason == "target_reached":
             accuracy = state.history[-1]["val_accuracy"]
             self._emit(
@@ -603,18 +668,21 @@ class Trainer:
                     f"(best {state.best_val:.3f} at epoch {state.best_epoch})"
                 )
             )
-        elif reason == "time_limit" and state.position and len(loop.val_x):
+        elif (
             # Out of time inside an epoch: the weights trained so far may still be the best ones.
-            _, val_acc, val_char = self._validate(loop)
-            if self._consider_best(loop, state, val_acc, val_char, state.epoch + 1):
-                self._emit(ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet"))
-        test_acc = test_char = None
+            reason == "time_limit"
+            and state.position
+            and len(loop.val_x)
+            and self._consider_best(loop, state, self._validate(loop), state.epoch + 1)
+        ):
+            self._emit(ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet"))
+        test = None
         if loop.best_weights is not None and loop.data.count("test"):
             loop.model.load_state_dict(loop.best_weights)
             loop.model.eval()
             test_x, test_y = _to_device(loop.data, "test", self.device)
-            _, test_acc, test_char = evaluate(loop.model, test_x, test_y, loop.autocast)
-        return self._finish(reason, state, test_acc, test_char)
+            test = evaluate(loop.model, test_x, test_y, loop.autocast, loop.objective)
+        return self._finish(reason, state, test)
 
     def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
         """Free what the failed step held and return the halved mini-batch (or give up below 1)."""
@@ -648,11 +716,16 @@ class Trainer:
         # The whole dataset lives on the device as uint8 (NHWC); each batch is converted there.
         train_x, train_y = _to_device(data, "train", device)
         val_x, val_y = _to_device(data, "val", device)
-        model = build_model(cfg.preset, data.spec).to(device)
-        model.set_channels_last(prefers_channels_last(cfg.preset, device))
+        preset = self._choose_preset(data.spec)
+        spec = self._model_spec(preset, data)
+        model = build_model(preset, spec).to(device)
+        self._check_steps(preset, model, data)
+        model.set_channels_last(prefers_channels_last(preset, device))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         autocast, scaler = mixed_precision(cfg.amp, device)
         loop = _Loop(data, model, optimizer, autocast, scaler, train_x, train_y, val_x, val_y)
+        loop.spec, loop.preset = spec, preset
+        loop.objective = objective_for(spec, cfg.label_smoothing)
 
         state, notices = _State(batch_size=cfg.batch_size), []
         if cfg.init is not None:
@@ -678,6 +751,46 @@ class Trainer:
             )
         return loop, state, notices
 
+    def _choose_preset(self, spec: CodeSpec) -> str:
+        """``--preset``, else the preset of the checkpoint resumed or fine-tuned from, else the default for
+        these codes (per-position for one length, CTC for several)."""
+        cfg = self.config
+        if cfg.preset is not None:
+            return cfg.preset
+        source = self.run_dir / LAST if cfg.resume else (resolve_init(cfg.init) if cfg.init else None)
+        if source is not None and source.exists():
+            try:
+                return load_checkpoint(source, map_location="cpu").meta.preset
+            except CheckpointError:
+                pass  # resume / fine-tune says what is wrong with it
+        return default_preset(spec)
+
+    def _model_spec(self, preset: str, data: Dataset) -> CodeSpec:
+        """The dataset's codes with the preset's decoder; a per-position preset reads one length only."""
+        if PRESETS[preset].decoder == "positional" and not data.spec.fixed_length:
+            ctc = ", ".join(name for name, p in PRESETS.items() if p.decoder == "ctc")
+            raise TrainingError(
+                f"{data.path} holds codes of {data.spec.lengths} characters, but preset {preset!r} reads one "
+                f"fixed length: use a CTC preset ({ctc}), or leave --preset out"
+            )
+        return preset_spec(preset, data.spec)
+
+    @staticmethod
+    def _check_steps(preset: str, model: CaptchaNet, data: Dataset) -> None:
+        """A CTC model emits one symbol per time step, with a blank between repeated neighbours: refuse
+        codes that cannot fit, naming the limit, instead of training on an infinite loss."""
+        if model.decoder != "ctc":
+            return
+        labels = np.concatenate([data.labels[s] for s in ("train", "val", "test")])
+        needed = (labels != PAD).sum(1) + ((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] != PAD)).sum(1)
+        if len(needed) and int(needed.max()) > model.steps:
+            worst = int(needed.max())
+            raise TrainingError(
+                f"some codes need {worst} time steps (their length plus a blank between repeated "
+                f"characters), but preset {preset!r} has {model.steps} per image: keep shorter codes "
+                f"(prepare --length) or use wider images with a preset without a fixed input size"
+            )
+
     def _fine_tune(self, loop: _Loop) -> ev.Notice:
         """Start from ``init``'s weights: all that fit, the output layer rebuilt where the codes differ."""
         cfg = self.config
@@ -686,12 +799,12 @@ class Trainer:
             source = load_checkpoint(path, map_location=self.device)
         except CheckpointError as exc:
             raise TrainingError(f"cannot fine-tune: {exc}") from None
-        if source.meta.preset != cfg.preset:
+        if source.meta.preset != loop.preset:
             raise TrainingError(
                 f"cannot fine-tune from {path}: it holds a {source.meta.preset!r} model and this run's "
-                f"preset is {cfg.preset!r}; pass --preset {source.meta.preset}"
+                f"preset is {loop.preset!r}; pass --preset {source.meta.preset}"
             )
-        spec = loop.data.spec
+        spec = loop.spec
         done = transfer_weights(loop.model, source.model, source.meta.spec, spec)
         loop.init = str(path)
         copied = f"{done.copied} of {done.layers} layers copied"
@@ -718,9 +831,9 @@ class Trainer:
                 f"cannot resume: {exc}; train without --resume to start afresh (or use another --out)"
             ) from None
         meta = checkpoint.meta
-        mismatch = meta.spec.differences(loop.data.spec)
-        if meta.preset != cfg.preset:
-            mismatch.insert(0, f"preset {meta.preset!r} ≠ {cfg.preset!r}")
+        mismatch = meta.spec.differences(loop.spec)
+        if meta.preset != loop.preset:
+            mismatch.insert(0, f"preset {meta.preset!r} ≠ {loop.preset!r}")
         if mismatch:
             raise TrainingError(
                 f"cannot resume from {path}: it was trained with another setup ({'; '.join(mismatch)})"
@@ -757,8 +870,8 @@ class Trainer:
             train_count=len(loop.train_x),
             val_count=len(loop.val_x),
             test_count=loop.data.count("test"),
-            spec=loop.data.spec,
-            preset=cfg.preset,
+            spec=loop.spec,
+            preset=loop.preset,
             device=str(self.device),
             batch_size=state.batch_size,
             learning_rate=loop.peak_lr,
@@ -782,8 +895,8 @@ class Trainer:
     def _save(self, name: str, loop: _Loop, state: _State, with_optimizer: bool) -> None:
         state.elapsed_s = self._elapsed()
         meta = CheckpointMeta(
-            spec=loop.data.spec,
-            preset=self.config.preset,
+            spec=loop.spec,
+            preset=loop.preset,
             epoch=state.epoch,
             val_accuracy=state.best_val
             if name == BEST
@@ -828,7 +941,7 @@ class Trainer:
         except OSError:
             pass  # a read-only or full disk must not hide the event itself
 
-    def _finish(self, reason, state: _State, test_acc, test_char) -> ev.Finished:
+    def _finish(self, reason, state: _State, test: Scores | None) -> ev.Finished:
         best = self.run_dir / BEST
         last = self.run_dir / LAST
         event = ev.Finished(
@@ -836,8 +949,9 @@ class Trainer:
             epochs_run=state.epoch,
             best_epoch=state.best_epoch,
             best_val_accuracy=max(state.best_val, 0.0),
-            test_accuracy=test_acc,
-            test_char_accuracy=test_char,
+            test_accuracy=test.accuracy if test else None,
+            test_char_accuracy=test.char_accuracy if test else None,
+            test_char_error_rate=test.char_error_rate if test else None,
             best_checkpoint=str(best) if best.exists() else None,
             last_checkpoint=str(last) if last.exists() else None,
             elapsed_s=self._elapsed(),
@@ -861,13 +975,15 @@ class Trainer:
         return event
 
 
-def train_step(model, optimizer, images, targets, autocast=None, scaler=None, label_smoothing=0.0):
-    """One optimisation step: per-position cross-entropy on logits. Returns (logits, loss), not synced."""
+def train_step(
+    model, optimizer, images, targets, autocast=None, scaler=None, objective=None, label_smoothing=0.0
+):
+    """One optimisation step on ``objective``'s loss (default: per-position cross-entropy with
+    ``label_smoothing``). Returns (logits, loss), not synced."""
+    objective = objective or Objective(None, label_smoothing)
     with autocast or contextlib.nullcontext():
         logits = model(images)
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing
-        )
+        loss = objective.loss(logits, targets)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -913,22 +1029,31 @@ def mixed_precision(enabled: bool | None, device: torch.device):
 
 
 @torch.inference_mode()
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None) -> tuple[float, float, float]:
-    """(loss, whole-code accuracy, character accuracy) over a split, in chunks."""
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None, objective=None) -> Scores:
+    """A split's loss, whole-code accuracy and character accuracy (or CER, for CTC), in chunks."""
+    objective = objective or Objective(None)
+    ctc = isinstance(objective, CtcObjective)
     if len(images) == 0:
-        return 0.0, 0.0, 0.0
+        return Scores(0.0, 0.0, None if ctc else 0.0, 0.0 if ctc else None)
     sums = torch.zeros(3, device=images.device)
+    decoded_all = []
     for start in range(0, len(images), EVAL_BATCH):
         x = to_model_input(images[start : start + EVAL_BATCH])
         y = labels[start : start + EVAL_BATCH]
         with autocast or contextlib.nullcontext():
             logits = model(x)
-        hits = logits.argmax(-1) == y
-        sums[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
-        sums[1] += hits.all(1).sum()
-        sums[2] += hits.sum()
+        decoded = objective.decode(logits)
+        sums[0] += objective.summed_loss(logits, y)
+        sums[1] += objective.hits(decoded, y).sum()
+        sums[2] += (decoded[:, : y.shape[1]] == y).sum()
+        if ctc:
+            decoded_all.append(decoded)
     loss, right, chars = sums.tolist()
-    return loss / len(images), right / len(images), chars / (len(images) * labels.shape[1])
+    n = len(images)
+    if ctc:
+        errors, characters = character_errors(torch.cat(decoded_all), labels)
+        return Scores(loss / n, right / n, None, errors / max(characters, 1))
+    return Scores(loss / n, right / n, chars / (n * labels.shape[1]), None)
 
 
 def _jsonable(value):
