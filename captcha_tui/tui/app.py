@@ -79,7 +79,9 @@ class CaptchaApp(App[int]):
         Binding("s", "toggle_training", "start/stop", tooltip="Start training, or stop and save last.pt"),
         Binding("p", "toggle_pause", "pause/resume"),
         Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
-        Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint"),
+        # Priority: run as the key arrives, before the keys typed after it (a path typed ahead, a
+        # paste) are handed to the screen it leaves.
+        Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint", priority=True),
         Binding("q", "quit", "quit", tooltip="Quit (a running training saves last.pt first)"),
     ]
 
@@ -145,7 +147,7 @@ class CaptchaApp(App[int]):
         if self._run_monitor:
             self._monitor.start()
         if self.start_screen == "eval":
-            self.action_open_eval()
+            await self.action_open_eval()
         elif self.autostart and self.dataset is not None:
             self.start_training()
 
@@ -372,7 +374,7 @@ class CaptchaApp(App[int]):
 
     # ---- eval --------------------------------------------------------------------------------------------------
 
-    def action_open_eval(self) -> None:
+    async def action_open_eval(self) -> None:
         if self.eval_screen is None:
             self.eval_screen = EvalScreen(self.eval_checkpoint, self.eval_device, self.image_renderer)
             self.install_screen(self.eval_screen, name="eval")
@@ -380,7 +382,10 @@ class CaptchaApp(App[int]):
             self.eval_screen.use_checkpoint(self._fresh_checkpoint)
         self._fresh_checkpoint = None
         if self.screen is not self.eval_screen:
-            self.push_screen("eval")
+            # Awaited, and the focus set at once: keys that came in right after the e go to the path
+            # field, not to a screen still being built.
+            await self.push_screen("eval")
+            self.eval_screen.focus_path_field()
 
     # ---- workers ending ----------------------------------------------------------------------------------------
 

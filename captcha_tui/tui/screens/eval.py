@@ -23,7 +23,7 @@ from ..formatting import charset_preview, percent
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
-from ..widgets.path_completion import TabPathCompletion
+from ..widgets.path_completion import PathInput
 
 MAX_ROWS_PER_REQUEST = 1000  # a huge folder still reports its accuracy, but the table stays light
 PATH_WIDTH = 48
@@ -31,6 +31,7 @@ HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("labe
 
 
 class EvalScreen(Screen):
+    AUTO_FOCUS = "#image-path"  # also where keys typed before the screen is up must land
     BINDINGS = [
         Binding("escape", "back", "training"),
         Binding("m", "choose_checkpoint", "checkpoint"),
@@ -50,8 +51,8 @@ class EvalScreen(Screen):
         yield Static(Text("loading the model…", style="dim"), id="model-info")
         with Horizontal(id="checkpoint-row"):
             yield Label("checkpoint ", id="checkpoint-label")
-            yield Input(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
-        yield Input(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
+            yield PathInput(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
+        yield PathInput(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
         yield Static("", id="eval-message")
         with Horizontal(id="prediction-row"):
             yield CaptchaImage(self._image_renderer, id="captcha-image")
@@ -60,8 +61,6 @@ class EvalScreen(Screen):
         table.border_title = "history"
         yield table
         yield Footer()
-        yield TabPathCompletion("#checkpoint")
-        yield TabPathCompletion("#image-path")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -69,8 +68,12 @@ class EvalScreen(Screen):
         # row it drew in between at the old width.
         for label, width in HISTORY_COLUMNS:
             table.add_column(label, width=width)
-        self.query_one("#image-path", Input).focus()
         self.load_model(self.checkpoint)
+
+    def focus_path_field(self) -> None:
+        """Focus the path field now (not after the next refresh, as ``focus()`` would)."""
+        if self.focused is None:
+            self.set_focus(self.query_one("#image-path", Input))
 
     # ---- actions -----------------------------------------------------------------------------------------
 
