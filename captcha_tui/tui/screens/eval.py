@@ -98,6 +98,8 @@ class EvalScreen(Screen):
             self._say("type an image path, a folder or a glob first", error=True)
             return
         self._say(f"reading {request}…")
+        # The shown result belongs to the previous request: dimmed until this one answers.
+        self.query_one("#prediction-row").add_class("-stale")
         self.predict(request, self.checkpoint)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -174,11 +176,16 @@ class EvalScreen(Screen):
         for result in good[:MAX_ROWS_PER_REQUEST]:
             self.results.append(result)
             table.add_row(*_row(result))
+        self.query_one("#prediction-row").remove_class("-stale")
         if good:
             # The cursor on the request's first row (when it moves there, highlighting shows it too).
             table.move_cursor(row=first_row)
             self.query_one(CaptchaImage).show(good[0].path)
             self.query_one(CodeView).show(good[0].prediction, good[0].label)
+        else:
+            # Nothing read: the previous image and code would pass for this request's answer.
+            self.query_one(CaptchaImage).clear()
+            self.query_one(CodeView).clear()
         self._say_outcome(message, good, bad)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
