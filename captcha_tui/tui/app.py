@@ -133,7 +133,8 @@ class CaptchaApp(App[int]):
         self._run_monitor = monitor_interval is not None
         self._quitting = False
         self._fresh_checkpoint: Path | None = None  # a new best.pt the eval screen hasn't picked up
-        self._picker_waiting_for_devices = False
+        self._listing_devices = False
+        self.device_picker: DevicePicker | None = None  # while one is open
         if data_workers != 1:
             start_process_pool_helper()
 
@@ -353,19 +354,19 @@ class CaptchaApp(App[int]):
         return list_devices()
 
     def action_pick_device(self) -> None:
-        if self.devices is None:
+        if self.devices is None and not self._listing_devices:
             # Listed on first use: asking CUDA for free memory starts a CUDA context, worth it only now.
-            if not self._picker_waiting_for_devices:
-                self._picker_waiting_for_devices = True
-                self.notify("looking for devices…", timeout=2)
-                self._list_devices()
-            return
+            # The picker opens at once and says it is looking (a toast would cover it).
+            self._listing_devices = True
+            self._list_devices()
         refuse = None
         if self.training:
             refuse = "training is running: stop it (s) first, then pick another device"
-        self.push_screen(DevicePicker(self.devices, self._resolved_device(), refuse), self._device_chosen)
+        self.device_picker = DevicePicker(self.devices, self._resolved_device(), refuse)
+        self.push_screen(self.device_picker, self._device_chosen)
 
     def _device_chosen(self, name: str | None) -> None:
+        self.device_picker = None
         if name is None or name == self._resolved_device():
             return
         self.config = replace(self.config, device=name)
@@ -399,9 +400,9 @@ class CaptchaApp(App[int]):
             self._dataset_ended(worker)
         elif worker.group == "devices":
             self.devices = worker.result or [DeviceInfo("cpu", "CPU")]
-            if self._picker_waiting_for_devices:
-                self._picker_waiting_for_devices = False
-                self.action_pick_device()
+            self._listing_devices = False
+            if self.device_picker is not None and self.device_picker.listing:
+                self.device_picker.show_devices(self.devices)
         self.refresh_bindings()
         self._exit_when_idle()
 

@@ -34,7 +34,9 @@ class EvalScreen(Screen):
     AUTO_FOCUS = "#image-path"  # also where keys typed before the screen is up must land
     BINDINGS = [
         Binding("escape", "back", "training"),
-        Binding("m", "choose_checkpoint", "checkpoint"),
+        # m where it can't be typed into a field; Ctrl+O works in the path fields too. The footer
+        # shows whichever of the two works where the focus is.
+        Binding("m,ctrl+o", "choose_checkpoint", "checkpoint"),
     ]
 
     def __init__(self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto") -> None:

@@ -6,6 +6,8 @@ from textual_plotext import PlotextPlot
 
 from ...core import events as ev
 
+TRAIN_MARKER, VAL_MARKER = "braille", "hd"
+
 
 class HistoryChart(PlotextPlot):
     def __init__(self, *, id: str | None = None) -> None:
@@ -43,8 +45,10 @@ class HistoryChart(PlotextPlot):
         plt.ylim(0, 1)
         plt.xlabel("epoch")
         if self.epochs:
-            plt.plot(self.epochs, self.train_accuracy, label="train", marker="braille", color="cyan")
-            plt.plot(self.epochs, self.val_accuracy, label="val", marker="braille", color="orange")
+            # Two line styles, so the legend (and the lines) tell them apart without colour:
+            # train thin (braille dots ⢕), validation in half blocks (▞).
+            plt.plot(self.epochs, self.train_accuracy, label="train", marker=TRAIN_MARKER, color="cyan")
+            plt.plot(self.epochs, self.val_accuracy, label="val", marker=VAL_MARKER, color="orange")
             # Whole epochs only: plotext would otherwise label 1.5, 2.5… on a short run.
             step = max(1, len(self.epochs) // 10)
             plt.xticks(self.epochs[::step])
