@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from ..core.trainer import BEST, TrainConfig, Trainer
 from .dataset_info import DatasetSummary, read_dataset_summary
 from .event_buffer import EventBuffer
 from .messages import DataProgress, HardwareSampled, TrainingUpdate
+from .run_info import RunSummary, read_run_summary
 from .screens.device_picker import DevicePicker
 from .screens.eval import EvalScreen
 from .screens.path_prompt import PathPrompt
@@ -77,6 +78,7 @@ class CaptchaApp(App[int]):
     TITLE = "captcha-tui"
     BINDINGS = [
         Binding("s", "toggle_training", "start/stop", tooltip="Start training, or stop and save last.pt"),
+        Binding("r", "resume_training", "resume", tooltip="Carry on with the run folder's last.pt"),
         Binding("p", "toggle_pause", "pause/resume"),
         Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
         # Priority: run as the key arrives, before the keys typed after it (a path typed ahead, a
@@ -122,6 +124,7 @@ class CaptchaApp(App[int]):
         self.dataset: DatasetSummary | None = None
         self.trainer: Trainer | None = None
         self.last_result: ev.Finished | ev.Failed | None = None
+        self.last_run: RunSummary | None = None  # what the run folder held when the app started
         self.train_screen = TrainScreen(clock)
         self.eval_screen: EvalScreen | None = None
         self.event_buffer = EventBuffer()
@@ -145,6 +148,7 @@ class CaptchaApp(App[int]):
         self._flush_timer = self.set_interval(FLUSH_INTERVAL_S, self.flush_training_events, pause=True)
         self._show_config()
         self._check_dataset()
+        self._read_last_run(Path(self.config.out))
         if self._run_monitor:
             self._monitor.start()
         if self.start_screen == "eval":
@@ -195,6 +199,8 @@ class CaptchaApp(App[int]):
             return False
         if action == "toggle_pause":
             return True if self.training else None
+        if action == "resume_training":
+            return None if self.training or self.making_data else self._resumable()
         if action == "open_eval":
             return self.screen is not self.eval_screen
         if action == "generate_data":
@@ -239,6 +245,26 @@ class CaptchaApp(App[int]):
         else:
             self.start_training()
 
+    def action_resume_training(self) -> None:
+        self.start_training(resume=True)
+
+    def _resumable(self) -> bool:
+        """There is a last.pt to carry on from, with epochs left to train."""
+        if isinstance(self.last_result, ev.Finished):
+            return self.last_result.reason == "stopped" and self.last_result.last_checkpoint is not None
+        run = self.last_run
+        return run is not None and run.has_last and len(run.epochs) < self.config.epochs
+
+    @work(thread=True, exclusive=True, group="last-run", exit_on_error=False)
+    def _read_last_run(self, run_dir: Path) -> RunSummary | None:
+        return read_run_summary(run_dir)
+
+    def _last_run_read(self, summary: RunSummary | None) -> None:
+        if summary is None or self.trainer is not None or self.last_result is not None:
+            return  # nothing there, or a run of this session already fills the dashboard
+        self.last_run = summary
+        self.train_screen.show_last_run(summary, self.config.epochs)
+
     def action_toggle_pause(self) -> None:
         if self.trainer is None or not self.training:
             return
@@ -247,7 +273,8 @@ class CaptchaApp(App[int]):
         else:
             self.trainer.pause()
 
-    def start_training(self) -> None:
+    def start_training(self, resume: bool = False) -> None:
+        """``resume``: carry on with last.pt, as ``captcha-tui train --resume`` does."""
         if self.training:
             return
         if self.making_data:
@@ -258,7 +285,7 @@ class CaptchaApp(App[int]):
             return
         # After a stop (s or q) the next start carries on from last.pt instead of starting over.
         stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == "stopped"
-        config = replace(self.config, resume=self.config.resume or stopped)
+        config = replace(self.config, resume=self.config.resume or stopped or resume)
         self.trainer = Trainer(config, on_event=self.event_buffer.put)
         self._flush_timer.resume()
         self._train_worker = self._run_trainer(self.trainer)
@@ -398,6 +425,8 @@ class CaptchaApp(App[int]):
             self._training_ended(worker)
         elif worker is self._data_worker:
             self._dataset_ended(worker)
+        elif worker.group == "last-run":
+            self._last_run_read(worker.result)
         elif worker.group == "devices":
             self.devices = worker.result or [DeviceInfo("cpu", "CPU")]
             self._listing_devices = False
@@ -433,10 +462,19 @@ class CaptchaApp(App[int]):
         self.train_screen.log_line(problem, "red")
 
 
+@dataclass(frozen=True)
+class AppExit:
+    """How a dashboard session ended, for the terminal it leaves."""
+
+    code: int
+    result: ev.Finished | ev.Failed | None  # the session's last training run; None if it trained none
+    run_dir: Path
+
+
 def run_app(
     config: TrainConfig | None, image_dir: Path, autostart: bool, screen: str, model: Path | None
-) -> int:
-    """The CLI's entry point: run the dashboard until the user quits; returns the exit code."""
+) -> AppExit:
+    """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(config, image_dir, autostart=autostart, start_screen=screen, model=model)
     app.run()
-    return app.return_code or 0
+    return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))
