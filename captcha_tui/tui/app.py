@@ -43,6 +43,7 @@ from .screens.device_picker import DevicePicker
 from .screens.eval import EvalScreen
 from .screens.path_prompt import PathPrompt
 from .screens.train import TrainScreen
+from .widgets.path_completion import PathInput
 
 FLUSH_INTERVAL_S = 0.1  # at most ten UI updates a second from the trainer
 TRAIN_THREAD_NAME = "captcha-train"  # the worker thread's name while it runs the trainer
@@ -327,20 +328,20 @@ class CaptchaApp(App[int]):
             return
         self._start_data(self.image_dir, self.generate_count)
 
-    def action_prepare_folder(self) -> None:
+    async def action_prepare_folder(self) -> None:
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self._start_data(path, None)
 
-        self.push_screen(
-            PathPrompt(
-                "prepare an image folder",
-                f"A folder of labelled captchas (00042-k3x9.png or a labels.csv); "
-                f"it becomes the dataset in {self.config.data}.",
-                str(self.image_dir),
-            ),
-            chosen,
+        prompt = PathPrompt(
+            "prepare an image folder",
+            f"A folder of labelled captchas (00042-k3x9.png or a labels.csv); "
+            f"it becomes the dataset in {self.config.data}.",
+            str(self.image_dir),
         )
+        # As for e: a path typed right after the o goes into the prompt (replacing the suggestion).
+        await self.push_screen(prompt, chosen)
+        prompt.query_one(PathInput).focus_now()
 
     def _start_data(self, source: Path, generate_count: int | None) -> None:
         if self.training or self.making_data:
@@ -413,7 +414,8 @@ class CaptchaApp(App[int]):
             # Awaited, and the focus set at once: keys that came in right after the e go to the path
             # field, not to a screen still being built.
             await self.push_screen("eval")
-            self.eval_screen.focus_path_field()
+            if self.eval_screen.focused is None:
+                self.eval_screen.query_one("#image-path", PathInput).focus_now()
 
     # ---- workers ending ----------------------------------------------------------------------------------------
 

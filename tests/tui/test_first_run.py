@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from textual import events
 from textual.widgets import Input
 
 from captcha_tui.tui.screens.path_prompt import PathPrompt
@@ -78,5 +79,22 @@ def test_a_folder_without_captchas_says_why(tmp_path):
             assert app.dataset is None
             assert "no labelled images" in screen_text(app)
             assert "No dataset yet" in screen_text(app)  # g and o are offered again
+
+    asyncio.run(scenario())
+
+
+def test_o_with_a_folder_typed_ahead_in_one_burst(captcha_dir, tmp_path):
+    """o, the folder and Enter arriving together (a paste): the folder replaces the suggested one."""
+    data = tmp_path / "dataset"
+    app = make_app(training_config(data, tmp_path / "run"), tmp_path / "unused", data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            for key in ("o", *str(captcha_dir), "enter"):
+                character = "\r" if key == "enter" else key
+                app._driver.send_message(events.Key(key, character))
+            await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")
+            assert app.dataset.total == len(list(captcha_dir.glob("*.png")))
+            assert app.screen is app.train_screen
 
     asyncio.run(scenario())

@@ -72,11 +72,6 @@ class EvalScreen(Screen):
             table.add_column(label, width=width)
         self.load_model(self.checkpoint)
 
-    def focus_path_field(self) -> None:
-        """Focus the path field now (not after the next refresh, as ``focus()`` would)."""
-        if self.focused is None:
-            self.set_focus(self.query_one("#image-path", Input))
-
     # ---- actions -----------------------------------------------------------------------------------------
 
     def action_back(self) -> None:

@@ -30,7 +30,14 @@ from ..widgets.run_header import RunHeader
 class TrainScreen(Screen):
     BINDINGS = [
         Binding("g", "app.generate_data", "generate data", tooltip="Generate and prepare the default set"),
-        Binding("o", "app.prepare_folder", "prepare folder", tooltip="Prepare a folder of your own images"),
+        # Priority, like e: run as the key arrives, before a path typed after it reaches this screen.
+        Binding(
+            "o",
+            "app.prepare_folder",
+            "prepare folder",
+            tooltip="Prepare a folder of your own images",
+            priority=True,
+        ),
     ]
 
     def __init__(self, clock: Callable[[], str]) -> None:

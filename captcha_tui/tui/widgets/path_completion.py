@@ -209,6 +209,11 @@ class PathInput(Input):
     def on_mount(self) -> None:
         self.screen.mount(self.dropdown)  # an Input has no children; the screen holds the overlay
 
+    def focus_now(self) -> None:
+        """Take the focus at once (``focus()`` waits for the next refresh): keys already on their way,
+        typed ahead or pasted, then land here."""
+        self.screen.set_focus(self)
+
     @property
     def list_shown(self) -> bool:
         return self.dropdown.display
