@@ -76,7 +76,7 @@ def _record_requests(screen: EvalScreen) -> list[str]:
 async def _burst(pilot, *keys: str) -> None:
     """Hand every key to the driver at once, with no pause in between (a paste, tmux send-keys)."""
     for key in keys:
-        character = {"enter": "\r", "escape": "\x1b"}.get(key, key)
+        character = {"enter": "\r", "escape": "\x1b", "ctrl+u": "\x15"}.get(key, key)
         pilot.app._driver.send_message(events.Key(key, character))
     await pilot.pause()
 
@@ -149,8 +149,8 @@ def test_a_burst_of_keys_with_enter_reads_the_whole_path_at_once(
 
             requests = _record_requests(screen)
             box = screen.query_one("#image-path", PathInput)
-            box.value = ""
-            await _burst(pilot, *second, "enter")
+            box.value = "something typed earlier"
+            await _burst(pilot, "ctrl+u", *second, "enter")  # clear the field, type, read
             await wait_until(pilot, lambda: requests, what="the second request")
             assert requests == [second]
             assert box.value == second

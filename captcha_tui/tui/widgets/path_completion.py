@@ -284,6 +284,23 @@ class PathInput(Input):
 
     # ---- keys -------------------------------------------------------------------------------------------
 
+    async def _on_key(self, event: events.Key) -> None:
+        """This field's own key bindings (Enter, Backspace, Ctrl+U, Tab…), run in the order typed.
+
+        Textual runs a focused widget's bindings once the key has bubbled up to the app, and by then the
+        characters typed after it have been inserted: in a burst (a paste, tmux send-keys), Ctrl+U then
+        a path would clear the path, and a Backspace would delete the next character, not the last one.
+        """
+        if event.is_printable:
+            return  # Input._on_key inserts it
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            # run_action asks check_action first: a key not for this field now (Tab or Escape with no
+            # list open) goes on to the screen as usual.
+            if await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()
+                return
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("complete", "move", "close_list"):
             # With no list open these keys belong to the screen (Tab: next field; Escape: back/cancel).
