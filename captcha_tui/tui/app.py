@@ -193,6 +193,7 @@ class CaptchaApp(App[int]):
         """Hide or grey out the keys that make no sense right now (the footer follows)."""
         if isinstance(self.screen, ModalScreen) and action in (
             "toggle_training",
+            "resume_training",
             "toggle_pause",
             "pick_device",
             "open_eval",

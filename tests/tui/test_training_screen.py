@@ -185,7 +185,7 @@ def test_a_relaunch_shows_the_last_run_and_r_resumes_it(prepared_dataset, run_co
             assert chart.val_accuracy == [saved[0]["val_accuracy"]]
             assert chart.best == (1, saved[0]["val_accuracy"])
             log = _log_text(app)
-            assert _flat(f"last run in {run_copy}: 1 epochs") in log
+            assert _flat(f"last run in {run_copy}: 1 epoch,") in log
             assert _flat(f"best validation {saved[0]['val_accuracy'] * 100:.1f}% at epoch 1") in log
             assert _flat("r resumes it") in log and _flat("e reads captchas with its best.pt") in log
             assert _offered(app, "r")  # in the footer

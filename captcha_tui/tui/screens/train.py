@@ -92,7 +92,8 @@ class TrainScreen(Screen):
     def show_last_run(self, run: RunSummary, max_epochs: int) -> None:
         """A relaunch: the run folder's history in the chart and a line on what the keys do with it."""
         self.query_one(HistoryChart).show_history(run.epochs, run.best)
-        parts = [f"last run in {run.path}: {len(run.epochs)} epochs"]
+        count = len(run.epochs)
+        parts = [f"last run in {run.path}: {count} epoch{'' if count == 1 else 's'}"]
         if run.best is not None:
             parts[0] += f", best validation {percent(run.best.val_accuracy)} at epoch {run.best.epoch}"
         if run.has_last and len(run.epochs) < max_epochs:
