@@ -579,15 +579,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "train") -> int:
+    from .core.events import Failed
     from .tui.app import run_app
 
-    return run_app(
+    ended = run_app(
         config=config,
         image_dir=getattr(args, "images", DEFAULT_IMAGE_DIR),
         autostart=autostart,
         screen=screen,
         model=getattr(args, "model", None),
     )
+    # The dashboard's screen is gone once it exits: say how its run ended, where the files are.
+    lines = outcome_lines(ended.result, ended.run_dir)
+    if lines:
+        print("\n".join(lines), file=sys.stderr if isinstance(ended.result, Failed) else sys.stdout)
+    return ended.code
+
+
+def outcome_lines(result, run_dir: Path) -> list[str]:
+    """What a dashboard session leaves on the terminal: its last run's outcome, in the headless
+    printer's words, and the run folder's files. Nothing when the session trained nothing."""
+    from .core.trainer import BEST, HISTORY, LAST, LOG
+    from .words import describe_event
+
+    if result is None:
+        return []
+    lines = (describe_event(result) or "").splitlines()
+    files = [name for name in (BEST, LAST, HISTORY, LOG) if (Path(run_dir) / name).is_file()]
+    if files:
+        lines.append(f"run folder {run_dir}: {', '.join(files)}")
+    return lines
 
 
 COMMANDS = {

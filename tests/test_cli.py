@@ -180,7 +180,9 @@ def test_every_train_option_reads_the_same_before_and_after_the_command():
             != getattr(default, name)
         ), name
         assert dataclasses.replace(after, **{name: getattr(default, name)}) == default, name
-    groups = [words for name, (words, _) in OPTION_SAMPLES.items() if name != "init"]  # init + resume: refused
+    groups = [
+        words for name, (words, _) in OPTION_SAMPLES.items() if name != "init"
+    ]  # init + resume: refused
     everything = [word for words in groups for word in words]
     half = sum(len(words) for words in groups[: len(groups) // 2])  # between two options
     mixed = _config([*everything[:half], "train", *everything[half:]])

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, Static
 
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.tui.screens.eval import EvalScreen
+from captcha_tui.tui.widgets.captcha_image import CaptchaImage
 from captcha_tui.tui.widgets.code_view import CodeView
 
 from .helpers import SIZE, make_app, screen_text, training_config, wait_until
@@ -147,5 +148,33 @@ def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
             box.value = f"{folder}/00"
             await pilot.press("0", "tab")
             assert box.value == f"{folder}/00000-abcd.png"
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_reads_nothing_clears_the_previous_result(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    image = captcha_files[0]
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _read(pilot, screen, str(image))
+            code_view, picture = screen.query_one(CodeView), screen.query_one(CaptchaImage)
+            assert code_view.code is not None and picture.path == image
+            assert "╭───╮" in screen_text(app) and "label " in str(code_view.content)
+
+            message = await _read(pilot, screen, str(tmp_path / "missing.png"))
+            assert "no such file or folder" in message
+            assert code_view.code is None and picture.path is None
+            assert "╭───╮" not in screen_text(app)  # the old code's boxed characters are gone…
+            assert str(code_view.content).startswith("nothing read")  # …and so are its label and mark
+            assert not screen.query_one("#prediction-row").has_class("-stale")
+            assert screen.query_one(DataTable).row_count == 1  # the history keeps the good read
 
     asyncio.run(scenario())

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from textual import events
 from textual.widgets import Input
 
 from captcha_tui.tui.screens.path_prompt import PathPrompt
@@ -118,5 +119,22 @@ def test_o_replaces_a_dataset_shown_as_damaged(prepared_dataset, captcha_dir, tm
             await pilot.press("enter")
             await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")
             assert app.dataset.total == 300
+
+    asyncio.run(scenario())
+
+
+def test_o_with_a_folder_typed_ahead_in_one_burst(captcha_dir, tmp_path):
+    """o, the folder and Enter arriving together (a paste): the folder replaces the suggested one."""
+    data = tmp_path / "dataset"
+    app = make_app(training_config(data, tmp_path / "run"), tmp_path / "unused", data_workers=1)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            for key in ("o", *str(captcha_dir), "enter"):
+                character = "\r" if key == "enter" else key
+                app._driver.send_message(events.Key(key, character))
+            await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")
+            assert app.dataset.total == len(list(captcha_dir.glob("*.png")))
+            assert app.screen is app.train_screen
 
     asyncio.run(scenario())

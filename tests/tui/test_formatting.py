@@ -37,8 +37,8 @@ def test_bars_and_sizes_read_the_same_whatever_the_value():
 
 def test_the_countdown_line_and_the_headless_line_name_the_rule_that_ends_the_run():
     from captcha_tui.core import events as ev
-    from captcha_tui.headless import HeadlessPrinter
     from captcha_tui.tui.widgets.countdown import countdown_text
+    from captcha_tui.words import describe_event
 
     budget = ev.Countdown(0.912, 3, 4, 5, budget_left=2, time_left_s=None, ends_by="max_epochs")
     patience = ev.Countdown(0.912, 3, 2, 5, budget_left=9, time_left_s=None, ends_by="early_stop")
@@ -46,7 +46,4 @@ def test_the_countdown_line_and_the_headless_line_name_the_rule_that_ends_the_ru
     assert countdown_text(budget) == "best 0.912 at epoch 3 · ends after 2 more epochs (its epoch budget)"
     assert countdown_text(patience) == "best 0.912 at epoch 3 · stops after 2 more epochs without improvement"
     assert countdown_text(clock) == "best 0.912 at epoch 3 · ends in about 75 s (its time limit)"
-    assert (
-        HeadlessPrinter.describe(budget)
-        == "  best 91.2% at epoch 3; ends after 2 more epochs (its epoch budget)"
-    )
+    assert describe_event(budget) == "  best 91.2% at epoch 3; ends after 2 more epochs (its epoch budget)"

@@ -36,7 +36,8 @@ def _app(**options) -> CaptchaApp:
     )
 
 
-def test_training_screen(snap_compare):
+def test_training_screen(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ or runs/demo/ of a checkout: the last run would show
     app = _app()
 
     async def run_before(pilot) -> None:

@@ -18,6 +18,7 @@ from captcha_tui.tui.widgets.finish_banner import FinishBanner
 from captcha_tui.tui.widgets.history_chart import HistoryChart
 from captcha_tui.tui.widgets.run_header import RunHeader
 
+from ..helpers import history_rows
 from .helpers import (
     SIZE,
     make_app,
@@ -185,3 +186,66 @@ def test_starting_a_stopped_fine_tune_again_resumes_it(prepared_dataset, tiny_ru
 
     asyncio.run(scenario())
     assert load_checkpoint(tmp_path / "run" / "last.pt").meta.init == str(init)
+
+
+def _flat(text: str) -> str:
+    """Text with its whitespace dropped: the event log wraps long lines anywhere, paths included."""
+    return "".join(text.split())
+
+
+def _offered(app, key: str) -> bool:
+    """The footer shows ``key`` (the footer itself repaints only once the app has had a key)."""
+    binding = app.screen.active_bindings.get(key)
+    return binding is not None and binding.enabled and binding.binding.show
+
+
+def _log_text(app) -> str:
+    return _flat("".join(strip.text for strip in app.train_screen.query_one(EventLog).lines))
+
+
+def test_a_relaunch_shows_the_last_run_and_r_resumes_it(prepared_dataset, run_copy, one_thread):
+    """A finished one-epoch run (best.pt, last.pt, history.jsonl) and a config that allows two epochs."""
+    app = make_app(training_config(prepared_dataset, run_copy, epochs=2))
+    saved = history_rows(run_copy)
+    assert len(saved) == 1
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            chart = app.train_screen.query_one(HistoryChart)
+            await wait_until(pilot, lambda: chart.epochs == [1], what="the last run's history in the chart")
+            assert chart.val_accuracy == [saved[0]["val_accuracy"]]
+            assert chart.best == (1, saved[0]["val_accuracy"])
+            log = _log_text(app)
+            assert _flat(f"last run in {run_copy}: 1 epoch,") in log
+            assert _flat(f"best validation {saved[0]['val_accuracy'] * 100:.1f}% at epoch 1") in log
+            assert _flat("r resumes it") in log and _flat("e reads captchas with its best.pt") in log
+            assert _offered(app, "r")  # in the footer
+
+            await pilot.press("r")
+            await wait_until(pilot, lambda: not app.training and app.last_result, timeout=120, what="the run")
+            await pilot.pause()
+            log = _log_text(app)
+            assert _flat("resuming at epoch 2") in log
+            assert chart.epochs == [1, 2]  # the resumed run kept the epoch it carried on from
+            assert [row["epoch"] for row in history_rows(run_copy)] == [1, 2]
+            assert not _offered(app, "r")  # both epochs are done
+
+    asyncio.run(scenario())
+
+
+def test_a_damaged_history_keeps_what_can_be_read(prepared_dataset, run_copy):
+    history = run_copy / "history.jsonl"
+    history.write_text(history.read_text() + "{not json\n")
+    (run_copy / "last.pt").unlink()
+    app = make_app(training_config(prepared_dataset, run_copy, epochs=2))
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            chart = app.train_screen.query_one(HistoryChart)
+            await wait_until(pilot, lambda: chart.epochs == [1], what="the readable epoch")
+            log = _log_text(app)
+            assert _flat("1 damaged lines of its history skipped") in log
+            assert _flat("r resumes") not in log  # no last.pt to resume from
+            assert not _offered(app, "r")
+
+    asyncio.run(scenario())

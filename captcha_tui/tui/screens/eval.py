@@ -24,7 +24,7 @@ from ..formatting import charset_preview
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
-from ..widgets.path_completion import TabPathCompletion
+from ..widgets.path_completion import PathInput
 
 MAX_ROWS_PER_REQUEST = 1000  # a huge folder still reports its accuracy, but the table stays light
 PATH_WIDTH = 48
@@ -32,9 +32,12 @@ HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("labe
 
 
 class EvalScreen(Screen):
+    AUTO_FOCUS = "#image-path"  # also where keys typed before the screen is up must land
     BINDINGS = [
         Binding("escape", "back", "training"),
-        Binding("m", "choose_checkpoint", "checkpoint"),
+        # m where it can't be typed into a field; Ctrl+O works in the path fields too. The footer
+        # shows whichever of the two works where the focus is.
+        Binding("m,ctrl+o", "choose_checkpoint", "checkpoint"),
     ]
 
     def __init__(self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto") -> None:
@@ -51,8 +54,8 @@ class EvalScreen(Screen):
         yield Static(Text("loading the model…", style="dim"), id="model-info")
         with Horizontal(id="checkpoint-row"):
             yield Label("checkpoint ", id="checkpoint-label")
-            yield Input(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
-        yield Input(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
+            yield PathInput(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
+        yield PathInput(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
         yield Static("", id="eval-message")
         with Horizontal(id="prediction-row"):
             yield CaptchaImage(self._image_renderer, id="captcha-image")
@@ -61,8 +64,6 @@ class EvalScreen(Screen):
         table.border_title = "history"
         yield table
         yield Footer()
-        yield TabPathCompletion("#checkpoint")
-        yield TabPathCompletion("#image-path")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -70,7 +71,6 @@ class EvalScreen(Screen):
         # row it drew in between at the old width.
         for label, width in HISTORY_COLUMNS:
             table.add_column(label, width=width)
-        self.query_one("#image-path", Input).focus()
         self.load_model(self.checkpoint)
 
     # ---- actions -----------------------------------------------------------------------------------------
@@ -96,6 +96,8 @@ class EvalScreen(Screen):
             self._say("type an image path, a folder or a glob first", error=True)
             return
         self._say(f"reading {request}…")
+        # The shown result belongs to the previous request: dimmed until this one answers.
+        self.query_one("#prediction-row").add_class("-stale")
         self.predict(request, self.checkpoint)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -172,11 +174,16 @@ class EvalScreen(Screen):
         for result in good[:MAX_ROWS_PER_REQUEST]:
             self.results.append(result)
             table.add_row(*_row(result))
+        self.query_one("#prediction-row").remove_class("-stale")
         if good:
             # The cursor on the request's first row (when it moves there, highlighting shows it too).
             table.move_cursor(row=first_row)
             self.query_one(CaptchaImage).show(good[0].path)
             self.query_one(CodeView).show(good[0].prediction, good[0].label)
+        else:
+            # Nothing read: the previous image and code would pass for this request's answer.
+            self.query_one(CaptchaImage).clear()
+            self.query_one(CodeView).clear()
         self._say_outcome(message, good, bad)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

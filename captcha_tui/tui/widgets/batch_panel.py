@@ -21,7 +21,7 @@ from textual.widget import Widget
 from ...core import events as ev
 from ...words import format_duration, percent
 
-HISTORY = 80  # batch reports kept for the sparklines (~8 s at ten reports a second)
+HISTORY = 400  # batch reports kept for the sparklines: enough to fill the widest panel (~40 s at 10/s)
 LABEL_WIDTH = 6
 
 
@@ -138,7 +138,7 @@ class BatchPanel(Widget):
             low, mid, high = self._band_styles(kind)
             line = Text()
             line.append(name.ljust(LABEL_WIDTH), label)
-            line.append_text(sparkline(values, spark_width, (low, mid, high)))
+            line.append_text(sparkline(values, spark_width, (low, mid, high), self._style("bar")))
             lines.append(line)
         fraction = min(1.0, self.batches_done / self.batches_total)
         suffix = f" {fraction * 100:3.0f}%  {speed}"
@@ -155,14 +155,15 @@ class BatchPanel(Widget):
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values, width: int, bands: tuple[Style, Style, Style]) -> Text:
-    """The newest ``width`` values as bar characters, coloured by height: low, middle, high ``bands``.
+def sparkline(values, width: int, bands: tuple[Style, Style, Style], empty: Style | None = None) -> Text:
+    """The newest ``width`` values as bar characters, coloured by height: low, middle, high ``bands``;
+    always ``width`` cells: fewer values leave a baseline in the ``empty`` style after them.
 
     Three colour bands, and one span per run of a band: each span costs the renderer, per repaint.
     """
     recent = list(values)[-width:] if width > 0 else []
     if not recent:
-        return Text("▁" * max(0, width), bands[0])
+        return Text("▁" * max(0, width), empty or bands[0])
     smallest, largest = min(recent), max(recent)
     extent = (largest - smallest) or 1.0
     top = len(SPARK_BARS) - 1
@@ -177,6 +178,8 @@ def sparkline(values, width: int, bands: tuple[Style, Style, Style]) -> Text:
         run.append(SPARK_BARS[level])
         run_band = band
     text.append("".join(run), bands[run_band])
+    if len(recent) < width:
+        text.append("▁" * (width - len(recent)), empty or bands[0])
     return text
 
 

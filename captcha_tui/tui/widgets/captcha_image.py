@@ -43,6 +43,13 @@ class CaptchaImage(Vertical):
             yield self._widget_class(id="captcha-picture")
         yield Static(Text("no image yet", style="dim"), id="captcha-caption")
 
+    def clear(self) -> None:
+        """Nothing to show: the last request read no image."""
+        self.path = None
+        if self._widget_class is not None:
+            self.query_one("#captcha-picture").image = None
+        self.query_one("#captcha-caption", Static).update(Text("no image", style="dim"))
+
     def show(self, path: Path) -> None:
         self.path = path
         caption = self.query_one("#captcha-caption", Static)

@@ -48,6 +48,10 @@ class CodeView(Static):
         self.border_title = "prediction"
         self.code: str | None = None
 
+    def clear(self) -> None:
+        self.code = None
+        self.update(Text("nothing read: see the message above", style="dim"))
+
     def show(self, prediction: Prediction, label: str | None) -> None:
         self.code = prediction.code
         self.update(render_code(prediction, label))
