@@ -25,7 +25,12 @@ class RunSummary:
 def best_epoch(epochs: tuple[ev.EpochEnd, ...]) -> ev.EpochEnd | None:
     """The trainer's choice: highest validation accuracy, ties to more characters right, then the
     earlier epoch (``max`` keeps the first of equals)."""
-    return max(epochs, key=lambda e: (e.val_accuracy, e.val_char_accuracy), default=None)
+    def key(e: ev.EpochEnd) -> tuple[float, float]:
+        if e.val_char_error_rate is not None:  # CTC: fewer character errors is better
+            return e.val_accuracy, -e.val_char_error_rate
+        return e.val_accuracy, e.val_char_accuracy or 0.0
+
+    return max(epochs, key=key, default=None)
 
 
 def read_run_summary(run_dir: Path) -> RunSummary | None:

@@ -128,8 +128,9 @@ class BatchPanel(Widget):
                     (f"{e.loss:.4f}", "bold"),
                     ("   accuracy ", label),
                     (percent(e.accuracy), "bold"),
-                    ("   characters ", label),
-                    (percent(e.char_accuracy), "bold"),
+                    # CTC codes vary in length: their characters are scored by error rate.
+                    ("   characters ", label) if e.char_error_rate is None else ("   CER ", label),
+                    (percent(e.char_accuracy if e.char_error_rate is None else e.char_error_rate), "bold"),
                 ),
             ]
             speed = f"{e.images_per_s:,.0f} img/s · ETA {format_duration(e.eta_s)}"
