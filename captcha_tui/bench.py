@@ -10,6 +10,7 @@ import contextlib
 import functools
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -241,18 +242,25 @@ def time_to_accuracy(
     batch_size: int = 100,
     quiet: bool = False,
     workdir: str | Path | None = None,
+    length: tuple[int, int] | None = None,
+    keep: Path | None = None,
 ) -> dict:
-    """Generate and prepare the default data and train until validation accuracy reaches ``target`` or
-    time runs out; the clock covers all of it. The test split is only scored at the end."""
+    """Generate and prepare the default data (codes of ``length``: one or a (min, max) range) and train
+    until validation accuracy reaches ``target`` or time runs out; the clock covers all of it. The test
+    split is only scored at the end. ``keep``: copy the run folder there."""
     from .core.dataset import prepare
     from .core.events import EpochEnd, Failed
     from .core.generator import generate
-    from .core.model import DEFAULT_PRESET
+    from .core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET
     from .core.trainer import Trainer
     from .headless import HeadlessPrinter
 
     resolved = resolve_device(device)
-    preset = preset or (DEFAULT_PRESET if resolved.type == "cpu" else "resnet18")
+    length = length or (DEFAULT_LENGTH, DEFAULT_LENGTH)
+    fixed = length[0] == length[1]
+    preset = preset or (
+        DEFAULT_CTC_PRESET if not fixed else DEFAULT_PRESET if resolved.type == "cpu" else "resnet18"
+    )
     printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
     curve: list[dict] = []
 
@@ -270,7 +278,7 @@ def time_to_accuracy(
 
     with tempfile.TemporaryDirectory(prefix="captcha-tta-", dir=workdir) as tmp:
         started = time.perf_counter()
-        generate(Path(tmp) / "images", count, seed=0)
+        generate(Path(tmp) / "images", count, seed=0, length=length)
         prepare(Path(tmp) / "images", Path(tmp) / "dataset", seed=0)
         data_s = time.perf_counter() - started
         config = TrainConfig(
@@ -283,11 +291,14 @@ def time_to_accuracy(
             batch_size=batch_size,
             amp=amp,
             target_accuracy=target,
+            patience=1000,  # on the clock: only the target or the time limit ends it
             # Keep back a little for scoring the last weights on the validation and test splits.
             time_limit_s=max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
         )
         result = Trainer(config, on_event).run()
         elapsed = time.perf_counter() - started
+        if keep is not None:
+            shutil.copytree(Path(tmp) / "run", keep, dirs_exist_ok=True)
     if isinstance(result, Failed):
         raise RuntimeError(result.message)
     return {
@@ -296,6 +307,8 @@ def time_to_accuracy(
         "elapsed_s": round(elapsed, 1),
         "data_s": round(data_s, 1),
         "test_accuracy": result.test_accuracy,
+        "test_char_error_rate": result.test_char_error_rate,
+        "length": list(length),
         "best_val_accuracy": round(result.best_val_accuracy, 4),
         "epochs": result.epochs_run,
         "images_seen": result.images_seen,

@@ -243,6 +243,20 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help="with --time-to-accuracy: epoch budget of the schedule (default: the time limit alone)",
     )
     bench.add_argument(
+        "--length",
+        type=_length_range,
+        default=None,
+        metavar="N|MIN-MAX",
+        help="with --time-to-accuracy: code lengths to generate, e.g. 4-6 (default: 4)",
+    )
+    bench.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --time-to-accuracy: keep the run folder (best.pt, history) in DIR",
+    )
+    bench.add_argument(
         "--tui",
         action="store_true",
         help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
@@ -561,6 +575,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             amp=args.amp,
             batch_size=args.batch_size,
             quiet=args.json,
+            length=args.length,
+            keep=args.keep,
         )
         print(json.dumps(result) if args.json else bench.format_tta(result))
         return 0

@@ -25,6 +25,7 @@ class RunSummary:
 def best_epoch(epochs: tuple[ev.EpochEnd, ...]) -> ev.EpochEnd | None:
     """The trainer's choice: highest validation accuracy, ties to more characters right, then the
     earlier epoch (``max`` keeps the first of equals)."""
+
     def key(e: ev.EpochEnd) -> tuple[float, float]:
         if e.val_char_error_rate is not None:  # CTC: fewer character errors is better
             return e.val_accuracy, -e.val_char_error_rate
