@@ -426,6 +426,7 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
     import torch
 
     from .core.devices import cuda_build, list_devices, mps_available
+    from .core.units import GiB
 
     print(f"PyTorch {torch.__version__}; CUDA build: {cuda_build() or 'none (CPU-only build)'}")
     print(
@@ -436,9 +437,9 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
         if device.threads:
             parts.append(f"{device.threads} threads")
         if device.total_memory:
-            parts.append(f"{device.total_memory / 2**30:.1f} GiB total")
+            parts.append(f"{device.total_memory / GiB:.1f} GiB total")
         if device.free_memory is not None:
-            parts.append(f"{device.free_memory / 2**30:.1f} GiB free")
+            parts.append(f"{device.free_memory / GiB:.1f} GiB free")
         if device.capability:
             parts.append(f"compute capability {device.capability}")
         print("  " + ", ".join(parts))
