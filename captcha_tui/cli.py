@@ -454,7 +454,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
     if args.tui:
-        from .tui.latency import main as tui_bench
+        from .bench_tui import main as tui_bench
 
         options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
         return tui_bench(options)  # prints a summary and the same figures as JSON

@@ -13,7 +13,7 @@ from captcha_tui.core.devices import DeviceInfo
 from captcha_tui.core.trainer import TrainConfig
 from captcha_tui.core.units import GiB
 from captcha_tui.tui.app import CaptchaApp
-from captcha_tui.tui.demo import fixed_clock
+from tools.demo import fixed_clock
 
 SIZE = (120, 40)
 
