@@ -531,6 +531,7 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
     import torch
 
     from .core.devices import cuda_build, list_devices, mps_available
+    from .core.units import GiB
 
     print(f"PyTorch {torch.__version__}; CUDA build: {cuda_build() or 'none (CPU-only build)'}")
     print(
@@ -541,9 +542,9 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
         if device.threads:
             parts.append(f"{device.threads} threads")
         if device.total_memory:
-            parts.append(f"{device.total_memory / 2**30:.1f} GiB total")
+            parts.append(f"{device.total_memory / GiB:.1f} GiB total")
         if device.free_memory is not None:
-            parts.append(f"{device.free_memory / 2**30:.1f} GiB free")
+            parts.append(f"{device.free_memory / GiB:.1f} GiB free")
         if device.capability:
             parts.append(f"compute capability {device.capability}")
         print("  " + ", ".join(parts))
@@ -558,7 +559,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
     if args.tui:
-        from .tui.latency import main as tui_bench
+        from .bench_tui import main as tui_bench
 
         options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
         return tui_bench(options)  # prints a summary and the same figures as JSON

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .units import MiB
+
 # Width × height that datasets are packed at: the generator's own size, so nothing is lost to resizing.
 # The reference shrank them to 56×24, where the circles and blur leave much less to read: the same 10 minutes
 # of training reach 94.7% there and 97.1% at full size (README). A preset may resize again (model.py).
@@ -25,7 +27,7 @@ MODEL_IMAGE_SIZE = (120, 50)
 # captcha; refuse it before decoding rather than after allocating gigabytes.
 MAX_PIXELS = 25_000_000
 # Files are read whole (to decode and, in ``prepare``, to spot duplicates); a captcha is a few KiB.
-MAX_FILE_BYTES = 32 * 2**20
+MAX_FILE_BYTES = 32 * MiB
 
 # The formats decoded; anything else is "not an image". (Multi-picture camera JPEGs open as "JPEG" too.)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "TGA")
@@ -108,7 +110,7 @@ def read_bytes(source: str | Path) -> bytes:
         raise ImageError("empty file (0 bytes)")
     if info.st_size > MAX_FILE_BYTES:
         raise ImageError(
-            f"file is {info.st_size / 2**20:.0f} MiB, too big to be a captcha",
+            f"file is {info.st_size / MiB:.0f} MiB, too big to be a captcha",
             "file too big to be a captcha",
         )
     try:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-GiB = 1024**3
-MiB = 1024**2
+from ..core.units import GiB, MiB
 
 
 def size(value: int | None) -> str:

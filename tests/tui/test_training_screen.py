@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.predictor import Predictor
-from captcha_tui.tui.app import TRAIN_THREAD_NAME
+from captcha_tui.tui import app as app_module
+from captcha_tui.tui.app import TRAIN_THREAD_NAME, compact_heap
 from captcha_tui.tui.messages import TrainingUpdate
 from captcha_tui.tui.widgets.batch_panel import BatchPanel
 from captcha_tui.tui.widgets.countdown import CountdownLine
@@ -249,3 +252,49 @@ def test_a_damaged_history_keeps_what_can_be_read(prepared_dataset, run_copy):
             assert not _offered(app, "r")
 
     asyncio.run(scenario())
+
+
+def test_compact_heap_frees_cycles_and_leaves_the_survivors_out_of_later_collections():
+    class Node:
+        pass
+
+    garbage = Node()
+    garbage.me = garbage  # a cycle: only the cycle collector can free it
+    dead = weakref.ref(garbage)
+    del garbage
+    alive = Node()
+    alive.me = alive
+    try:
+        compact_heap()
+        assert dead() is None
+        # Frozen: no generation lists it any more, so no later pass walks it.
+        assert gc.get_freeze_count() > 0 and not any(o is alive for o in gc.get_objects())
+        compact_heap()  # again: unfrozen, collected and frozen once more, never freed while alive
+        assert not any(o is alive for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(o is alive for o in gc.get_objects())
+
+
+def test_the_heap_is_compacted_after_start_up_frozen_when_a_run_starts_and_compacted_at_its_end(
+    prepared_dataset, tmp_path, one_thread, monkeypatch
+):
+    calls: list[tuple[str, bool, bool]] = []  # (what, a run was started, a trainer is running)
+
+    def noting(what: str):
+        return lambda: calls.append((what, app._train_worker is not None, app.trainer is not None))
+
+    monkeypatch.setattr(app_module, "compact_heap", noting("compact"))
+    monkeypatch.setattr(gc, "freeze", noting("freeze"))  # only the RunStarted freeze calls it now
+    app = make_app(training_config(prepared_dataset, tmp_path / "run", epochs=1))
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert calls == [("compact", False, False)]
+            await pilot.press("s")
+            await wait_until(pilot, lambda: not app.training, timeout=120, what="the run to finish")
+            await pilot.pause()
+
+    asyncio.run(scenario())
+    assert calls == [("compact", False, False), ("freeze", True, True), ("compact", True, False)]
