@@ -186,7 +186,10 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="read captchas with a trained model")
     ev.add_argument("paths", nargs="*", help="image files, folders or globs (none: open the eval screen)")
     ev.add_argument(
-        "--model", type=Path, default=DEFAULT_RUN_DIR / "best.pt", help="checkpoint (default: %(default)s)"
+        "--model",
+        type=Path,
+        default=DEFAULT_RUN_DIR / "best.pt",
+        help="checkpoint, or a model from `export` (.onnx) (default: %(default)s)",
     )
     ev.add_argument("--device", default="cpu", help="device to predict on (default: cpu)")
     ev.add_argument(
@@ -203,6 +206,13 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help="read exactly N characters: the most probable reading of that length",
     )
     ev.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    export = commands.add_parser("export", help="write a checkpoint as one ONNX file for onnxruntime")
+    export.add_argument("checkpoint", type=Path, help="checkpoint to export, e.g. runs/default/best.pt")
+    export.add_argument(
+        "--out", type=Path, default=None, help="ONNX file to write (default: beside the checkpoint, .onnx)"
+    )
+    export.add_argument("--force", action="store_true", help="replace the file if it exists")
 
     commands.add_parser("devices", help="what PyTorch can compute on")
 
@@ -260,6 +270,14 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         "--tui",
         action="store_true",
         help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
+    )
+    bench.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="export CHECKPOINT and compare ONNX Runtime with PyTorch on the CPU: codes and logits on "
+        "--images captchas, one-image latency",
     )
     return parser
 
@@ -527,6 +545,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failed and failed == len(results) else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.checkpoint import CheckpointError
+    from .core.export import export_onnx, read_onnx_metadata
+
+    try:
+        path = export_onnx(args.checkpoint, args.out, force=args.force)
+        info = read_onnx_metadata(path)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    meta, spec = info.meta, info.meta.spec
+    width, height = spec.image_size
+    if spec.decoder == "ctc":
+        outputs = f"(N, {info.steps}, {spec.classes} + 1 blank)"
+    else:
+        outputs = f"(N, {spec.max_length}, {spec.classes})"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(
+        f"  {meta.preset} ({spec.decoder}) reads {spec.lengths} characters of {spec.charset!r} at "
+        f"{width}×{height}; epoch {meta.epoch}, validation {meta.val_accuracy:.1%}"
+    )
+    print(
+        f"  input {info.input!r}: (N, {height}, {width}, 3) uint8 → output {info.output!r}: {outputs} "
+        "logits; all of it in metadata 'captcha_tui' (JSON)"
+    )
+    if info.checked is None:
+        print("  not checked: install onnxruntime to compare it with PyTorch at export")
+    else:
+        print(f"  checked with onnxruntime: logits within {info.checked:.1g} of PyTorch's")
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
     import torch
 
@@ -563,6 +612,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
         return tui_bench(options)  # prints a summary and the same figures as JSON
+    if args.onnx is not None:
+        from .core.checkpoint import CheckpointError
+
+        try:
+            result = bench.onnx_vs_torch(args.onnx, images=args.images)
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(result) if args.json else bench.format_onnx(result))
+        return 0
     if args.time_to_accuracy is not None:
         if not 0 < args.time_to_accuracy <= 1:
             raise UsageError("--time-to-accuracy takes a fraction in (0, 1], e.g. 0.95")
@@ -633,6 +691,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "train": cmd_train,
     "eval": cmd_eval,
+    "export": cmd_export,
     "devices": cmd_devices,
     "bench": cmd_bench,
 }

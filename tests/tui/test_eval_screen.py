@@ -178,3 +178,23 @@ def test_a_request_that_reads_nothing_clears_the_previous_result(
             assert screen.query_one(DataTable).row_count == 1  # the history keeps the good read
 
     asyncio.run(scenario())
+
+
+def test_reads_with_an_exported_onnx_model(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from captcha_tui.core.export import export_onnx
+
+    model = export_onnx(tiny_run / "best.pt", tmp_path / "best.onnx")
+    expected = Predictor.load(tiny_run / "best.pt").predict_image(captcha_files[0]).code
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=model)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            assert "best.onnx" in _text(screen, "#model-info")
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert message == f"read {expected} from {captcha_files[0].name}"
+
+    asyncio.run(scenario())

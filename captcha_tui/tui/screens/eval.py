@@ -54,7 +54,11 @@ class EvalScreen(Screen):
         yield Static(Text("loading the model…", style="dim"), id="model-info")
         with Horizontal(id="checkpoint-row"):
             yield Label("checkpoint ", id="checkpoint-label")
-            yield PathInput(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
+            yield PathInput(
+                str(self.checkpoint),
+                placeholder="path to a .pt checkpoint or an exported .onnx model",
+                id="checkpoint",
+            )
         yield PathInput(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
         yield Static("", id="eval-message")
         with Horizontal(id="prediction-row"):
