@@ -16,6 +16,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +54,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_rate(work, images: int, repeats: int, device: torch.device) -> float:
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        work()
-        _sync(device)
-        rates.append(images / (time.perf_counter() - started))
-    return statistics.median(rates)
+def _rate(work, images: int, device: torch.device) -> float:
+    _sync(device)
+    started = time.perf_counter()
+    work()
+    _sync(device)
+    return images / (time.perf_counter() - started)
 
 
 def _flops_per_image(model: torch.nn.Module, loss_of, x: torch.Tensor) -> float:
@@ -101,68 +100,85 @@ def matmul_gflops(device: torch.device, size: int | None = None, repeats: int = 
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     a @ b  # warm-up
-    rate = _median_rate(lambda: a @ b, 1, repeats, device)
+    rate = statistics.median(_rate(lambda: a @ b, 1, device) for _ in range(repeats))
     return 2 * size**3 * rate / 1e9
 
 
-def _time_recipe(
-    device: torch.device, n: int, batch_size: int, repeats: int, train_batch, predict_batch
-) -> dict:
-    """The timings every bench row has, the same way for our presets and the reference.
+@dataclass
+class Recipe:
+    """One thing to time: a model with its optimiser and data, as closures over one mini-batch each.
 
-    ``train_batch(start)`` runs one training step on the mini-batch at ``start``, ``predict_batch(start, end)``
-    one forward pass (under inference mode, in eval mode) on images ``start:end``."""
+    ``train_batch(start)`` runs a training step on the mini-batch at ``start``; ``predict_batch(start, end)``
+    a forward pass in eval mode on images ``start:end``."""
 
-    def train_pass():
-        for start in range(0, n, batch_size):
-            train_batch(start)
+    row: dict  # what is timed: device, preset, image size, batch, amp
+    images: int
+    batch_size: int
+    train_batch: Callable[[int], None]
+    predict_batch: Callable[[int, int], torch.Tensor]
+    flops_per_image: float
 
-    def predict_pass():
-        for start in range(0, n, batch_size):
-            predict_batch(start, start + batch_size)
+    def train_pass(self) -> None:
+        for start in range(0, self.images, self.batch_size):
+            self.train_batch(start)
 
-    def predict_one():
-        predict_batch(0, 1).argmax(-1).cpu()  # .cpu(): a user waits for the answer
+    def predict_pass(self) -> None:
+        for start in range(0, self.images, self.batch_size):
+            self.predict_batch(start, start + self.batch_size)
 
+    def predict_one(self) -> None:
+        self.predict_batch(0, 1).argmax(-1).cpu()  # .cpu(): a user waits for the answer
+
+
+def time_recipes(device: torch.device, recipes: list[Recipe], repeats: int) -> list[dict]:
+    """Time every recipe the same way, in rounds: each round times one pass of each recipe in turn, so
+    that on a shared machine a change of load hits all of them alike. A row per recipe with median rates
+    and, under ``train_rounds``/``predict_rounds``, the rate of each round."""
     # Warm-up (allocator, cuDNN autotuning, first-call overheads) is not timed.
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    for start in range(0, min(n, 2 * batch_size), batch_size):
-        train_batch(start)
-    predict_pass()
-    for _ in range(3):
-        predict_one()
+    for recipe in recipes:
+        for start in range(0, min(recipe.images, 2 * recipe.batch_size), recipe.batch_size):
+            recipe.train_batch(start)
+        recipe.predict_pass()
+        for _ in range(3):
+            recipe.predict_one()
+    train = [[_rate(r.train_pass, r.images, device) for r in recipes] for _ in range(repeats)]
+    predict = [[_rate(r.predict_pass, r.images, device) for r in recipes] for _ in range(repeats)]
+    rows = []
+    for index, recipe in enumerate(recipes):
+        single = []
+        for _ in range(max(20, repeats * 10)):
+            started = time.perf_counter()
+            recipe.predict_one()
+            single.append((time.perf_counter() - started) * 1000)
+        train_rounds = [round(rates[index], 2) for rates in train]
+        predict_rounds = [round(rates[index], 2) for rates in predict]
+        train_rate = statistics.median(rates[index] for rates in train)
+        rows.append(
+            {
+                **recipe.row,
+                "images": recipe.images,
+                "train_images_per_s": round(train_rate, 1),
+                "seconds_per_chunk": round(recipe.images / train_rate, 2),
+                "predict_images_per_s": round(statistics.median(rates[index] for rates in predict), 1),
+                "predict_one_ms": round(statistics.median(single), 2),
+                "train_gflop_per_image": round(recipe.flops_per_image / 1e9, 3),
+                "train_gflops": round(recipe.flops_per_image * train_rate / 1e9, 1),
+                "train_rounds": train_rounds,
+                "predict_rounds": predict_rounds,
+            }
+        )
+    return rows
 
-    train_rate = _median_rate(train_pass, n, repeats, device)
-    predict_rate = _median_rate(predict_pass, n, repeats, device)
-    single = []
-    for _ in range(max(20, repeats * 10)):
-        started = time.perf_counter()
-        predict_one()
-        single.append((time.perf_counter() - started) * 1000)
-    return {
-        "images": n,
-        "train_images_per_s": round(train_rate, 1),
-        "seconds_per_chunk": round(n / train_rate, 2),
-        "predict_images_per_s": round(predict_rate, 1),
-        "predict_one_ms": round(statistics.median(single), 2),
-    }
 
-
-def _with_flops(row: dict, flops_per_image: float) -> dict:
-    row["train_gflop_per_image"] = round(flops_per_image / 1e9, 3)
-    row["train_gflops"] = round(flops_per_image * row["train_images_per_s"] / 1e9, 1)
-    return row
-
-
-def bench_one(
+def preset_recipe(
     device: torch.device,
     preset: str,
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int,
-    repeats: int,
     amp: bool | None,
-) -> dict:
+) -> Recipe:
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
     size = (images.shape[2], images.shape[1])
@@ -184,34 +200,28 @@ def bench_one(
         with autocast or contextlib.nullcontext():
             return model(to_model_input(x_all[start:end]))
 
-    timings = _time_recipe(device, len(x_all), batch_size, repeats, train_batch, predict_batch)
     row = {
         "device": str(device),
         "preset": preset,
         "image_size": list(size),
         "batch_size": batch_size,
         "amp": autocast is not None,
-        **timings,
     }
-    return _with_flops(row, train_step_flops(preset, classes, device, size))
+    flops = train_step_flops(preset, classes, device, size)
+    return Recipe(row, len(x_all), batch_size, train_batch, predict_batch, flops)
 
 
 REFERENCE_ROW = "reference"
 
 
-def bench_reference(
-    device: torch.device,
-    images: np.ndarray,
-    labels: np.ndarray,
-    repeats: int,
-    batch_size: int = reference.BATCH_SIZE,
-) -> dict:
-    """The reference script's recipe (:mod:`captcha_tui.reference`) timed exactly as :func:`bench_one` times a
-    preset: float32 whatever ``--amp`` says, on ``images`` already at its 56×24."""
+def reference_recipe(device: torch.device, images: np.ndarray, labels: np.ndarray) -> Recipe:
+    """The reference script's recipe (:mod:`captcha_tui.reference`) on ``images`` already at its 56×24:
+    its mini-batch of 100 and float32, whatever ``--batch-size`` and ``--amp`` say for the presets."""
     if (images.shape[2], images.shape[1]) != REFERENCE_IMAGE_SIZE:
         raise ValueError(f"the reference trains on {size_text(REFERENCE_IMAGE_SIZE)} images")
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
+    batch_size = reference.BATCH_SIZE
     model = reference.ReferenceResNet18(DEFAULT_LENGTH, classes).to(device)
     optimizer = reference.reference_optimizer(model)
     x_all = reference.to_reference_input(torch.from_numpy(images).to(device))
@@ -228,24 +238,43 @@ def bench_reference(
         model.eval()
         return model(x_all[start:end]).view(-1, DEFAULT_LENGTH, classes)
 
-    timings = _time_recipe(device, len(x_all), batch_size, repeats, train_batch, predict_batch)
     row = {
         "device": str(device),
         "preset": REFERENCE_ROW,
         "image_size": list(REFERENCE_IMAGE_SIZE),
         "batch_size": batch_size,
         "amp": False,
-        **timings,
     }
-    return _with_flops(row, reference_step_flops(classes, device))
+    return Recipe(
+        row, len(x_all), batch_size, train_batch, predict_batch, reference_step_flops(classes, device)
+    )
+
+
+def bench_one(
+    device: torch.device,
+    preset: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    repeats: int,
+    amp: bool | None,
+) -> dict:
+    """One preset timed on its own (the reference comparison goes through :func:`throughput`)."""
+    return time_recipes(device, [preset_recipe(device, preset, images, labels, batch_size, amp)], repeats)[0]
+
+
+def ratio_to_reference(rounds: list[float], reference_rounds: list[float]) -> float:
+    """Median over rounds of (this rate ÷ the reference's rate in the same round), to 2 decimals: each
+    ratio compares two passes timed back to back, under the same load."""
+    return round(statistics.median(a / b for a, b in zip(rounds, reference_rounds, strict=True)), 2)
 
 
 def add_reference_ratios(rows: list[dict], reference_row: dict) -> None:
-    """Each row's speed as a multiple of the reference's on the same device (preset ÷ reference)."""
+    """Each row's speed as a multiple of the reference's, timed in the same rounds on the same device."""
     for row in rows:
-        row["train_vs_reference"] = round(row["train_images_per_s"] / reference_row["train_images_per_s"], 2)
-        row["predict_vs_reference"] = round(
-            row["predict_images_per_s"] / reference_row["predict_images_per_s"], 2
+        row["train_vs_reference"] = ratio_to_reference(row["train_rounds"], reference_row["train_rounds"])
+        row["predict_vs_reference"] = ratio_to_reference(
+            row["predict_rounds"], reference_row["predict_rounds"]
         )
 
 
@@ -272,9 +301,9 @@ def throughput(
     size: tuple[int, int] = MODEL_IMAGE_SIZE,
     with_reference: bool = False,
 ) -> dict:
-    """Bench rows per device and preset. ``with_reference``: also time the reference recipe on each device
-    (its own 56×24 chunk of the same captchas, mini-batch 100, fp32) and give every preset row its ratios
-    to it; the reference rows are under ``"reference"``."""
+    """Bench rows per device and preset, the presets of a device timed in the same rounds.
+    ``with_reference``: the reference recipe joins each device's rounds (on its own 56×24 chunk of the same
+    captchas) and every preset row gets its ratios to it; the reference rows are under ``"reference"``."""
     device_names = devices or [d.name for d in list_devices(False)]
     chunk_images, chunk_labels = make_chunk(images, size=size)
     if with_reference:
@@ -285,20 +314,20 @@ def throughput(
     for name in device_names:
         device = resolve_device(name)
         peaks[str(device)] = round(matmul_gflops(device), 1)
-        rows = []
+        names = list(presets or DEFAULT_PRESETS)
+        recipes = [preset_recipe(device, p, chunk_images, chunk_labels, batch_size, amp) for p in names]
         if with_reference:
-            if progress:
-                print(f"timing the reference recipe on {device}…", file=sys.stderr, flush=True)
-            reference_rows.append(bench_reference(device, reference_images, chunk_labels, repeats))
-        for preset in presets or DEFAULT_PRESETS:
-            if progress:
-                print(f"timing {preset} on {device}…", file=sys.stderr, flush=True)
-            rows.append(bench_one(device, preset, chunk_images, chunk_labels, batch_size, repeats, amp))
-        if with_reference:
-            add_reference_ratios(rows, reference_rows[-1])
-        for row in rows + reference_rows[-1:]:
+            recipes.insert(0, reference_recipe(device, reference_images, chunk_labels))
+        if progress:
+            timed = ([REFERENCE_ROW] if with_reference else []) + names
+            print(f"timing {', '.join(timed)} on {device}, {repeats} rounds…", file=sys.stderr, flush=True)
+        rows = time_recipes(device, recipes, repeats)
+        for row in rows:
             row["matmul_gflops"] = peaks[str(device)]
             row["fraction_of_matmul"] = round(row["train_gflops"] / peaks[str(device)], 3)
+        if with_reference:
+            add_reference_ratios(rows[1:], rows[0])
+            reference_rows.append(rows.pop(0))
         results += rows
     report = {"machine": machine_info(), "repeats": repeats, "results": results}
     if with_reference:
@@ -339,8 +368,9 @@ def format_table(report: dict) -> str:
     if ratio:
         lines += [
             "",
-            "reference: the reference script's recipe, timed here in this run (ResNet-18 with a 3×3 stride-1 "
-            "stem, softmax per character + BCELoss, Adam 1e-3, fp32, 56×24); ×ref = preset ÷ reference",
+            "reference: the reference script's recipe, timed in the same rounds (ResNet-18 with a 3×3 stride-1 "
+            "stem, softmax per character + BCELoss, Adam 1e-3, fp32, 56×24)",
+            "×ref: median over the rounds of preset images/s ÷ reference images/s in that round",
         ]
     return "\n".join(lines)
 

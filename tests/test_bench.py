@@ -89,48 +89,104 @@ def test_reference_input_is_contiguous_float_in_unit_range():
     assert x[0, :, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
 
 
-def test_ratios_divide_each_preset_rate_by_the_reference_rate_on_its_device(monkeypatch):
-    # Known rates in, known ratios out: 120/48 = 2.5 and 24/48 = 0.5; prediction 300/100 and 50/100.
-    rates = {"fast": (120.0, 300.0), "tiny": (24.0, 50.0)}
+def _logging_recipe(name: str, log: list, images: int = 2) -> bench.Recipe:
+    """A stand-in recipe that only records which passes ran, in order."""
 
-    def row(preset, train, predict, size):
-        return {
-            "device": "cpu",
-            "preset": preset,
-            "image_size": list(size),
-            "batch_size": 100,
-            "amp": False,
-            "images": 4,
-            "train_images_per_s": train,
-            "seconds_per_chunk": 4 / train,
-            "predict_images_per_s": predict,
-            "predict_one_ms": 1.0,
-            "train_gflop_per_image": 1.0,
-            "train_gflops": train,
-        }
+    def predict_batch(start: int, end: int) -> torch.Tensor:
+        log.append(("predict", name))
+        return torch.zeros(min(end, images) - start, 4, CLASSES)
 
-    seen_reference_sizes = []
+    return bench.Recipe(
+        row={"preset": name},
+        images=images,
+        batch_size=images,  # one mini-batch a pass
+        train_batch=lambda start: log.append(("train", name)),
+        predict_batch=predict_batch,
+        flops_per_image=1e9,
+    )
 
-    def fake_reference(device, images, labels, repeats):
-        seen_reference_sizes.append((images.shape[2], images.shape[1]))
-        return row("reference", 48.0, 100.0, (56, 24))
 
-    def fake_bench_one(device, preset, images, labels, batch_size, repeats, amp):
-        return row(preset, *rates[preset], (images.shape[2], images.shape[1]))
+def test_recipes_are_timed_in_alternating_rounds():
+    log: list = []
+    rows = bench.time_recipes(
+        torch.device("cpu"), [_logging_recipe("reference", log), _logging_recipe("fast", log)], repeats=3
+    )
+    warm_up = [("train", "reference"), ("predict", "reference")] + [("predict", "reference")] * 3
+    warm_up += [("train", "fast"), ("predict", "fast")] + [("predict", "fast")] * 3
+    assert log[: len(warm_up)] == warm_up
+    timed = log[len(warm_up) :]
+    # Each round times one pass of every recipe back to back, so a change of load hits them alike.
+    assert (
+        timed[:12]
+        == [("train", "reference"), ("train", "fast")] * 3
+        + [
+            ("predict", "reference"),
+            ("predict", "fast"),
+        ]
+        * 3
+    )
+    assert [len(r["train_rounds"]) for r in rows] == [3, 3]
+    assert [r["preset"] for r in rows] == ["reference", "fast"]
 
-    monkeypatch.setattr(bench, "bench_reference", fake_reference)
-    monkeypatch.setattr(bench, "bench_one", fake_bench_one)
-    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 480.0)
+
+def test_ratios_are_per_round_and_pair_each_preset_with_the_reference_on_its_device(monkeypatch):
+    # Known rates in, known ratios out. fast ÷ reference by round: 2.5, 3.0, 2.0 → median 2.5 (the ratio of
+    # the medians would be 120/50 = 2.4); tiny: 0.5, 0.5, 0.55 → 0.5. Prediction: 3.0 and 0.5 every round.
+    rounds = {
+        "reference": ([40.0, 50.0, 60.0], [100.0, 100.0, 100.0]),
+        "fast": ([100.0, 150.0, 120.0], [300.0, 300.0, 300.0]),
+        "tiny": ([20.0, 25.0, 33.0], [50.0, 50.0, 50.0]),
+    }
+    built = []
+
+    def fake_preset_recipe(device, preset, images, labels, batch_size, amp):
+        built.append((preset, images.shape[2], images.shape[1]))
+        return preset
+
+    def fake_reference_recipe(device, images, labels):
+        built.append(("reference", images.shape[2], images.shape[1]))
+        return "reference"
+
+    def fake_time_recipes(device, recipes, repeats):
+        rows = []
+        for name in recipes:
+            train, predict = rounds[name]
+            rows.append(
+                {
+                    "device": str(device),
+                    "preset": name,
+                    "image_size": [56, 24],
+                    "batch_size": 100,
+                    "amp": False,
+                    "images": 4,
+                    "train_images_per_s": sorted(train)[1],
+                    "seconds_per_chunk": 1.0,
+                    "predict_images_per_s": sorted(predict)[1],
+                    "predict_one_ms": 1.0,
+                    "train_gflop_per_image": 1.0,
+                    "train_gflops": sorted(train)[1],
+                    "train_rounds": train,
+                    "predict_rounds": predict,
+                }
+            )
+        return rows
+
+    monkeypatch.setattr(bench, "preset_recipe", fake_preset_recipe)
+    monkeypatch.setattr(bench, "reference_recipe", fake_reference_recipe)
+    monkeypatch.setattr(bench, "time_recipes", fake_time_recipes)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 500.0)
     report = bench.throughput(["cpu"], ["fast", "tiny"], images=4, progress=False, with_reference=True)
 
-    assert seen_reference_sizes == [(56, 24)]  # the reference gets its own size, whatever the presets use
+    # The presets get the chunk at the size asked for, the reference its own 56×24 of the same captchas.
+    assert sorted(built) == [("fast", 120, 50), ("reference", 56, 24), ("tiny", 120, 50)]
     fast, tiny = report["results"]
-    assert (fast["train_vs_reference"], fast["predict_vs_reference"]) == (2.5, 3.0)
-    assert (tiny["train_vs_reference"], tiny["predict_vs_reference"]) == (0.5, 0.5)
+    assert (fast["preset"], fast["train_vs_reference"], fast["predict_vs_reference"]) == ("fast", 2.5, 3.0)
+    assert (tiny["preset"], tiny["train_vs_reference"], tiny["predict_vs_reference"]) == ("tiny", 0.5, 0.5)
     (reference_row,) = report["reference"]
     assert reference_row["preset"] == "reference" and reference_row["fraction_of_matmul"] == 0.1
+    assert "train_vs_reference" not in reference_row
     table = bench.format_table(report)
-    assert "2.50×" in table and "0.50×" in table and "120×50 and 56×24" in table
+    assert "2.50×" in table and "0.50×" in table
 
     without = bench.throughput(["cpu"], ["fast"], images=4, progress=False)
     assert "reference" not in without and "train_vs_reference" not in without["results"][0]
@@ -169,5 +225,8 @@ def test_bench_reference_times_the_reference_in_the_same_run(capsys, monkeypatch
     assert 3 < ref["train_gflop_per_image"] < 6
     (row,) = report["results"]
     assert row["preset"] == "tiny" and row["amp"] is True and row["image_size"] == [120, 50]
-    assert row["train_vs_reference"] == round(row["train_images_per_s"] / ref["train_images_per_s"], 2)
-    assert row["predict_vs_reference"] == round(row["predict_images_per_s"] / ref["predict_images_per_s"], 2)
+    # The ratios divide the two rates measured in each round (the rounds are in the report too).
+    for kind in ("train", "predict"):
+        by_round = sorted(a / b for a, b in zip(row[f"{kind}_rounds"], ref[f"{kind}_rounds"], strict=True))
+        assert row[f"{kind}_vs_reference"] == pytest.approx(by_round[0], abs=0.006)  # one round: its ratio
+        assert len(by_round) == 1
