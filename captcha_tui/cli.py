@@ -234,6 +234,12 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     _add_amp_option(bench)
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the reference script's recipe (ResNet-18, softmax + BCELoss, Adam, fp32, 56x24) in"
+        " the same run and show each preset's speed as a multiple of it",
+    )
+    bench.add_argument(
         "--time-to-accuracy",
         type=float,
         default=None,
@@ -607,6 +613,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _check_device(spec)
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    if args.reference and (args.tui or args.time_to_accuracy is not None):
+        raise UsageError("--reference compares training speed: use it without --tui and --time-to-accuracy")
     if args.tui:
         from .bench_tui import main as tui_bench
 
@@ -648,6 +656,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         amp=args.amp,
         progress=not args.json,
         size=args.size,
+        with_reference=args.reference,
     )
     print(json.dumps(report) if args.json else bench.format_table(report))
     return 0

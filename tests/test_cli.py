@@ -130,6 +130,7 @@ def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
         (["eval", "--model", "/nonexistent/best.pt", "x.png"], "not found"),
         (["prepare", "/nonexistent/images"], "not found"),
         (["bench", "--time-to-accuracy", "95"], "fraction"),
+        (["bench", "--reference", "--tui"], "--reference compares training speed"),
     ],
 )
 def test_bad_input_exits_2_with_advice(argv, words, capsys):

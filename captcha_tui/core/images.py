@@ -20,7 +20,7 @@ from .units import MiB
 
 # Width × height that datasets are packed at: the generator's own size, so nothing is lost to resizing.
 # The reference shrank them to 56×24, where the circles and blur leave much less to read: the same 10 minutes
-# of training reach 94.7% there and 97.1% at full size (README). A preset may resize again (model.py).
+# of training reach 94.7% there and 97.1% at full size (docs/performance.md). A preset may resize again (model.py).
 MODEL_IMAGE_SIZE = (120, 50)
 
 # A captcha is a few thousand pixels. A header declaring more than this is a decompression bomb or not a

@@ -222,17 +222,29 @@ def test_label_smoothing_spreads_the_target_and_zero_is_plain_cross_entropy():
 
 @pytest.mark.cuda
 def test_trains_on_cuda_with_amp(prepared_dataset, tmp_path):
+    import numpy as np
+
     events = []
     config = TrainConfig(
         data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cuda", amp=True
     )
+    # This run's own allocation, not the process's: the peak is reset just before it and measured from
+    # what earlier tests left allocated.
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
     result = Trainer(config, events.append).run()
+    torch.cuda.synchronize()
+    grown = torch.cuda.max_memory_allocated() - before
     assert isinstance(result, ev.Finished), getattr(result, "message", "")
-    assert (
-        events_of(events, ev.RunStarted)[0].device.startswith("cuda")
-        and events_of(events, ev.RunStarted)[0].amp
+    started = events_of(events, ev.RunStarted)[0]
+    assert started.device.startswith("cuda") and started.amp
+    # At its peak it held at least the train and validation images (uint8, on the GPU for the whole run)
+    # and, for every parameter, float32 weights, gradients and AdamW's two moments.
+    split_bytes = sum(
+        np.load(prepared_dataset / f"{split}_images.npy", mmap_mode="r").nbytes for split in ("train", "val")
     )
-    assert torch.cuda.max_memory_allocated() > 0
+    assert grown >= split_bytes + 4 * 4 * started.parameters, (grown, split_bytes, started.parameters)
 
 
 def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_dataset, tmp_path):

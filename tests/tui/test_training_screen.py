@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-import time
 import weakref
 
 from captcha_tui.core import events as ev
@@ -78,33 +77,102 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
     asyncio.run(scenario())
 
 
-def test_batch_reports_are_coalesced_to_ten_updates_a_second(prepared_dataset, tmp_path, one_thread):
-    # Every batch reported (no throttle at the source) and small batches: far more than 10 events a second.
+def _batch_report(batch: int, batches: int = 1000) -> ev.BatchProgress:
+    return ev.BatchProgress(
+        epoch=1,
+        batch=batch,
+        batches=batches,
+        loss=1.0 / batch,
+        accuracy=batch / batches,
+        char_accuracy=batch / batches,
+        images_per_s=1000.0,
+        eta_s=float(batches - batch),
+        batch_size=4,
+    )
+
+
+def _record_calls(obj, name: str) -> list:
+    """Wrap ``obj.name`` on the instance so each call's first argument (or None) is recorded."""
+    calls: list = []
+    real = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args[0] if args else None)
+        return real(*args, **kwargs)
+
+    setattr(obj, name, wrapper)
+    return calls
+
+
+def test_a_thousand_batch_reports_between_drains_reach_the_panel_once_per_drain(prepared_dataset, tmp_path):
+    # No training runs, so the app's 0.1 s drain timer stays paused and the test is the clock: a thread
+    # posts 100 batch reports (and one log notice) between each of 10 drains, far faster than any timer.
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"))
+    reports = [_batch_report(i) for i in range(1, 1001)]
+    notices = [ev.Notice(f"notice {tick}") for tick in range(10)]
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.train_screen.query_one(BatchPanel)
+            shown = _record_calls(panel, "show_batch")
+            builds = _record_calls(panel, "lines")  # one per repaint of the panel's text
+            logged = _record_calls(app.train_screen, "apply_event")
+            drains = 0
+            for tick in range(10):
+                chunk = reports[tick * 100 : (tick + 1) * 100]
+                poster = threading.Thread(
+                    target=lambda chunk=chunk, tick=tick: [
+                        app.event_buffer.put(e) for e in [*chunk[:50], notices[tick], *chunk[50:]]
+                    ]
+                )
+                poster.start()
+                poster.join()
+                app.flush_training_events()
+                drains += 1
+            await pilot.pause()
+            app.flush_training_events()  # a drain with nothing new posts nothing
+            drains += 1
+            await pilot.pause()
+
+            assert app.event_buffer.received == 1010
+            assert 1 <= len(builds) <= len(shown) == 10 < drains  # one update per non-empty drain, at most
+            assert [e.batch for e in shown] == list(range(100, 1001, 100))  # the newest at each drain
+            assert shown[-1] is reports[-1] and panel.last is reports[-1]
+            assert logged == notices  # other events are never coalesced: all of them, in order
+            assert "batch 1000/1000" in screen_text(app)
+
+    asyncio.run(scenario())
+
+
+def test_a_real_run_reaches_the_ui_only_through_the_drains(prepared_dataset, tmp_path, one_thread):
+    # Every batch reported (no throttle at the source) and small batches, so reports pile up between drains.
     config = training_config(
         prepared_dataset, tmp_path / "run", epochs=2, batch_size=4, report_interval_s=0.0
     )
     app = make_app(config)
+    drains = _record_calls(app, "flush_training_events")  # before mounting: the timer takes the wrapper
+    put = _record_calls(app.event_buffer, "put")  # before training: the trainer takes the wrapper
     updates: list[TrainingUpdate] = []
 
     def count_updates(message) -> None:
         if isinstance(message, TrainingUpdate):
             updates.append(message)
 
-    async def scenario() -> float:
+    async def scenario():
         async with app.run_test(size=SIZE, message_hook=count_updates) as pilot:
-            started = time.monotonic()
             await pilot.press("s")
             await wait_until(pilot, lambda: not app.training, timeout=120, what="the run to finish")
-            return time.monotonic() - started
+            await pilot.pause()
+            return app.train_screen.query_one(BatchPanel).last
 
-    wall = asyncio.run(scenario())
-    events = app.event_buffer.received
-    rate = len(updates) / wall
-    print(f"{events} trainer events → {len(updates)} UI updates in {wall:.1f} s ({rate:.1f}/s)")
+    last_shown = asyncio.run(scenario())
     assert isinstance(app.last_result, ev.Finished)
-    assert rate <= 12, f"{len(updates)} updates in {wall:.1f} s"
-    if events / wall > 15:  # only then is there anything to coalesce
-        assert len(updates) < events
+    batch_reports = [e for e in put if isinstance(e, ev.BatchProgress)]
+    assert len(batch_reports) >= 2 * 60  # every batch of both epochs was reported (240 images, 4 a batch)
+    assert 1 <= len(updates) <= len(drains)  # at most one message per drain
+    assert last_shown is batch_reports[-1]  # the final report is never lost to coalescing
+    delivered = [e for u in updates for e in u.events]
+    assert delivered == [e for e in put if not isinstance(e, ev.BatchProgress)]  # every other event, in order
 
 
 def test_quit_while_training_saves_last_checkpoint_and_leaves_no_thread(
