@@ -177,7 +177,8 @@ def run_fresh(mode: str, config: TrainConfig) -> list[float]:
     The real app never computes on its main thread, so each mode gets a clean process.
     """
     command = [sys.executable, "-m", "captcha_tui.bench_tui", "--one-run", mode, "--data", str(config.data)]
-    command += ["--out", str(config.out), "--preset", config.preset, "--device", config.device]
+    command += ["--out", str(config.out), "--device", config.device]
+    command += ["--preset", config.preset] if config.preset else []  # None: the trainer picks from the data
     command += ["--epochs", str(config.epochs)]
     subprocess.run(command, check=True)
     return epoch_rates(config.out)

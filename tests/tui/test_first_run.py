@@ -138,3 +138,19 @@ def test_o_with_a_folder_typed_ahead_in_one_burst(captcha_dir, tmp_path):
             assert app.screen is app.train_screen
 
     asyncio.run(scenario())
+
+
+def test_the_default_config_lets_the_trainer_pick_the_preset(prepared_dataset, tmp_path):
+    """No --preset: the header says the choice is the trainer's (it picks from the data) and a run
+    started from the dashboard trains the per-position default on this one-length dataset."""
+    from captcha_tui.core.trainer import TrainConfig
+
+    config = TrainConfig(data=prepared_dataset, out=tmp_path / "run", device="cpu", epochs=1, threads=1)
+    assert config.preset is None
+    app = make_app(config, tmp_path / "unused")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: "preset auto" in screen_text(app), what="the header")
+
+    asyncio.run(scenario())

@@ -48,7 +48,7 @@ class RunHeader(Static):
     def show_config(self, config: TrainConfig, device: str) -> None:
         """The settings a run will use, until it reports its own."""
         self._settings = _Settings(
-            config.preset,
+            config.preset or "auto",  # the trainer picks from the data: fast for one length, crnn for several
             device,
             config.batch_size,
             config.lr,
