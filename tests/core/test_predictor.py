@@ -37,7 +37,7 @@ def test_folder_and_glob_expand_to_images(captcha_dir, tmp_path):
 def test_labelled_files_are_scored_and_bad_files_do_not_stop_the_rest(trained_run, captcha_dir, tmp_path):
     run_dir, _ = trained_run
     predictor = Predictor.load(run_dir / "best.pt")
-    charset = predictor.charset
+    charset = predictor.spec.charset
 
     def other(c: str) -> str:  # a different character of the charset
         return charset[(charset.index(c) + 1) % len(charset)]

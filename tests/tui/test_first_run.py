@@ -52,6 +52,7 @@ def test_o_prepares_an_existing_folder(captcha_dir, tmp_path):
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("o")
+            await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt), what="the folder prompt")
             assert isinstance(app.screen, PathPrompt)
             app.screen.query_one(Input).value = str(captcha_dir)
             await pilot.press("enter")
@@ -73,6 +74,7 @@ def test_a_folder_without_captchas_says_why(tmp_path):
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("o")
+            await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt), what="the folder prompt")
             app.screen.query_one(Input).value = str(empty)
             await pilot.press("enter")
             await wait_until(
@@ -115,6 +117,7 @@ def test_o_replaces_a_dataset_shown_as_damaged(prepared_dataset, captcha_dir, tm
         async with app.run_test(size=SIZE) as pilot:
             assert app.dataset is None and "unreadable manifest" in screen_text(app)
             await pilot.press("o")
+            await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt), what="the folder prompt")
             app.screen.query_one(Input).value = str(captcha_dir)
             await pilot.press("enter")
             await wait_until(pilot, lambda: app.dataset is not None, what="the folder to be prepared")

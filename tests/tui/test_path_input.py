@@ -200,13 +200,14 @@ def test_the_folder_prompt_keeps_escape_for_an_open_list(captcha_dir, tmp_path):
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("o")
-            assert isinstance(app.screen, PathPrompt)
+            await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt), what="the folder prompt")
             box = app.screen.query_one(PathInput)
             box.value = f"{captcha_dir}/0000"
             await wait_until(pilot, lambda: box.list_shown, what="the list")
             await pilot.press("escape")
-            assert isinstance(app.screen, PathPrompt) and not box.list_shown
+            await wait_until(pilot, lambda: not box.list_shown, what="the list to close")
+            assert isinstance(app.screen, PathPrompt)  # the first Escape only closed the list
             await pilot.press("escape")  # now it cancels the prompt
-            assert app.screen is app.train_screen
+            await wait_until(pilot, lambda: app.screen is app.train_screen, what="the prompt to close")
 
     asyncio.run(scenario())
