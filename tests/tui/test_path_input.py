@@ -204,6 +204,9 @@ def test_the_folder_prompt_keeps_escape_for_an_open_list(captcha_dir, tmp_path):
             box = app.screen.query_one(PathInput)
             box.value = f"{captcha_dir}/0000"
             await wait_until(pilot, lambda: box.list_shown, what="the list")
+            # Let the folder listings settle (the suggested folder's may land after the typed one's).
+            await pilot.pause(0.5)
+            await wait_until(pilot, lambda: box.list_shown, what="the list, settled")
             await pilot.press("escape")
             await wait_until(pilot, lambda: not box.list_shown, what="the list to close")
             assert isinstance(app.screen, PathPrompt)  # the first Escape only closed the list
