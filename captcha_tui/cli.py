@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
+import typing
 from pathlib import Path
 
 from . import __version__
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
 from .core.images import MODEL_IMAGE_SIZE
+from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
-DEFAULT_DATA_DIR = Path("data/dataset")
-DEFAULT_RUN_DIR = Path("runs/default")
 EXIT_USAGE = 2
 
 
@@ -26,6 +27,15 @@ class UsageError(Exception):
 # ---- argument parsing --------------------------------------------------------------------------------
 
 
+def _length_range(text: str) -> tuple[int, int]:
+    from .core.spec import parse_length_range
+
+    try:
+        return parse_length_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
@@ -34,68 +44,71 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    from .core.model import DEFAULT_PRESET, PRESETS
+# The train options are built from TrainConfig's fields (their metadata holds each help text), parsed
+# under their own names so that `prepare --out` or `eval --device` never mix with them, and with no
+# default: only what was typed is in the namespace and TrainConfig fills in the rest. That is why
+# `captcha-tui --epochs 3 train` and `captcha-tui train --epochs 3` read the same.
+TRAIN_DEST = "config."
 
+
+def _train_fields(config_type: type = TrainConfig) -> list[tuple[dataclasses.Field, str, type]]:
+    """(field, flag, value type) for each of ``config_type``'s fields that is an option."""
+    hints = typing.get_type_hints(config_type)
+    out = []
+    for f in dataclasses.fields(config_type):
+        if "help" not in f.metadata:
+            continue
+        hint = hints[f.name]
+        kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+        optional_bool = kinds == [bool] and hint is not bool
+        name = f.name.replace("_", "-")
+        flag = f.metadata.get("flag") or (f"--no-{name}" if hint is bool and f.default else f"--{name}")
+        out.append((f, flag, bool | None if optional_bool else kinds[0]))
+    return out
+
+
+def _add_train_option(parser, f: dataclasses.Field, flag: str, kind, **overrides) -> None:
+    help_text = f.metadata["help"]
+    options: dict = {"dest": TRAIN_DEST + f.name, "default": argparse.SUPPRESS}
+    if kind is bool:
+        options["action"] = "store_false" if f.default else "store_true"
+    elif kind == bool | None:
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["type"] = kind
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]
+        else:
+            options["metavar"] = (
+                f.metadata.get("metavar") or flag.removeprefix("--").replace("-", "_").upper()
+            )
+        if f.default is not None and f.default is not dataclasses.MISSING:
+            help_text += f" (default: {f.default})"
+    options["help"] = help_text.replace("%", "%%")
+    options.update(overrides)
+    parser.add_argument(flag, **options)
+
+
+def _add_train_options(parser: argparse.ArgumentParser, config_type: type = TrainConfig) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
-    )
-    group.add_argument(
-        "--out", type=Path, default=DEFAULT_RUN_DIR, help="run folder for checkpoints (default: %(default)s)"
-    )
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    group.add_argument(
-        "--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="model (default: %(default)s)"
-    )
-    group.add_argument(
-        "--epochs", type=int, default=15, help="epochs of the learning-rate schedule (default: %(default)s)"
-    )
-    group.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default: %(default)s)")
-    group.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: %(default)s)")
-    group.add_argument(
-        "--patience", type=int, default=20, help="epochs without a new best before stopping early"
-    )
-    group.add_argument("--schedule", choices=("onecycle", "constant"), default="onecycle")
-    _add_amp_option(group)
-    group.add_argument("--no-augment", action="store_true", help="train on the images exactly as generated")
-    group.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=0.1,
-        metavar="X",
-        help="share of each target spread over the other characters (default: %(default)s; 0: off)",
-    )
-    group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument(
-        "--target", type=float, default=None, help="stop once validation accuracy reaches this (0-1)"
-    )
-    group.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="stop after this many seconds; the learning-rate schedule then ends on time",
-    )
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    for f, flag, kind in _train_fields(config_type):
+        _add_train_option(group, f, flag, kind)
 
 
 def _add_amp_option(parser) -> None:
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)",
-    )
+    """``--amp/--no-amp`` for commands other than train: the same words, an ``amp`` of None by default."""
+    f, flag, kind = next(option for option in _train_fields() if option[0].name == "amp")
+    _add_train_option(parser, f, flag, kind, dest="amp", default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
+    """The whole command line; ``config_type`` (TrainConfig, or a variant in tests) gives the train options."""
     parser = argparse.ArgumentParser(
         prog="captcha-tui",
         description="Teach a CNN to read text captchas and watch it learn. With no command: open the dashboard.",
     )
     parser.add_argument("--version", action="version", version=f"captcha-tui {__version__}")
-    _add_train_options(parser)
+    _add_train_options(parser, config_type)
     parser.add_argument(
         "--images",
         type=Path,
@@ -108,45 +121,91 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=int, default=DEFAULT_COUNT, help="images to make (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, default=DEFAULT_IMAGE_DIR, help="folder (default: %(default)s)")
-    gen.add_argument("--length", type=int, default=DEFAULT_LENGTH)
-    gen.add_argument("--charset", default=DEFAULT_CHARSET)
+    gen.add_argument(
+        "--length",
+        type=_length_range,
+        default=(DEFAULT_LENGTH, DEFAULT_LENGTH),
+        metavar="N|MIN-MAX",
+        help=f"code length, or a range drawn evenly such as 4-6 (default: {DEFAULT_LENGTH})",
+    )
+    gen.add_argument(
+        "--charset", default=DEFAULT_CHARSET, help="characters to draw from (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--case",
+        choices=("lower", "upper", "mixed"),
+        default="lower",
+        help="letters as in the charset, upper-cased, or each one either way; file names carry the case drawn",
+    )
     gen.add_argument("--size", type=_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
-    prep = commands.add_parser("prepare", help="pack a folder of labelled images into a dataset")
+    prep = commands.add_parser(
+        "prepare", help="pack a folder of labelled images (its subfolders too) into a dataset"
+    )
     prep.add_argument(
-        "image_dir", nargs="?", type=Path, default=DEFAULT_IMAGE_DIR, help="default: %(default)s"
+        "image_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_IMAGE_DIR,
+        help="folder of labelled images; every subfolder below it is searched too (default: %(default)s)",
     )
     prep.add_argument(
         "--out", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
     )
     prep.add_argument(
+        "--force", action="store_true", help="replace the dataset already in --out (default: refuse)"
+    )
+    prep.add_argument(
         "--charset", default=None, help="allowed characters (default: inferred from the labels)"
     )
-    prep.add_argument("--length", type=int, default=None, help="code length (default: the most common)")
+    prep.add_argument(
+        "--length",
+        type=_length_range,
+        default=None,
+        metavar="N|MIN-MAX",
+        help="code lengths to keep, e.g. 5 or 4-6 (default: every length found; several lengths train a CTC model)",
+    )
     prep.add_argument("--keep-case", action="store_true", help="keep upper/lower case apart")
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     prep.add_argument(
         "--size",
         type=_size,
-        default=MODEL_IMAGE_SIZE,
+        default=None,
         metavar="WxH",
-        help="WIDTHxHEIGHT images are packed at (default: 120x50)",
+        help="WIDTHxHEIGHT images are packed at (default: the most common size among them)",
     )
     prep.add_argument("--workers", type=int, default=None)
 
     train = commands.add_parser(
         "train", help="train a model (dashboard in a terminal, plain lines otherwise)"
     )
-    _add_train_options(train)
+    _add_train_options(train, config_type)
     train.add_argument("--headless", action="store_true", help="plain lines, no dashboard")
 
     ev = commands.add_parser("eval", help="read captchas with a trained model")
     ev.add_argument("paths", nargs="*", help="image files, folders or globs (none: open the eval screen)")
     ev.add_argument(
-        "--model", type=Path, default=DEFAULT_RUN_DIR / "best.pt", help="checkpoint (default: %(default)s)"
+        "--model",
+        type=Path,
+        default=None,
+        help=f"checkpoint, or a model from `export` (.onnx) (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
+        "exists, else the base model shipped with captcha-tui)",
     )
     ev.add_argument("--device", default="cpu", help="device to predict on (default: cpu)")
+    ev.add_argument(
+        "--charset",
+        default=None,
+        metavar="CHARS",
+        help="read only these characters (the model's others are masked out), e.g. 0123456789",
+    )
+    ev.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read exactly N characters: the most probable reading of that length",
+    )
     ev.add_argument("--json", action="store_true", help="one JSON object per image")
 
     lab = commands.add_parser(
@@ -157,8 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=None,
-        help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'}, if any)",
+        help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
+        "exists, else the base model shipped with captcha-tui)",
     )
+    export = commands.add_parser("export", help="write a checkpoint as one ONNX file for onnxruntime")
+    export.add_argument("checkpoint", type=Path, help="checkpoint to export, e.g. runs/default/best.pt")
+    export.add_argument(
+        "--out", type=Path, default=None, help="ONNX file to write (default: beside the checkpoint, .onnx)"
+    )
+    export.add_argument("--force", action="store_true", help="replace the file if it exists")
 
     commands.add_parser("devices", help="what PyTorch can compute on")
 
@@ -180,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_amp_option(bench)
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the reference script's recipe (ResNet-18, softmax + BCELoss, Adam, fp32, 56x24) in"
+        " the same run and show each preset's speed as a multiple of it",
+    )
+    bench.add_argument(
         "--time-to-accuracy",
         type=float,
         default=None,
@@ -187,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train from scratch to this validation accuracy",
     )
     bench.add_argument(
-        "--time-limit", type=float, default=900.0, help="with --time-to-accuracy: seconds allowed"
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds allowed: with --time-to-accuracy (default 900, data included) and with --fine-tune "
+        "(default 300 a run)",
     )
     bench.add_argument(
         "--count", type=int, default=DEFAULT_COUNT, help="with --time-to-accuracy: images to generate"
@@ -199,9 +275,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --time-to-accuracy: epoch budget of the schedule (default: the time limit alone)",
     )
     bench.add_argument(
+        "--length",
+        type=_length_range,
+        default=None,
+        metavar="N|MIN-MAX",
+        help="with --time-to-accuracy: code lengths to generate, e.g. 4-6 (default: 4)",
+    )
+    bench.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --time-to-accuracy: keep the run folder (best.pt, history) in DIR",
+    )
+    bench.add_argument(
         "--tui",
         action="store_true",
         help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
+    )
+    bench.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="captchas of another style (drawn by the `captcha` package: pip install captcha): train on "
+        "--labelled of them from the base model and from scratch, score both on --unseen more",
+    )
+    bench.add_argument("--labelled", type=int, default=300, help="with --fine-tune: images to train on")
+    bench.add_argument("--unseen", type=int, default=1000, help="with --fine-tune: images to score on")
+    bench.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="export CHECKPOINT and compare ONNX Runtime with PyTorch on the CPU: codes and logits on "
+        "--images captchas, one-image latency",
     )
     return parser
 
@@ -209,33 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- commands ----------------------------------------------------------------------------------------
 
 
-def _train_config(args: argparse.Namespace):
-    from .core.trainer import TrainConfig
+def _given_train_options(args: argparse.Namespace) -> dict:
+    """The train options typed, wherever on the line, by TrainConfig field name."""
+    return {k.removeprefix(TRAIN_DEST): v for k, v in vars(args).items() if k.startswith(TRAIN_DEST)}
 
-    config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        preset=args.preset,
-        device=args.device,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        schedule=args.schedule,
-        amp=args.amp,
-        augment=not args.no_augment,
-        label_smoothing=args.label_smoothing,
-        resume=args.resume,
-        seed=args.seed,
-        target_accuracy=args.target,
-        time_limit_s=args.time_limit,
-        threads=args.threads,
-    )
+
+def _train_config(args: argparse.Namespace, config_type: type = TrainConfig) -> TrainConfig:
+    config = config_type(**_given_train_options(args))
     try:
         config.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return config
+
+
+def _refuse_train_options_before(command: str, args: argparse.Namespace) -> None:
+    """``captcha-tui --device cuda eval …``: a train option typed before another command would be
+    dropped without a word (eval reads its own --device), so say so instead."""
+    if command == "train":
+        return
+    flags = {f.name: flag for f, flag, _ in _train_fields()}
+    given = [flags[name] for name in _given_train_options(args)]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} before `{command}`: "
+            f"{'a training option' if len(given) == 1 else 'training options'}, which `{command}` does not read; "
+            f"put {command}'s own options after it (see captcha-tui {command} --help)"
+        )
 
 
 def _check_device(spec: str) -> None:
@@ -287,6 +393,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 args.seed,
                 length=args.length,
                 charset=args.charset,
+                case=args.case,
                 size=args.size,
                 workers=args.workers,
                 on_progress=update,
@@ -303,7 +410,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .core.dataset import DatasetError, prepare
+    from .core.dataset import DatasetError, DatasetExists, prepare
 
     update, context = _progress("decoding")
     try:
@@ -318,7 +425,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 workers=args.workers,
                 on_progress=update,
+                replace=args.force,
             )
+    except DatasetExists as exc:
+        raise UsageError(
+            f"{exc}; nothing was changed: add --force to replace it, or choose another --out"
+        ) from None
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     print_prepare_report(report)
@@ -331,16 +443,38 @@ def print_prepare_report(report) -> None:
         f"dataset {report.out_dir}: {counts['train']} train / {counts['val']} val / {counts['test']} test, "
         f"{report.spec.lengths} characters from {report.spec.charset!r} ({report.total / max(report.seconds, 1e-9):,.0f} images/s)"
     )
+    print(describe_folders(report.folders))
+    if len(report.lengths) > 1:
+        print("codes by length: " + ", ".join(f"{n} × {length}" for length, n in report.lengths.items()))
+    if report.resized:
+        others = ", ".join(
+            f"{w}×{h} ({n:,})"
+            for (w, h), n in report.source_sizes.items()
+            if (w, h) != report.spec.image_size
+        )
+        width, height = report.spec.image_size
+        print(f"resized {report.resized:,} images to {width}×{height}: {others}")
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")
         for reason, count in sorted(report.skipped.items(), key=lambda item: -item[1]):
             print(f"  {count:6d}  {reason}  (e.g. {report.examples.get(reason, '?')})")
 
 
+def describe_folders(folders: dict[Path, int], shown: int = 5) -> str:
+    """``images from 3 folders: data/captchas (60,000), data/captchas/old (2,900), …``: the folders below
+    the one given are searched too, so say where the images came from (``folders``: the fullest first)."""
+    ranked = list(folders.items())
+    parts = [f"{folder} ({count:,})" for folder, count in ranked[:shown]]
+    rest = ranked[shown:]
+    if rest:
+        parts.append(f"and {len(rest):,} more ({sum(count for _, count in rest):,})")
+    return f"images from {len(ranked):,} folder{'s' if len(ranked) != 1 else ''}: {', '.join(parts)}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     _check_device(config.device)
-    if not args.resume or not (config.out / "last.pt").exists():
+    if not config.resume or not (config.out / "last.pt").exists():
         _check_dataset(config.data)
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
         return _run_app(args, config, autostart=True)
@@ -387,19 +521,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if sys.stdin.isatty() and sys.stdout.isatty():
             return _run_app(args, None, autostart=False, screen="eval")
         raise UsageError("give image paths to read (or run in a terminal to open the eval screen)")
+    from .core.base_model import base_model_note, default_model
     from .core.checkpoint import CheckpointError
+    from .core.decoding import ReadError, ReadOptions
     from .core.predictor import Predictor, accuracy, expand_paths
 
     _check_device(args.device)
+    model, is_base = (args.model, False) if args.model else default_model(DEFAULT_RUN_DIR)
     try:
-        predictor = Predictor.load(args.model, args.device)
+        predictor = Predictor.load(model, args.device)
     except CheckpointError as exc:
-        hint = "" if Path(args.model).exists() else " (train one first: captcha-tui train)"
+        hint = "" if Path(model).exists() else " (train one first: captcha-tui train)"
         raise UsageError(f"{exc}{hint}") from None
+    if is_base:
+        print(
+            f"note: no --model and no {DEFAULT_RUN_DIR / 'best.pt'}: {base_model_note(model)}",
+            file=sys.stderr,
+        )
+    options = ReadOptions(args.charset, args.length)
+    try:
+        plan = predictor.plan(options)
+    except ReadError as exc:
+        raise UsageError(str(exc)) from None
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
     paths, problems = expand_paths(args.paths)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    results = predictor.predict_paths(paths)
+    results = predictor.predict_paths(paths, options=options)
     for result in results:
         if args.json:
             print(
@@ -441,16 +590,50 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise UsageError(f"checkpoint not found: {args.model}")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("labelling needs a terminal")
+    from .core.base_model import default_model
     from .tui.app import run_app
 
-    model = args.model or DEFAULT_RUN_DIR / "best.pt"  # missing: the screen says so and starts empty
-    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", model, label_dir=folder)
+    # Missing: the screen says so and the input starts empty.
+    model = args.model or default_model(DEFAULT_RUN_DIR)[0]
+    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", model, label_dir=folder).code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.checkpoint import CheckpointError
+    from .core.export import export_onnx, read_onnx_metadata
+
+    try:
+        path = export_onnx(args.checkpoint, args.out, force=args.force)
+        info = read_onnx_metadata(path)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    meta, spec = info.meta, info.meta.spec
+    width, height = spec.image_size
+    if spec.decoder == "ctc":
+        outputs = f"(N, {info.steps}, {spec.classes} + 1 blank)"
+    else:
+        outputs = f"(N, {spec.max_length}, {spec.classes})"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(
+        f"  {meta.preset} ({spec.decoder}) reads {spec.lengths} characters of {spec.charset!r} at "
+        f"{width}×{height}; epoch {meta.epoch}, validation {meta.val_accuracy:.1%}"
+    )
+    print(
+        f"  input {info.input!r}: (N, {height}, {width}, 3) uint8 → output {info.output!r}: {outputs} "
+        "logits; all of it in metadata 'captcha_tui' (JSON)"
+    )
+    if info.checked is None:
+        print("  not checked: install onnxruntime to compare it with PyTorch at export")
+    else:
+        print(f"  checked with onnxruntime: logits within {info.checked:.1g} of PyTorch's")
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
     import torch
 
     from .core.devices import cuda_build, list_devices, mps_available
+    from .core.units import GiB
 
     print(f"PyTorch {torch.__version__}; CUDA build: {cuda_build() or 'none (CPU-only build)'}")
     print(
@@ -461,9 +644,9 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
         if device.threads:
             parts.append(f"{device.threads} threads")
         if device.total_memory:
-            parts.append(f"{device.total_memory / 2**30:.1f} GiB total")
+            parts.append(f"{device.total_memory / GiB:.1f} GiB total")
         if device.free_memory is not None:
-            parts.append(f"{device.free_memory / 2**30:.1f} GiB free")
+            parts.append(f"{device.free_memory / GiB:.1f} GiB free")
         if device.capability:
             parts.append(f"compute capability {device.capability}")
         print("  " + ", ".join(parts))
@@ -477,17 +660,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _check_device(spec)
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    if args.reference and (args.tui or args.time_to_accuracy is not None):
+        raise UsageError("--reference compares training speed: use it without --tui and --time-to-accuracy")
     if args.tui:
-        from .tui.latency import main as tui_bench
+        from .bench_tui import main as tui_bench
 
         options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
         return tui_bench(options)  # prints a summary and the same figures as JSON
+    if args.onnx is not None:
+        from .core.checkpoint import CheckpointError
+
+        try:
+            result = bench.onnx_vs_torch(args.onnx, images=args.images)
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(result) if args.json else bench.format_onnx(result))
+        return 0
+    if args.fine_tune:
+        from .bench_finetune import FineTuneBenchError
+        from .bench_finetune import run as fine_tune_bench
+
+        if args.labelled < 10 or args.unseen < 1:
+            raise UsageError("--labelled takes at least 10 images and --unseen at least 1")
+        try:
+            result = fine_tune_bench(
+                labelled=args.labelled,
+                unseen=args.unseen,
+                time_limit_s=args.time_limit or 300.0,
+                device=(args.device or ["cpu"])[0],
+                on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
+            )
+        except FineTuneBenchError as exc:
+            raise UsageError(str(exc)) from None
+        result["machine"] = bench.machine_info()
+        print(json.dumps(result) if args.json else f"machine: {result['machine']}")
+        return 0
     if args.time_to_accuracy is not None:
         if not 0 < args.time_to_accuracy <= 1:
             raise UsageError("--time-to-accuracy takes a fraction in (0, 1], e.g. 0.95")
         result = bench.time_to_accuracy(
             target=args.time_to_accuracy,
-            time_limit_s=args.time_limit,
+            time_limit_s=args.time_limit or 900.0,
             device=(args.device or ["auto"])[0],
             preset=(args.preset or [None])[0],
             count=args.count,
@@ -495,6 +708,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             amp=args.amp,
             batch_size=args.batch_size,
             quiet=args.json,
+            length=args.length,
+            keep=args.keep,
         )
         print(json.dumps(result) if args.json else bench.format_tta(result))
         return 0
@@ -507,21 +722,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
         amp=args.amp,
         progress=not args.json,
         size=args.size,
+        with_reference=args.reference,
     )
     print(json.dumps(report) if args.json else bench.format_table(report))
     return 0
 
 
 def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "train") -> int:
+    from .core.events import Failed
     from .tui.app import run_app
 
-    return run_app(
+    ended = run_app(
         config=config,
         image_dir=getattr(args, "images", DEFAULT_IMAGE_DIR),
         autostart=autostart,
         screen=screen,
         model=getattr(args, "model", None),
     )
+    # The dashboard's screen is gone once it exits: say how its run ended, where the files are.
+    lines = outcome_lines(ended.result, ended.run_dir)
+    if lines:
+        print("\n".join(lines), file=sys.stderr if isinstance(ended.result, Failed) else sys.stdout)
+    return ended.code
+
+
+def outcome_lines(result, run_dir: Path) -> list[str]:
+    """What a dashboard session leaves on the terminal: its last run's outcome, in the headless
+    printer's words, and the run folder's files. Nothing when the session trained nothing."""
+    from .core.trainer import BEST, HISTORY, LAST, LOG
+    from .words import describe_event
+
+    if result is None:
+        return []
+    lines = (describe_event(result) or "").splitlines()
+    files = [name for name in (BEST, LAST, HISTORY, LOG) if (Path(run_dir) / name).is_file()]
+    if files:
+        lines.append(f"run folder {run_dir}: {', '.join(files)}")
+    return lines
 
 
 COMMANDS = {
@@ -530,6 +767,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "label": cmd_label,
+    "export": cmd_export,
     "devices": cmd_devices,
     "bench": cmd_bench,
 }
@@ -547,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
                     "the dashboard needs a terminal; use `captcha-tui train --headless` in scripts"
                 )
             return _run_app(args, config, autostart=False)
+        _refuse_train_options_before(args.command, args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"captcha-tui: error: {exc}", file=sys.stderr)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from captcha_tui.cli import main
+from captcha_tui.cli import _train_config, _train_fields, build_parser, main
 from captcha_tui.core.devices import resolve_amp
+from captcha_tui.core.model import PRESETS
+from captcha_tui.core.trainer import TrainConfig
 
 
 def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
@@ -20,6 +24,10 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
     assert json.loads((data / "manifest.json").read_text())["spec"]["image_size"] == [60, 25]
     code = main(
         [
+            "--epochs",  # train options work before the command as well as after it
+            "1",
+            "--label-smoothing",
+            "0",
             "train",
             "--headless",
             "--data",
@@ -28,20 +36,17 @@ def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
             str(run),
             "--preset",
             "tiny",
-            "--epochs",
-            "1",
             "--device",
             "cpu",
             "--no-amp",
-            "--label-smoothing",
-            "0",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "epoch 1: train loss" in out and "test accuracy" in out and "\r" not in out
     assert "amp off" in out
-    assert json.loads((run / "config.json").read_text())["label_smoothing"] == 0.0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["label_smoothing"] == 0.0 and saved["epochs"] == 1
     assert main(["eval", "--model", str(run / "best.pt"), str(images)]) == 0
     out = capsys.readouterr().out
     assert out.count(".png: ") == 150 and "accuracy " in out and "/150 = " in out
@@ -125,9 +130,148 @@ def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
         (["eval", "--model", "/nonexistent/best.pt", "x.png"], "not found"),
         (["prepare", "/nonexistent/images"], "not found"),
         (["bench", "--time-to-accuracy", "95"], "fraction"),
+        (["bench", "--reference", "--tui"], "--reference compares training speed"),
     ],
 )
 def test_bad_input_exits_2_with_advice(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("captcha-tui: error:") and words in err
+
+
+# ---- the train options: declared once, on TrainConfig ---------------------------------------------------
+
+# A value unlike the default for every option (a new option fails the coverage check until it is added).
+OPTION_SAMPLES = {
+    "data": (["--data", "elsewhere"], Path("elsewhere")),
+    "out": (["--out", "runs/other"], Path("runs/other")),
+    "preset": (["--preset", "tiny"], "tiny"),
+    "device": (["--device", "cpu"], "cpu"),
+    "epochs": (["--epochs", "3"], 3),
+    "batch_size": (["--batch-size", "7"], 7),
+    "lr": (["--lr", "0.02"], 0.02),
+    "augment": (["--no-augment"], False),
+    "label_smoothing": (["--label-smoothing", "0"], 0.0),
+    "schedule": (["--schedule", "constant"], "constant"),
+    "patience": (["--patience", "97"], 97),
+    "amp": (["--no-amp"], False),
+    "resume": (["--resume"], True),
+    "seed": (["--seed", "5"], 5),
+    "target_accuracy": (["--target", "0.9"], 0.9),
+    "time_limit_s": (["--time-limit", "60"], 60.0),
+    "threads": (["--threads", "2"], 2),
+    "init": (["--init", "runs/x/best.pt"], Path("runs/x/best.pt")),
+}
+
+
+def _config(argv: list[str], config_type=TrainConfig) -> TrainConfig:
+    return _train_config(build_parser(config_type).parse_args(argv), config_type)
+
+
+def test_every_train_option_reads_the_same_before_and_after_the_command():
+    assert set(OPTION_SAMPLES) == {f.name for f, _, _ in _train_fields()}
+    default = TrainConfig()
+    for name, (words, value) in OPTION_SAMPLES.items():
+        after = _config(["train", "--headless", *words])
+        assert _config([*words, "train", "--headless"]) == after, name
+        assert _config(words) == after, name  # the dashboard (no command) takes them too
+        assert (
+            getattr(after, name)
+            == type(getattr(default, name, value) or value)(value)
+            != getattr(default, name)
+        ), name
+        assert dataclasses.replace(after, **{name: getattr(default, name)}) == default, name
+    groups = [
+        words for name, (words, _) in OPTION_SAMPLES.items() if name != "init"
+    ]  # init + resume: refused
+    everything = [word for words in groups for word in words]
+    half = sum(len(words) for words in groups[: len(groups) // 2])  # between two options
+    mixed = _config([*everything[:half], "train", *everything[half:]])
+    assert mixed == _config(["train", *everything]) == _config([*everything, "train"])
+    assert _config(["--amp", "train"]).amp is True and _config(["train", "--amp"]).amp is True
+
+
+def test_the_cli_defaults_are_trainconfigs():
+    assert _config(["train"]) == _config([]) == TrainConfig()
+    declared = {f.name: f for f in dataclasses.fields(TrainConfig)}["patience"]
+    changed = declared.default + 11
+
+    @dataclasses.dataclass
+    class Tuned(TrainConfig):  # as if someone changed the default in trainer.py
+        patience: int = dataclasses.field(default=changed, metadata=declared.metadata)
+
+    assert _config(["train"], Tuned).patience == changed
+    help_text = " ".join(build_parser(Tuned).format_help().split())
+    assert f"--patience PATIENCE {declared.metadata['help']} (default: {changed})" in help_text
+
+
+def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: each help text on one line
+    texts = {}
+    for argv in (["--help"], ["train", "--help"], ["bench", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        texts[argv[0]] = capsys.readouterr().out
+    for f, flag, _ in _train_fields():
+        described = f.metadata["help"]
+        if f.default is not None and not isinstance(f.default, bool):
+            described += f" (default: {f.default})"
+        for where in ("--help", "train"):
+            assert texts[where].count(f"{described}\n") == 1, (where, flag)
+    amp_help = {f.name: f for f in dataclasses.fields(TrainConfig)}["amp"].metadata["help"]
+    assert amp_help in texts["bench"]  # bench's --amp/--no-amp: the same words
+    for flag in (
+        "--data", "--out", "--device", "--preset {" + ",".join(sorted(PRESETS)) + "}", "--epochs", "--batch-size", "--lr",
+        "--patience", "--schedule {onecycle,constant}", "--amp, --no-amp", "--no-augment", "--label-smoothing X",
+        "--resume", "--seed", "--target TARGET", "--time-limit TIME_LIMIT", "--threads",
+    ):  # fmt: skip
+        assert f"  {flag}" in texts["train"], flag
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--device", "cuda", "eval", "x.png"], "--device before `eval`: a training option"),
+        (["--out", "x", "--seed", "3", "prepare", "y"], "--out, --seed before `prepare`: training options"),
+    ],
+)
+def test_train_options_before_another_command_are_refused(argv, words, capsys):
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+# ---- prepare: nothing replaced without --force ----------------------------------------------------------
+
+
+def test_prepare_over_a_dataset_needs_force_and_says_what_it_would_replace(captcha_files, tmp_path, capsys):
+    first, second, data = tmp_path / "first", tmp_path / "second", tmp_path / "data"
+    for folder, files in ((first, captcha_files[:10]), (second / "old", captcha_files[10:14])):
+        folder.mkdir(parents=True)
+        for f in files:
+            (folder / f.name).write_bytes(f.read_bytes())
+    (second / captcha_files[20].name).write_bytes(captcha_files[20].read_bytes())
+    assert main(["prepare", str(first), "--out", str(data), "--workers", "1"]) == 0
+    assert f"images from 1 folder: {first} (10)" in capsys.readouterr().out
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert main(["prepare", str(second), "--out", str(data), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{data} already holds a dataset (10 images from {first.resolve()}" in err
+    assert "nothing was changed: add --force to replace it" in err
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert main(["prepare", str(second), "--out", str(data), "--workers", "1", "--force"]) == 0
+    assert f"images from 2 folders: {second / 'old'} (4), {second} (1)" in capsys.readouterr().out
+
+
+def test_describe_folders_names_the_fullest_and_sums_the_rest():
+    from captcha_tui.cli import describe_folders
+
+    folders = {Path(f"d{i}"): 100 - i for i in range(8)}
+    assert describe_folders(folders, shown=2) == "images from 8 folders: d0 (100), d1 (99), and 6 more (573)"
+
+
+def test_prepare_help_says_subfolders_are_searched(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    out = capsys.readouterr().out
+    assert "every subfolder below it is searched too" in out and "--force" in out

@@ -15,9 +15,10 @@ import stat
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -42,6 +43,7 @@ class CheckpointMeta:
     dataset: str = ""
     created: str = ""
     init: str | None = None  # the checkpoint a fine-tune started from
+    made_by: str = ""  # how a published model was made: command, machine, time, test score (base.pt)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,6 +69,7 @@ class CheckpointMeta:
             dataset=str(data.get("dataset", "")),
             created=str(data.get("created", "")),
             init=data.get("init") if isinstance(data.get("init"), str) else None,
+            made_by=str(data.get("made_by", "")),
         )
 
 
@@ -82,29 +85,44 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: temporary file, flush, fsync, rename, fsync the folder.
+    """Write ``payload`` to ``path`` atomically (see :func:`write_atomically`)."""
+    payload = {"format": FORMAT, **payload}
+    return write_atomically(path, lambda out: torch.save(payload, out), "a checkpoint")
+
+
+def write_atomically(
+    path: str | Path, write: Callable[[BinaryIO], None], what: str, replace: bool = True
+) -> Path:
+    """Write a file with ``write(handle)`` atomically: temporary file, flush, fsync, rename, fsync the folder.
 
     A crash or a full disk at any point leaves the previous file at ``path`` as it was; at worst a stray
     ``.NAME.*.tmp`` file remains beside it after a crash (never after an error this function sees).
+    ``replace=False`` refuses to replace a file already at ``path``. Raises :class:`CheckpointError`
+    (``what`` names the kind of file in its message).
     """
     path = Path(path)
-    payload = {"format": FORMAT, **payload}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot write a checkpoint in {path.parent}: {describe_os_error(exc)}{_hint(exc)}"
+            f"cannot write {what} in {path.parent}: {describe_os_error(exc)}{_hint(exc)}"
         ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as out:
             _set_mode(out.fileno(), path)
-            torch.save(payload, out)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _rename_no_replace(tmp, path)
         _fsync_dir(path.parent)
+    except CheckpointError:
+        tmp.unlink(missing_ok=True)
+        raise
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         cause = _os_error_in(exc)
@@ -116,6 +134,25 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         tmp.unlink(missing_ok=True)  # Ctrl+C twice: no stray temporary file either
         raise
     return path
+
+
+def file_exists_error(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} already exists; it was left as it is (--force replaces it)")
+
+
+def _rename_no_replace(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless a file is there: a hard link fails if the name is taken, so no
+    file that appears meanwhile is clobbered. Where links are not supported, check, then rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise file_exists_error(path) from None
+    except OSError:
+        if path.exists():
+            raise file_exists_error(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:
@@ -244,6 +281,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     weights = data["model"]
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"{path.name}: its weights are not a dict of tensors")
+    # The shipped base model stores its weights in half precision (half the wheel); compute in float32.
+    weights = {k: v.float() if v.dtype == torch.float16 else v for k, v in weights.items()}
     problem = _output_problem(meta.spec, weights)
     if problem:
         raise CheckpointError(f"{path.name}: {problem}")

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import MODEL_IMAGE_SIZE, ImageError, decode_image, read_bytes
+from .images import MODEL_IMAGE_SIZE, ImageError, decode_rgb, peek_size, read_bytes, to_model_array
 from .labels import (
     LABEL_FILES,
     LabelError,
     infer_charset,
-    infer_length,
     label_from_name,
     normalise,
     read_label_file,
 )
+from .model import WIDE_CTC_PRESET, ctc_steps_needed, time_steps
 from .oserrors import describe_os_error
 from .spec import PAD, CodeSpec, SpecError
 
@@ -55,6 +55,16 @@ class DatasetError(ValueError):
     """A dataset that cannot be made or loaded; ``str()`` says what to do."""
 
 
+class DatasetExists(DatasetError):
+    """``prepare`` into a folder that already holds a dataset, without ``replace=True``: nothing was read
+    or changed. ``description`` says what is there (where from, how many, which codes)."""
+
+    def __init__(self, out_dir: Path, description: str):
+        super().__init__(f"{out_dir} already holds a dataset ({description})")
+        self.out_dir = out_dir
+        self.description = description
+
+
 @dataclass(frozen=True)
 class PrepareReport:
     out_dir: Path
@@ -63,6 +73,14 @@ class PrepareReport:
     skipped: dict[str, int]  # reason -> files
     examples: dict[str, str]  # reason -> one file it happened to
     seconds: float
+    folders: dict[Path, int]  # folder the images came from (the image folder or one below) -> images packed
+    lengths: dict[int, int] = field(default_factory=dict)  # code length -> images packed
+    source_sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # (width, height) before resizing
+
+    @property
+    def resized(self) -> int:
+        """Images packed that had another size than the dataset's."""
+        return sum(n for size, n in self.source_sizes.items() if size != self.spec.image_size)
 
     @property
     def total(self) -> int:
@@ -103,27 +121,32 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[tuple[np.ndarray | None, str, str]]:
-    """Worker: decode a chunk of files. Returns (array or None, reason, content hash) per file."""
+# Per file: (array or None, reason, content hash, (width, height) before resizing).
+Decoded = tuple[np.ndarray | None, str, str, tuple[int, int]]
+
+
+def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[Decoded]:
+    """Worker: decode a chunk of files."""
     paths, size = args
-    out = []
+    out: list[Decoded] = []
     for path in paths:
         try:
             data = read_bytes(path)
         except ImageError as exc:
-            out.append((None, exc.category, ""))
+            out.append((None, exc.category, "", (0, 0)))
             continue
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         try:
-            out.append((decode_image(data, size), "", digest))
+            picture = decode_rgb(data)
+            out.append((to_model_array(picture, size), "", digest, picture.size))
         except ImageError as exc:
-            out.append((None, exc.category, digest))
+            out.append((None, exc.category, digest, (0, 0)))
     return out
 
 
 def _decode_all(
     paths: list[Path], size: tuple[int, int], workers: int | None, on_progress: ProgressCallback | None
-) -> list[tuple[np.ndarray | None, str, str]]:
+) -> list[Decoded]:
     chunks = [([str(p) for p in paths[i : i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
     workers = workers or os.cpu_count() or 1
     results: list = []
@@ -163,103 +186,218 @@ def prepare(
     out_dir: str | Path,
     *,
     charset: str | None = None,
-    length: int | None = None,
+    length: int | tuple[int, int] | None = None,
     keep_case: bool = False,
-    size: tuple[int, int] = MODEL_IMAGE_SIZE,
+    size: tuple[int, int] | None = None,
     seed: int = 0,
     workers: int | None = None,
     on_progress: ProgressCallback | None = None,
+    replace: bool = False,
 ) -> PrepareReport:
-    """Turn a folder of labelled images into a dataset folder; bad files are skipped and counted."""
+    """Turn a folder of labelled images, its subfolders included, into a dataset folder; bad files are
+    skipped and counted. A dataset already in ``out_dir`` is replaced only with ``replace=True``; without it
+    :class:`DatasetExists` is raised before any image is read.
+
+    ``length``: one length or a (shortest, longest) range to keep; None keeps every length found. Images
+    are resized to ``size`` (width, height), by default the most common size among them."""
     started = time.perf_counter()
     image_dir, out_dir = Path(image_dir), Path(out_dir)
+    lengths = _check_arguments(image_dir, out_dir, length)
+    _check_out_dir(out_dir, replace)
+    skipped = _Skipped()
+    labelled = _find_labelled_images(image_dir, out_dir, keep_case, skipped)
+    spec = _choose_spec(labelled, charset, lengths, keep_case, size or _common_size(labelled))
+    labelled = _keep_encodable(labelled, spec, skipped)
+    images, labels, sources, sizes = _decode_unique(labelled, spec, workers, on_progress, skipped, image_dir)
+    image_array, label_array, bounds = _split(images, labels, seed)
+    manifest = {
+        "format": FORMAT,
+        "spec": spec.to_dict(),
+        "counts": {s: b - a for s, (a, b) in bounds.items()},
+        "seed": seed,
+        "source": str(image_dir.resolve()),
+        "skipped": dict(skipped.counts),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_dataset(out_dir, image_array, label_array, bounds, manifest, replace)
+    return PrepareReport(
+        out_dir=out_dir,
+        counts=manifest["counts"],
+        spec=spec,
+        skipped=dict(skipped.counts),
+        examples=skipped.examples,
+        seconds=time.perf_counter() - started,
+        folders=_count_by_folder(sources),
+        lengths=dict(sorted(Counter(int((np.asarray(row) != PAD).sum()) for row in labels).items())),
+        source_sizes=dict(Counter(sizes).most_common()),
+    )
+
+
+@dataclass
+class _Skipped:
+    """Files left out, counted by reason, with the first file each reason happened to."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: Path, reason: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, str(path))
+
+
+def _check_arguments(
+    image_dir: Path, out_dir: Path, length: int | tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The length range asked for, once the folders are known to be usable."""
     if not image_dir.exists():
         raise DatasetError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
         raise DatasetError(f"not a folder: {image_dir}")
-    if length is not None and length < 1:
+    lengths = (length, length) if isinstance(length, int) else length
+    if lengths is not None and (lengths[0] < 1 or lengths[1] < lengths[0]):
         raise DatasetError(f"code length must be at least 1 (got {length})")
     source, target = image_dir.resolve(), out_dir.resolve()
     if source == target or target in source.parents:
         raise DatasetError(
             f"the dataset folder {out_dir} would replace the images in {image_dir}: choose another --out"
         )
-    _check_replaceable(out_dir)
+    return lengths
 
+
+def _find_labelled_images(
+    image_dir: Path, out_dir: Path, keep_case: bool, skipped: _Skipped
+) -> list[tuple[Path, str]]:
+    """(file, normalised code) for every labelled file in ``image_dir`` and below: labels from the
+    folder's labels.csv/.tsv if it has one, else from the file names."""
     label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
     try:
         listed = read_label_file(label_file) if label_file else None
     except LabelError as exc:
         raise DatasetError(str(exc)) from None
-
-    skipped: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-
-    def skip(path: Path, reason: str) -> None:
-        skipped[reason] += 1
-        examples.setdefault(reason, str(path))
-
-    # 1. Labels, from the label file or from the names.
-    candidates: list[tuple[Path, str]] = []
+    labelled: list[tuple[Path, str]] = []
     found: set[Path] = set()
     for path in _find_files(image_dir, exclude=out_dir):
         if listed is not None:
             found.add(path.resolve())
             code = listed.get(path.resolve())
             if code is None:
-                skip(path, "not listed in " + label_file.name)
+                skipped.add(path, "not listed in " + label_file.name)
                 continue
         else:
             code = label_from_name(path.name)
             if code is None:
-                skip(path, "no code in file name (expected NNNNN-CODE.ext)")
+                skipped.add(path, "no code in file name (expected NNNNN-CODE.ext)")
                 continue
-        candidates.append((path, normalise(code, keep_case)))
+        labelled.append((path, normalise(code, keep_case)))
     if listed is not None:
         for path in sorted(set(listed) - found):
-            skip(path, f"listed in {label_file.name} but not found")
-    if not candidates:
+            skipped.add(path, f"listed in {label_file.name} but not found")
+    if not labelled:
         raise DatasetError(
             f"no labelled images in {image_dir}: name files like 00042-k3x9.png or add a labels.csv "
             "(or run `captcha-tui generate` to make a set)"
         )
+    return labelled
 
-    # 2. Charset and length: given, or inferred from the labels found.
-    codes = [code for _, code in candidates if code]
-    length = length or infer_length(codes)
+
+# Image sizes are read from the headers of at most this many files (a quick look, not a decode) to find
+# the most common one.
+SIZE_SAMPLE = 2000
+
+
+def _common_size(labelled: list[tuple[Path, str]]) -> tuple[int, int]:
+    """The most common (width, height) among (a sample of) the images; ties go to the larger."""
+    step = max(1, len(labelled) // SIZE_SAMPLE)
+    sizes: Counter[tuple[int, int]] = Counter()
+    for path, _ in labelled[::step]:
+        size = peek_size(path)
+        if size is not None:
+            sizes[size] += 1
+    if not sizes:
+        return MODEL_IMAGE_SIZE
+    return max(sizes, key=lambda size: (sizes[size], size[0] * size[1]))
+
+
+def _choose_spec(
+    labelled: list[tuple[Path, str]],
+    charset: str | None,
+    lengths: tuple[int, int] | None,
+    keep_case: bool,
+    size: tuple[int, int],
+) -> CodeSpec:
+    """The spec asked for, with the lengths (every one found) and charset inferred where not given. One
+    length gives a per-position spec; several, a CTC one."""
+    codes = [code for _, code in labelled if code]
+    low, high = lengths or (min(map(len, codes), default=1), max(map(len, codes), default=1))
     if charset is None:
-        # Characters seen only in codes of the wrong length would inflate the inferred charset.
-        charset = infer_charset([c for c in codes if len(c) == length]) or infer_charset(codes)
+        # Characters seen only in codes of other lengths would inflate the inferred charset.
+        charset = infer_charset([c for c in codes if low <= len(c) <= high]) or infer_charset(codes)
     try:
-        spec = CodeSpec.fixed(normalise(charset, keep_case), length, size, keep_case=keep_case)
+        return CodeSpec(
+            normalise(charset, keep_case),
+            low,
+            high,
+            tuple(size),
+            keep_case=keep_case,
+            decoder="positional" if low == high else "ctc",
+        )
     except SpecError as exc:
         raise DatasetError(f"cannot use these settings: {exc}") from None
-    valid: list[tuple[Path, str]] = []
-    for path, code in candidates:
+
+
+def _keep_encodable(
+    labelled: list[tuple[Path, str]], spec: CodeSpec, skipped: _Skipped
+) -> list[tuple[Path, str]]:
+    kept = []
+    # A CTC model emits at most one character per time step, and needs a blank between repeated
+    # neighbours: codes that cannot fit the steps of the widest model `train` picks could never be read.
+    steps = time_steps(WIDE_CTC_PRESET, spec.image_size) if spec.decoder == "ctc" else None
+    for path, code in labelled:
         try:
             spec.check(code)
         except LabelError as exc:
-            skip(path, str(exc))
+            skipped.add(path, str(exc))
             continue
-        valid.append((path, code))
+        if steps is not None and ctc_steps_needed(code) > steps:
+            skipped.add(path, f"code too long to read: a CTC model has {steps} time steps")
+            continue
+        kept.append((path, code))
+    return kept
 
-    # 3. Decode, on every core.
-    decoded = _decode_all([p for p, _ in valid], size, workers, on_progress)
-    images, labels, seen = [], [], {}
-    for (path, code), (array, reason, digest) in zip(valid, decoded, strict=True):
+
+def _decode_unique(
+    labelled: list[tuple[Path, str]],
+    spec: CodeSpec,
+    workers: int | None,
+    on_progress: ProgressCallback | None,
+    skipped: _Skipped,
+    image_dir: Path,
+) -> tuple[list[np.ndarray], list[list[int]], list[Path], list[tuple[int, int]]]:
+    """Decode on every core: (images, encoded labels, their files, their sizes before resizing), each
+    image once whatever its copies."""
+    decoded = _decode_all([p for p, _ in labelled], spec.image_size, workers, on_progress)
+    images, labels, sources, sizes, seen = [], [], [], [], set()
+    for (path, code), (array, reason, digest, original) in zip(labelled, decoded, strict=True):
         if array is None:
-            skip(path, reason)
+            skipped.add(path, reason)
         elif digest in seen:
-            skip(path, "duplicate of another file")
+            skipped.add(path, "duplicate of another file")
         else:
-            seen[digest] = path
+            seen.add(digest)
             images.append(array)
             labels.append(spec.encode(code))
+            sources.append(path)
+            sizes.append(original)
     if not images:
-        reasons = "; ".join(f"{n} × {r}" for r, n in skipped.most_common(3))
+        reasons = "; ".join(f"{n} × {r}" for r, n in skipped.counts.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
+    return images, labels, sources, sizes
 
-    # 4. A reproducible 80/10/10 split.
+
+def _split(
+    images: list[np.ndarray], labels: list[list[int]], seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """Shuffled arrays and each split's (start, stop) in them: a reproducible 80/10/10 split."""
     order = np.random.default_rng(seed).permutation(len(images))
     image_array = np.stack(images)[order]
     label_array = np.asarray(labels, dtype=np.uint8)[order]
@@ -269,24 +407,47 @@ def prepare(
         "val": (n_train, n_train + n_val),
         "test": (n_train + n_val, len(images)),
     }
+    return image_array, label_array, bounds
 
-    manifest = {
-        "format": FORMAT,
-        "spec": spec.to_dict(),
-        "counts": {s: b - a for s, (a, b) in bounds.items()},
-        "seed": seed,
-        "source": str(image_dir.resolve()),
-        "skipped": dict(skipped),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    _write_dataset(out_dir, image_array, label_array, bounds, manifest)
-    return PrepareReport(
-        out_dir=out_dir,
-        counts=manifest["counts"],
-        spec=spec,
-        skipped=dict(skipped),
-        examples=examples,
-        seconds=time.perf_counter() - started,
+
+def _count_by_folder(paths: list[Path]) -> dict[Path, int]:
+    """Files per folder, the fullest first."""
+    counts = Counter(path.parent for path in paths)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], str(item[0]))))
+
+
+def _check_out_dir(out_dir: Path, replace: bool) -> None:
+    """Nothing but an earlier dataset is ever replaced, and that only when asked to."""
+    _check_replaceable(out_dir)
+    if replace:
+        return
+    description = describe_existing_dataset(out_dir)
+    if description:
+        raise DatasetExists(out_dir, description)
+
+
+def describe_existing_dataset(path: str | Path) -> str | None:
+    """What a dataset folder holds, in a phrase (``60,000 images from /data/captchas: 48,000 train / …``);
+    None when there is no dataset there, not even the one an interrupted ``prepare`` set aside."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if path.is_dir() and any((path / name).exists() for name in DATASET_FILES):
+        where = ""
+    elif (old / MANIFEST).is_file():
+        path, where = old, f", set aside in {old} by an interrupted prepare"
+    else:
+        return None
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        spec = CodeSpec.read(manifest)
+        counts = {split: int(manifest["counts"][split]) for split in SPLITS}
+    except (OSError, ValueError, KeyError, TypeError, SpecError):
+        return f"one whose manifest is missing or unreadable{where}"
+    charset = spec.charset if len(spec.charset) <= 20 else f"{spec.charset[:20]}…"
+    return (
+        f"{sum(counts.values()):,} images from {manifest.get('source', 'an unknown folder')}: "
+        f"{counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test, "
+        f"{spec.lengths} characters from {charset!r}{where}"
     )
 
 
@@ -309,7 +470,7 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def _write_dataset(
-    out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict
+    out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict, replace: bool
 ) -> None:
     """Write into a sibling temporary folder, then swap it in, so a failure never leaves half a dataset."""
     staging = out_dir.with_name(f".{out_dir.name}.partial")
@@ -322,7 +483,7 @@ def _write_dataset(
             np.save(staging / f"{split}_images.npy", images[start:stop])
             np.save(staging / f"{split}_labels.npy", labels[start:stop])
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _check_replaceable(out_dir)  # again: the folder may have changed while decoding
+        _check_out_dir(out_dir, replace)  # again: the folder may have changed while decoding
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)

@@ -32,6 +32,9 @@ class RunStarted:
     batches_per_epoch: int
     run_dir: str
     parameters: int
+    init: str | None = None  # the checkpoint a fine-tune started from (None: a new model)
+    # This session's limit on training time (a resumed run gets it afresh); pauses do not count.
+    time_limit_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,12 @@ class BatchProgress:
     batches: int  # batches in this epoch
     loss: float
     accuracy: float  # whole code right
-    char_accuracy: float  # single characters right
-    images_per_s: float  # over this epoch so far
-    eta_s: float  # for the rest of this epoch
+    char_accuracy: float | None  # single characters right (per-position models; None for CTC)
+    images_per_s: float  # over this epoch so far, pauses excluded
+    eta_s: float  # for the rest of this epoch, at that rate
     batch_size: int
+    # CTC models, whose codes vary in length: edit distance ÷ characters, of the last batch reported.
+    char_error_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,17 @@ class EpochEnd:
     epoch: int
     train_loss: float
     train_accuracy: float
-    train_char_accuracy: float
+    train_char_accuracy: float | None  # per-position models
     val_loss: float
     val_accuracy: float
-    val_char_accuracy: float
+    val_char_accuracy: float | None
     seconds: float
     images_per_s: float
     learning_rate: float
+    # CTC models: character error rate (edit distance ÷ characters); for training, of the batches sampled
+    # at each report, for validation, of the whole split.
+    train_char_error_rate: float | None = None
+    val_char_error_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,42 @@ class NewBest:
 
 @dataclass(frozen=True)
 class Countdown:
-    """Early-stopping state after each epoch: how many more epochs without a new best until it stops."""
+    """After each epoch: the best so far, and which rule will end the run first if no new best comes.
+
+    ``ends_by`` is a :class:`Finished` reason: ``"max_epochs"`` (the epoch budget), ``"time_limit"`` or
+    ``"early_stop"`` (patience); :meth:`summary` says it in words."""
 
     best_accuracy: float
     best_epoch: int
-    epochs_left: int
+    patience_left: int  # epochs without a new best until an early stop
     patience: int
+    budget_left: int  # epochs left in the --epochs budget
+    time_left_s: float | None  # of this session's time limit; None without one
+    ends_by: str
+
+    def summary(self) -> str:
+        """``stops after 3 more epochs without improvement``, ``ends after 2 more epochs (its epoch
+        budget)`` or ``ends in about 4 min (its time limit)``."""
+        if self.ends_by == "max_epochs":
+            left = max(self.budget_left, 0)
+            if left == 0:
+                return "ends now: its epoch budget is done"
+            return f"ends after {left} more epoch{'s' if left != 1 else ''} (its epoch budget)"
+        if self.ends_by == "time_limit":
+            left = max(self.time_left_s or 0.0, 0.0)
+            return f"ends in about {_duration(left)} (its time limit)" if left else "ends now: out of time"
+        left = max(self.patience_left, 0)
+        if left == 0:
+            return "stops now: no improvement for its whole patience"
+        return f"stops after {left} more epoch{'s' if left != 1 else ''} without improvement"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -126,8 +165,9 @@ class Finished:
     test_char_accuracy: float | None
     best_checkpoint: str | None
     last_checkpoint: str | None
-    elapsed_s: float
+    elapsed_s: float  # training time of the whole run (a resumed run's earlier sessions too), pauses excluded
     images_seen: int
+    test_char_error_rate: float | None = None  # CTC models
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 DEFAULT_CHARSET = "23456789abcdefghjkmnpqrstuvwxyz"  # lowercase + digits without the ambiguous 0 1 i l o
 DEFAULT_LENGTH = 4
 DEFAULT_SIZE = (120, 50)  # width, height
-DEFAULT_COUNT = 60_000  # about 30 s on 2 cores; enough for ~10 epochs before memorising (README)
+DEFAULT_COUNT = 60_000  # about 30 s on 2 cores; enough for ~10 epochs before memorising (docs/performance.md)
 CASES = ("lower", "upper", "mixed")  # how letters are drawn; file names carry the case drawn
 
 # A code length: one number, or an inclusive (shortest, longest) range drawn evenly.

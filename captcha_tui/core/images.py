@@ -16,16 +16,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .units import MiB
+
 # Width × height that datasets are packed at: the generator's own size, so nothing is lost to resizing.
 # The reference shrank them to 56×24, where the circles and blur leave much less to read: the same 10 minutes
-# of training reach 94.7% there and 97.1% at full size (README). A preset may resize again (model.py).
+# of training reach 94.7% there and 97.1% at full size (docs/performance.md). A preset may resize again (model.py).
 MODEL_IMAGE_SIZE = (120, 50)
 
 # A captcha is a few thousand pixels. A header declaring more than this is a decompression bomb or not a
 # captcha; refuse it before decoding rather than after allocating gigabytes.
 MAX_PIXELS = 25_000_000
 # Files are read whole (to decode and, in ``prepare``, to spot duplicates); a captcha is a few KiB.
-MAX_FILE_BYTES = 32 * 2**20
+MAX_FILE_BYTES = 32 * MiB
 
 # The formats decoded; anything else is "not an image". (Multi-picture camera JPEGs open as "JPEG" too.)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "TGA")
@@ -108,7 +110,7 @@ def read_bytes(source: str | Path) -> bytes:
         raise ImageError("empty file (0 bytes)")
     if info.st_size > MAX_FILE_BYTES:
         raise ImageError(
-            f"file is {info.st_size / 2**20:.0f} MiB, too big to be a captcha",
+            f"file is {info.st_size / MiB:.0f} MiB, too big to be a captcha",
             "file too big to be a captcha",
         )
     try:
@@ -155,6 +157,17 @@ def decode_rgb(data: bytes) -> Image.Image:
         if "truncated" in text or isinstance(exc, EOFError):
             raise ImageError("truncated or corrupt image data") from None
         raise ImageError(f"cannot decode: {text[:120]}", "cannot decode (corrupt image data)") from None
+
+
+def peek_size(source: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header without decoding it; None when it is not an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source, formats=_formats()) as img:
+                return img.size
+    except Exception:  # noqa: BLE001 - any failure: decoding later says what is wrong with the file
+        return None
 
 
 def read_rgb(source: str | Path) -> Image.Image:

@@ -87,6 +87,19 @@ PRESETS: dict[str, Preset] = {
             recurrent=128,
         ),
         Preset(
+            "crnn-fast",
+            "a narrow ResNet (16→128) that keeps 15 columns of a 120×50 image, a bidirectional GRU and CTC:"
+            " the CPU default for codes of several lengths, reads up to 15 characters (8 if all repeat)",
+            (16, 32, 64, 128),
+            (1, 1, 1, 1),
+            "ctc",
+            stem_stride=2,
+            input_size=(120, 50),
+            decoder="ctc",
+            keep_width_from=3,
+            recurrent=96,
+        ),
+        Preset(
             "crnn-tiny",
             "a very small CTC reader for tests and smoke runs",
             (8, 16, 24, 32),
@@ -100,25 +113,31 @@ PRESETS: dict[str, Preset] = {
     )
 }
 DEFAULT_PRESET = "fast"
-DEFAULT_CTC_PRESET = "crnn"
+DEFAULT_CTC_PRESET = "crnn-fast"
+WIDE_CTC_PRESET = "crnn"  # twice the time steps, for long codes: what `train` picks when they need it
 
 
 def default_preset(spec: CodeSpec) -> str:
-    """The preset ``train`` picks with no ``--preset``: per-position for one length, CTC for several."""
-    return DEFAULT_PRESET if spec.fixed_length else DEFAULT_CTC_PRESET
+    """The preset ``train`` picks with no ``--preset``: per-position for one length, CTC for several:
+    the fast one where its steps hold any code of the longest length (all neighbours repeated, up to 8
+    characters), else the wider one."""
+    if spec.fixed_length:
+        return DEFAULT_PRESET
+    worst = 2 * spec.max_length - 1
+    return DEFAULT_CTC_PRESET if worst <= time_steps(DEFAULT_CTC_PRESET, spec.image_size) else WIDE_CTC_PRESET
 
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with a shortcut, as in ResNet-18."""
 
-    def __init__(self, channels_in: int, channels_out: int, stride: int):
+    def __init__(self, channels_in: int, channels_out: int, stride: int | tuple[int, int]):
         super().__init__()
         self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels_out)
         self.shortcut = nn.Identity()
-        if stride != 1 or channels_in != channels_out:
+        if stride not in (1, (1, 1)) or channels_in != channels_out:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out)
             )
@@ -148,20 +167,16 @@ class CaptchaNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         stages, channels = [], width0
-        strides: list[tuple[int, int]] = [(preset.stem_stride, preset.stem_stride)]  # (height, width)
+        strides = _stage_strides(preset)
         for stage, (width, blocks) in enumerate(zip(preset.widths, preset.blocks, strict=True)):
             for block in range(blocks):
-                stride: int | tuple[int, int] = 1
-                if stage > 0 and block == 0:
-                    keep = preset.keep_width_from is not None and stage >= preset.keep_width_from
-                    stride = (2, 1) if keep else 2
-                    strides.append((2, 1) if keep else (2, 2))
+                stride = strides[stage] if stage > 0 and block == 0 else (1, 1)
                 stages.append(BasicBlock(channels, width, stride))
                 channels = width
         self.stages = nn.Sequential(*stages)
         width, height = preset.input_size or image_size
         cells_high = _downsampled(height, [s[0] for s in strides])
-        self.steps = _downsampled(width, [s[1] for s in strides])  # CTC: time steps per image
+        self.steps = time_steps(preset.name, image_size)  # CTC: time steps (columns) per image
         if preset.decoder == "ctc":
             # Each column's features (all rows) become one step; the GRU lets a step see its neighbours,
             # which CTC needs to place each character once.
@@ -207,6 +222,23 @@ class CaptchaNet(nn.Module):
     def set_channels_last(self, enabled: bool) -> CaptchaNet:
         self.memory_format = torch.channels_last if enabled else torch.contiguous_format
         return self.to(memory_format=self.memory_format)
+
+
+def _stage_strides(preset: Preset) -> list[tuple[int, int]]:
+    """(height, width) stride of the stem, then of each stage's first block."""
+    strides = [(preset.stem_stride, preset.stem_stride)]
+    for stage in range(1, len(preset.widths)):
+        keep = preset.keep_width_from is not None and stage >= preset.keep_width_from
+        strides.append((2, 1) if keep else (2, 2))
+    return strides
+
+
+def time_steps(preset: str, image_size: tuple[int, int]) -> int:
+    """Columns of the last feature map for images of ``image_size``: a CTC preset's time steps, the most
+    characters it can emit per image (fewer when neighbours repeat)."""
+    spec = PRESETS[preset]
+    width = (spec.input_size or image_size)[0]
+    return _downsampled(width, [s[1] for s in _stage_strides(spec)])
 
 
 def ctc_steps_needed(code: str) -> int:

@@ -1,4 +1,4 @@
-"""Read captchas with a trained checkpoint."""
+"""Read captchas with a trained checkpoint, or with an exported ONNX model (``onnx_predictor.py``)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ class PathResult:
 
 
 class Predictor:
+    """Reads captchas with a PyTorch checkpoint. :meth:`load` returns an
+    :class:`~captcha_tui.core.onnx_predictor.OnnxPredictor` for an ONNX file: the same interface, the
+    logits computed by ONNX Runtime, everything else (image reading, read options, decoding) shared."""
+
     def __init__(
         self, model: torch.nn.Module, meta: CheckpointMeta, device: torch.device, path: Path | None = None
     ):
@@ -69,8 +73,13 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """Load a checkpoint; raises :class:`CheckpointError` naming what does not fit."""
+        """Load a checkpoint (.pt) or an exported model (.onnx, told apart by content); raises
+        :class:`CheckpointError` naming what does not fit."""
         path = Path(path)
+        if is_onnx_file(path):
+            from .onnx_predictor import OnnxPredictor
+
+            return OnnxPredictor.load(path, device)
         device = torch.device(device)
         checkpoint = load_checkpoint(path, map_location=device)
         meta = checkpoint.meta
@@ -94,13 +103,18 @@ class Predictor:
         """``images``: (N, H, W, 3) uint8 at the model's image size. ``options`` constrain what may be
         read (charset mask, exact length)."""
         plan = self.plan(options)
-        batch = torch.tensor(images).to(self.device)  # a copy: decoded arrays are read-only
-        logits = self.model(to_model_input(batch))
+        logits = self.logits(images)
         decode = decode_ctc if self.spec.decoder == "ctc" else decode_positional
         return [
             Prediction("".join(self.spec.charset[i] for i in d.indices), d.confidences)
             for d in decode(logits, plan)
         ]
+
+    @torch.inference_mode()
+    def logits(self, images: np.ndarray) -> torch.Tensor:
+        """The model's raw outputs for (N, H, W, 3) uint8 ``images`` (see ``model.py`` for their shape)."""
+        batch = torch.tensor(images).to(self.device)  # a copy: decoded arrays are read-only
+        return self.model(to_model_input(batch))
 
     def to_array(self, image: ImageInput) -> np.ndarray:
         """Any :data:`ImageInput` as the (H, W, 3) uint8 array the model reads; raises ImageError."""
@@ -165,6 +179,22 @@ class Predictor:
         except ValueError:
             return None
         return code
+
+
+def is_onnx_file(path: Path) -> bool:
+    """Whether ``path`` holds (or, by its name, should hold) an ONNX model rather than a checkpoint.
+
+    By content first: a checkpoint is a zip archive (``PK``), an ONNX model a protobuf whose first field
+    is its IR version (byte 0x08). A missing or unreadable file goes by its suffix, so its error message
+    names the right kind of file."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        head = b""
+    if head.startswith(b"PK"):
+        return False
+    return head[:1] == b"\x08" or path.suffix.lower() == ".onnx"
 
 
 def _state_mismatch(model: torch.nn.Module, state: dict) -> str:

@@ -1,8 +1,18 @@
 """The training loop. No UI here: it reports through events (see ``events.py``) and runs in any thread.
 
-Read ``Trainer._train`` top to bottom for the whole story: load data onto the device, build the model,
-maybe resume, then epochs of (train, validate, keep the best, count down to an early stop), then the test
-split scored with the best weights.
+Read ``Trainer._train`` top to bottom for the whole story: set up (the dataset on the device, the model,
+fresh, fine-tuned from ``init`` or resumed), then epochs of (train, validate, keep the best, save, ask the
+stop rules), then the test split scored with the best weights. Every rule that ends a run is decided in
+:meth:`Trainer._stop_reason`.
+
+Time is training time: a pause counts in neither the images/s rate, the ETA, the time limit nor the
+learning-rate schedule's clock. On ``resume``, ``epochs`` stays the run's total epoch budget (so the
+one-cycle schedule carries on where it was; a budget already spent is refused with the number to pass),
+while ``time_limit_s`` counts this session's training only and anneals what is left of the schedule.
+
+A fine-tune (``init``) copies every weight of the checkpoint that fits the dataset's spec, rebuilds the
+output layer where the charset or length differ (keeping the rows of shared characters), and trains at a
+third of the default peak learning rate (unless ``lr`` is set to another value) after a 5% warm-up.
 """
 
 from __future__ import annotations
@@ -15,58 +25,117 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import events as ev
+from .base_model import BASE_MODEL, base_model_path
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
 from .dataset import Dataset, DatasetError, load_dataset
 from .devices import DeviceError, resolve_amp, resolve_device
 from .model import (
     DEFAULT_PRESET,
     PRESETS,
+    CaptchaNet,
     build_model,
     count_parameters,
+    default_preset,
     prefers_channels_last,
+    preset_spec,
     to_model_input,
 )
+from .objectives import CtcObjective, Objective, character_errors, objective_for
+from .spec import PAD, CodeSpec
 
-DEFAULT_DATA_DIR = Path("data/default")
+DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
 DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
 EVAL_BATCH = 1000
+WARMUP = 0.1  # share of the one-cycle schedule spent warming up
+# A fine-tune starts from weights that already read captchas: a third of the default peak is enough to
+# adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
+FINE_TUNE_LR_SHARE = 1 / 3
+FINE_TUNE_WARMUP = 0.05
 
 EventSink = Callable[[ev.TrainerEvent], None]
 # Called before every optimisation step with (epoch, batch, batch_size): a seam for fault-injection tests.
 StepHook = Callable[[int, int, int], None]
+Clock = Callable[[], float]  # seconds, monotonic: time.perf_counter unless a test injects one
 
 
 @dataclass
 class TrainConfig:
-    data: Path = DEFAULT_DATA_DIR
-    out: Path = DEFAULT_RUN_DIR
-    preset: str = DEFAULT_PRESET
-    device: str = "auto"
-    epochs: int = 15  # the one-cycle schedule spans these (or the time limit, if shorter)
-    batch_size: int = 100
-    lr: float = 3e-3
+    # A field with "help" in its metadata is a command-line option of `train` and of the dashboard, built
+    # by cli.py from these declarations (flag: --field-name, or "flag"; a bool that defaults to True is
+    # --no-field-name), so each default and help text is written here and nowhere else.
+    data: Path = field(default=DEFAULT_DATA_DIR, metadata={"help": "dataset folder"})
+    out: Path = field(default=DEFAULT_RUN_DIR, metadata={"help": "run folder for checkpoints"})
+    # None: per-position "fast" for codes of one length, CTC "crnn-fast" for several (or the preset of the
+    # checkpoint resumed or fine-tuned from).
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "model (default: fast for codes of one length, crnn for several)",
+            "choices": tuple(sorted(PRESETS)),
+        },
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
+    # The one-cycle schedule spans these (or the time limit, if shorter).
+    epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
+    batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate"})
     weight_decay: float = 0.05
-    augment: bool = True  # random shifts of a few pixels, on the device
+    # Random shifts of a few pixels, on the device.
+    augment: bool = field(default=True, metadata={"help": "train on the images exactly as generated"})
     # Aim for 90% (not 100%) on the right class: stops the model from growing ever more certain of the
     # training captchas, which it would otherwise start memorising within a few epochs.
-    label_smoothing: float = 0.1
-    schedule: str = "onecycle"  # or "constant" (the reference's plain Adam)
-    patience: int = 20
-    amp: bool | None = None  # mixed precision; None: on where the device has fast bf16/fp16 (devices.py)
-    resume: bool = False
-    seed: int = 0
-    target_accuracy: float | None = None  # stop once validation accuracy reaches this
-    time_limit_s: float | None = None
+    label_smoothing: float = field(
+        default=0.1,
+        metadata={"help": "share of each target spread over the other characters; 0: off", "metavar": "X"},
+    )
+    schedule: str = field(
+        default="onecycle",
+        metadata={
+            "help": "onecycle: warm-up, then cosine decay; constant: one fixed learning rate",
+            "choices": ("onecycle", "constant"),
+        },
+    )
+    patience: int = field(default=5, metadata={"help": "epochs without a new best before stopping early"})
+    # None: on where the device has fast bf16/fp16 (devices.py).
+    amp: bool | None = field(
+        default=None,
+        metadata={
+            "help": "mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)"
+        },
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the run folder's last checkpoint"})
+    seed: int = field(
+        default=0, metadata={"help": "random seed of the initial weights, the batch order and the shifts"}
+    )
+    target_accuracy: float | None = field(
+        default=None,
+        metadata={"help": "stop once validation accuracy reaches this (0-1)", "flag": "--target"},
+    )
+    time_limit_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "stop after this many seconds; the learning-rate schedule then ends on time",
+            "flag": "--time-limit",
+        },
+    )
     report_interval_s: float = 0.1  # at most ~10 progress events a second
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for PyTorch"})
+    init: Path | None = field(
+        default=None,
+        metadata={
+            "help": "start from this checkpoint's weights (fine-tune; 'base': the base model shipped with "
+            "captcha-tui); a fine-tune peaks at a third of the default learning rate unless --lr changes it",
+            "metavar": "CHECKPOINT",
+        },
+    )
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, with what to do instead."""
@@ -78,7 +147,7 @@ class TrainConfig:
             raise ValueError(f"patience must be at least 1 (got {self.patience})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number (got {self.lr})")
-        if self.preset not in PRESETS:
+        if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         if self.schedule not in ("onecycle", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; use onecycle or constant")
@@ -86,12 +155,15 @@ class TrainConfig:
             raise ValueError(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError("target accuracy must be in (0, 1]")
+        if self.init is not None and self.resume:
+            raise ValueError(
+                "--init and --resume do not go together: --resume carries on from the run folder's own "
+                "last.pt; to fine-tune, train with --init into a new --out"
+            )
 
 
-class TrainingStopped(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+def _default(name: str):
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 class TrainingError(RuntimeError):
@@ -109,33 +181,218 @@ class _State:
     best_epoch: int = 0
     batch_size: int = 100
     images_seen: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
+    schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
     history: list[dict] = field(default_factory=list)
 
 
-def lr_factor(progress: float, schedule: str) -> float:
+@dataclass
+class _Loop:
+    """What the loop works with, passed around as one: the data on the device and the model it trains."""
+
+    data: Dataset
+    model: CaptchaNet
+    optimizer: torch.optim.Optimizer
+    autocast: torch.autocast | None
+    scaler: torch.amp.GradScaler | None
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    spec: CodeSpec | None = None  # what the model reads: the dataset's codes, with the preset's decoder
+    objective: Objective | None = None
+    preset: str = DEFAULT_PRESET
+    init: str | None = None  # the checkpoint this run was fine-tuned from
+    peak_lr: float = 0.0
+    warmup: float = WARMUP
+    schedule_start: float = 0.0  # where the schedule was when this session began (0: a new run)
+    best_weights: dict | None = None
+    last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (decoded, targets), for the CER sample
+
+
+class _Tally:
+    """Loss × images, whole codes right and characters right: summed on the device, read back only when
+    reported, so a GPU is not synced on every batch."""
+
+    def __init__(self, device: torch.device, ctc: bool = False):
+        self.sums = torch.zeros(3, device=device)
+        self.images = 0
+        self.ctc = ctc
+        self.errors = self.characters = 0  # CTC: edit distances of the batches sampled at reports
+
+    def add(self, stats: torch.Tensor, images: int) -> None:
+        self.sums += stats
+        self.images += images
+
+    def add_errors(self, errors: int, characters: int) -> None:
+        self.errors += errors
+        self.characters += characters
+
+    def means(self, length: int) -> Scores:
+        """Loss, whole-code accuracy, and character accuracy (per-position models) or the character
+        error rate of the sampled batches (CTC); one device sync."""
+        loss, right, chars = self.sums.tolist()
+        images = max(self.images, 1)
+        if self.ctc:
+            cer = self.errors / self.characters if self.characters else None
+            return Scores(loss / images, right / images, None, cer)
+        return Scores(loss / images, right / images, chars / (images * length), None)
+
+    def clear(self) -> None:
+        self.sums.zero_()
+        self.images = 0
+        self.errors = self.characters = 0
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A split's (or a stretch of batches') loss and accuracies. Per-position models report character
+    accuracy; CTC models, whose codes vary in length, the character error rate (edit distance ÷ characters)."""
+
+    loss: float
+    accuracy: float
+    char_accuracy: float | None
+    char_error_rate: float | None
+
+    @property
+    def char_score(self) -> float:
+        """Higher is better, for breaking ties between equal whole-code accuracies."""
+        if self.char_accuracy is not None:
+            return self.char_accuracy
+        return 1.0 - (self.char_error_rate or 0.0)
+
+
+def lr_factor(progress: float, schedule: str, warmup: float = WARMUP) -> float:
     """One-cycle: a short linear warm-up, then cosine decay to 1% (progress 0..1 over all epochs)."""
     if schedule == "constant":
         return 1.0
-    warmup = 0.1
     if progress < warmup:
         return 0.05 + 0.95 * progress / warmup
     done = min(1.0, (progress - warmup) / (1 - warmup))
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done))
 
 
-def schedule_progress(epochs_done: float, elapsed_s: float, time_limit_s: float | None) -> float:
+def schedule_progress(
+    epochs_done: float, elapsed_s: float, time_limit_s: float | None, start: float = 0.0
+) -> float:
     """How far through the learning-rate schedule a step is (0..1): by epochs, or by the clock when a
     time limit would end the run first, so that it ends on a low learning rate instead of being cut off
-    mid-schedule. ``epochs_done`` is the fraction of the epoch budget done."""
-    if not time_limit_s:
-        return epochs_done
-    return max(epochs_done, elapsed_s / time_limit_s)
+    mid-schedule. ``epochs_done`` is the fraction of the epoch budget done, ``elapsed_s`` this session's
+    training time and ``start`` where a resumed run's schedule was when the session began: the session's
+    time limit covers the rest of the schedule, which never runs backwards."""
+    by_clock = start + (1 - start) * elapsed_s / time_limit_s if time_limit_s else 0.0
+    return max(epochs_done, start, by_clock)
+
+
+def first_limit(budget_left: int, patience_left: int, time_left_s: float | None, epoch_s: float) -> str:
+    """Which rule ends the run first if no new best comes: ``"max_epochs"``, ``"time_limit"`` or
+    ``"early_stop"`` (the names of :class:`~.events.Finished` reasons). A tie goes to the rule that is
+    certain: the epoch budget, then the clock, then patience."""
+    candidates = [(float(budget_left), 0, "max_epochs"), (float(patience_left), 2, "early_stop")]
+    if time_left_s is not None:
+        candidates.append((time_left_s / max(epoch_s, 1e-9), 1, "time_limit"))
+    return min(candidates)[2]
+
+
+def resolve_init(value: str | Path) -> Path:
+    """The checkpoint ``init`` names: a path, or ``"base"`` for the base model shipped in the package
+    (a file of that name is ``./base``). Raises :class:`TrainingError` when the base model is asked for
+    and this install has none."""
+    if str(value) != BASE_MODEL:
+        return Path(value)
+    shipped = base_model_path()
+    if shipped is None:
+        raise TrainingError(
+            "this install of captcha-tui has no base model (captcha_tui/assets/base.pt): give --init a "
+            f"checkpoint file (such as {DEFAULT_RUN_DIR / BEST})"
+        )
+    return shipped
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What :func:`transfer_weights` carried over."""
+
+    copied: int  # layers whose every tensor was copied
+    layers: int
+    output_rebuilt: bool  # the output layer did not fit and starts afresh (but for shared rows)
+    shared_characters: int  # characters whose output rows were copied into a rebuilt output layer
+
+
+def transfer_weights(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], source: CodeSpec, target: CodeSpec
+) -> Transfer:
+    """Copy ``weights`` (a checkpoint's, read with ``source``) into ``model`` (built for ``target``): every
+    tensor whose name and shape match, except the output layer when the two read different codes. That
+    one is rebuilt; for per-position models with the same input, the rows of the characters both charsets
+    share are copied by character (and position), so they need not be learnt again."""
+    own = model.state_dict()  # the model's own tensors: copying into them changes the model
+    output = _output_layer(own)
+    same_codes = (source.charset, source.max_length, source.decoder) == (
+        target.charset,
+        target.max_length,
+        target.decoder,
+    )
+    copied: set[str] = set()
+    with torch.no_grad():
+        for name, tensor in own.items():
+            theirs = weights.get(name)
+            if theirs is None or theirs.shape != tensor.shape:
+                continue
+            if name.rpartition(".")[0] == output and not same_codes:
+                continue
+            tensor.copy_(theirs)
+            copied.add(name)
+        shared = 0
+        if output and not same_codes and source.decoder == target.decoder == "positional":
+            shared = _copy_shared_rows(own, weights, output, source, target)
+    layers: dict[str, bool] = {}
+    for name in own:
+        module = name.rpartition(".")[0]
+        layers[module] = layers.get(module, True) and name in copied
+    return Transfer(
+        copied=sum(layers.values()),
+        layers=len(layers),
+        output_rebuilt=bool(output) and not layers.get(output, False),
+        shared_characters=shared,
+    )
+
+
+def _output_layer(weights: dict[str, torch.Tensor]) -> str:
+    """The name of the model's last linear layer (``head.2``), as checkpoint.py finds it; '' if none."""
+    names = [
+        k for k, v in weights.items() if k.startswith("head.") and k.endswith(".weight") and v.dim() == 2
+    ]
+    return names[-1].rpartition(".")[0] if names else ""
+
+
+def _copy_shared_rows(own, weights, output: str, source: CodeSpec, target: CodeSpec) -> int:
+    """Per-position output rows are ``position × classes + character``: copy those of shared characters."""
+    weight, bias = own[f"{output}.weight"], own.get(f"{output}.bias")
+    theirs, their_bias = weights.get(f"{output}.weight"), weights.get(f"{output}.bias")
+    if theirs is None or theirs.dim() != 2 or theirs.shape[1] != weight.shape[1]:
+        return 0  # another input size: no row fits
+    chars = [(j, source.charset.index(c)) for j, c in enumerate(target.charset) if c in source.charset]
+    rows, their_rows = [], []
+    for position in range(min(source.max_length, target.max_length)):
+        rows += [position * target.classes + j for j, _ in chars]
+        their_rows += [position * source.classes + i for _, i in chars]
+    if not rows:
+        return 0
+    rows_t, their_t = torch.tensor(rows), torch.tensor(their_rows)
+    weight[rows_t.to(weight.device)] = theirs[their_t.to(theirs.device)].to(weight)
+    if bias is not None and their_bias is not None:
+        bias[rows_t.to(bias.device)] = their_bias[their_t.to(their_bias.device)].to(bias)
+    return len(chars)
 
 
 class Trainer:
     def __init__(
-        self, config: TrainConfig, on_event: EventSink | None = None, step_hook: StepHook | None = None
+        self,
+        config: TrainConfig,
+        on_event: EventSink | None = None,
+        step_hook: StepHook | None = None,
+        clock: Clock = time.perf_counter,
     ):
         self.config = config
         self._sink = on_event or (lambda event: None)
@@ -145,11 +402,18 @@ class Trainer:
         self._running.set()
         self.run_dir = Path(config.out)
         self.device: torch.device | None = None
-        self._clock_zero = time.perf_counter()
+        self._clock = clock
+        self._session_zero = clock()
+        self._paused_s = 0.0  # of this session, spent blocked in a pause
+        self._before_s = 0.0  # training time of a resumed run's earlier sessions
+
+    def _session_s(self) -> float:
+        """Training seconds of this session: pauses excluded."""
+        return self._clock() - self._session_zero - self._paused_s
 
     def _elapsed(self) -> float:
-        """Seconds of this run so far, a resumed run's earlier sessions included."""
-        return time.perf_counter() - self._clock_zero
+        """Training seconds of the whole run: a resumed run's earlier sessions and this one."""
+        return self._before_s + self._session_s()
 
     # ---- control, from any thread -------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -182,247 +446,242 @@ class Trainer:
             return self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
     def _train(self) -> ev.Finished:
-        cfg = self.config
-        device = self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-        torch.manual_seed(cfg.seed)
-        data = load_dataset(cfg.data)
-
-        # The whole dataset lives on the device as uint8 (NHWC); each batch is converted there.
-        train_x, train_y = _to_device(data, "train", device)
-        val_x, val_y = _to_device(data, "val", device)
-        model = build_model(cfg.preset, data.spec).to(device)
-        model.set_channels_last(prefers_channels_last(cfg.preset, device))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        autocast, scaler = mixed_precision(cfg.amp, device)
-
-        state = _State(batch_size=cfg.batch_size)
-        best_weights: dict | None = None
-        if cfg.resume:
-            state, best_weights = self._resume(model, optimizer, data, device)
+        loop, state, notices = self._setup()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=2) + "\n")
+        (self.run_dir / "config.json").write_text(json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n")
+        self._emit(self._run_started(loop, state))
+        for notice in notices:
+            self._emit(notice)
 
-        n_train = len(train_x)
-        self._emit(
-            ev.RunStarted(
-                dataset=str(cfg.data),
-                train_count=n_train,
-                val_count=len(val_x),
-                test_count=data.count("test"),
-                spec=data.spec,
-                preset=cfg.preset,
-                device=str(device),
-                batch_size=state.batch_size,
-                learning_rate=cfg.lr,
-                amp=autocast is not None,
-                patience=cfg.patience,
-                max_epochs=cfg.epochs,
-                start_epoch=state.epoch + 1,
-                batches_per_epoch=math.ceil(n_train / state.batch_size),
-                run_dir=str(self.run_dir),
-                parameters=count_parameters(model),
+        self._session_zero, self._paused_s, self._before_s = self._clock(), 0.0, state.elapsed_s
+        reason = None
+        while reason is None:
+            epoch, started = state.epoch + 1, self._elapsed()
+            trained, reason = self._train_epoch(loop, state, epoch)
+            if reason is not None:
+                break  # stopped, or out of time, inside the epoch
+            train = trained.means(loop.train_y.shape[1])
+            val = self._validate(loop) if len(loop.val_x) else train
+            state.epoch, state.position = epoch, 0
+            seconds = self._elapsed() - started
+            end = ev.EpochEnd(
+                epoch,
+                train_loss=train.loss,
+                train_accuracy=train.accuracy,
+                train_char_accuracy=train.char_accuracy,
+                val_loss=val.loss,
+                val_accuracy=val.accuracy,
+                val_char_accuracy=val.char_accuracy,
+                seconds=seconds,
+                images_per_s=trained.images / seconds if seconds else 0.0,
+                learning_rate=loop.optimizer.param_groups[0]["lr"],
+                train_char_error_rate=train.char_error_rate,
+                val_char_error_rate=val.char_error_rate,
             )
-        )
-        if len(val_x) == 0:
-            self._emit(
-                ev.Notice("no validation images: the best model is chosen by training accuracy", "warning")
-            )
+            state.history.append(asdict(end))
+            self._emit(end)
+            self._consider_best(loop, state, val, epoch)
+            self._save_last(loop, state)
+            self._emit(self._countdown(state, seconds))
+            reason = self._stop_reason(state, end)
+        return self._end(reason, loop, state)
 
-        reason = "max_epochs"
-        # Elapsed time carries over a resume, so a time limit covers the whole run.
-        self._clock_zero = time.perf_counter() - state.elapsed_s
-        try:
-            for epoch in range(state.epoch + 1, cfg.epochs + 1):
-                epoch_started = time.perf_counter()
-                train_loss, train_acc, train_char = self._train_epoch(
-                    epoch, model, optimizer, autocast, scaler, train_x, train_y, state
-                )
-                model.eval()
-                if len(val_x):
-                    val_loss, val_acc, val_char = evaluate(model, val_x, val_y, autocast)
-                else:
-                    val_loss, val_acc, val_char = train_loss, train_acc, train_char
-                model.train()
-                seconds = time.perf_counter() - epoch_started
-                state.epoch, state.position = epoch, 0
-                state.elapsed_s = self._elapsed()
-                end = ev.EpochEnd(
-                    epoch=epoch,
-                    train_loss=train_loss,
-                    train_accuracy=train_acc,
-                    train_char_accuracy=train_char,
-                    val_loss=val_loss,
-                    val_accuracy=val_acc,
-                    val_char_accuracy=val_char,
-                    seconds=seconds,
-                    images_per_s=n_train / seconds if seconds else 0.0,
-                    learning_rate=optimizer.param_groups[0]["lr"],
-                )
-                state.history.append(asdict(end))
-                self._emit(end)
-
-                if (val_acc, val_char) > (state.best_val, state.best_char):
-                    previous = state.best_val if state.best_val >= 0 else None
-                    state.best_val, state.best_char, state.best_epoch = val_acc, val_char, epoch
-                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    self._emit(ev.NewBest(epoch, val_acc, previous))
-                    self._save(BEST, model, data, state, optimizer=None)
-                self._save(LAST, model, data, state, optimizer)
-                self._write_history(state.history)
-
-                waited = epoch - state.best_epoch
-                self._emit(
-                    ev.Countdown(state.best_val, state.best_epoch, cfg.patience - waited, cfg.patience)
-                )
-                if cfg.target_accuracy is not None and val_acc >= cfg.target_accuracy:
-                    reason = "target_reached"
-                    self._emit(
-                        ev.Notice(
-                            f"validation accuracy {val_acc:.3f} reached the target {cfg.target_accuracy:.3f}"
-                        )
-                    )
-                    break
-                if waited >= cfg.patience:
-                    reason = "early_stop"
-                    self._emit(
-                        ev.Notice(
-                            f"early stop: no new best for {cfg.patience} epochs "
-                            f"(best {state.best_val:.3f} at epoch {state.best_epoch})"
-                        )
-                    )
-                    break
-                if cfg.time_limit_s is not None and state.elapsed_s >= cfg.time_limit_s:
-                    raise TrainingStopped("time_limit")
-        except TrainingStopped as stop:
-            reason = stop.reason
-            state.elapsed_s = self._elapsed()
-            if reason == "stopped":
-                # An interrupt: keep everything needed to carry on with --resume, and skip the test pass.
-                self._save(LAST, model, data, state, optimizer)
-                self._write_history(state.history)
-                self._emit(ev.Notice(f"stopped in epoch {state.epoch + 1}; continue with --resume"))
-                return self._finish(reason, state, None, None)
-            if state.position and len(val_x):
-                # Out of time inside an epoch: the weights trained so far may still be the best ones.
-                model.eval()
-                _, val_acc, val_char = evaluate(model, val_x, val_y, autocast)
-                if (val_acc, val_char) > (state.best_val, state.best_char):
-                    state.best_val, state.best_char, state.best_epoch = val_acc, val_char, state.epoch + 1
-                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    self._emit(
-                        ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet")
-                    )
-                    self._save(BEST, model, data, state, optimizer=None)
-
-        # The test split is scored once, with the best weights, never used to choose anything.
-        test_acc = test_char = None
-        if best_weights is not None and data.count("test"):
-            model.load_state_dict(best_weights)
-            model.eval()
-            test_x, test_y = _to_device(data, "test", device)
-            _, test_acc, test_char = evaluate(model, test_x, test_y, autocast)
-        return self._finish(reason, state, test_acc, test_char)
-
-    def _train_epoch(self, epoch, model, optimizer, autocast, scaler, train_x, train_y, state):
-        """One pass over the training split; returns (loss, accuracy, char accuracy) over it."""
+    def _stop_reason(self, state: _State, epoch_end: ev.EpochEnd | None = None) -> str | None:
+        """Why the run ends here (a :class:`~.events.Finished` reason), or None to carry on: every stop
+        rule, in one place. Asked before each batch (a stop request, the time limit) and after each epoch
+        (``epoch_end``: the run's natural ends first, so a stop pressed while the last epoch is validated
+        still scores the test split; the certain ends before patience, in the order :func:`first_limit`
+        breaks ties)."""
         cfg = self.config
-        n = len(train_x)
+        if epoch_end is not None:
+            if cfg.target_accuracy is not None and epoch_end.val_accuracy >= cfg.target_accuracy:
+                return "target_reached"
+            if state.epoch >= cfg.epochs:
+                return "max_epochs"
+            if state.epoch - state.best_epoch >= cfg.patience:
+                return "early_stop"
+        if self._stop.is_set():
+            return "stopped"
+        if cfg.time_limit_s is not None and self._session_s() >= cfg.time_limit_s:
+            return "time_limit"
+        return None
+
+    def _train_epoch(self, loop: _Loop, state: _State, epoch: int) -> tuple[_Tally, str | None]:
+        """One pass over the training split from ``state.position`` on. Returns its sums, and None or the
+        reason it ended inside the epoch."""
+        cfg = self.config
+        images, labels = loop.train_x, loop.train_y
+        n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        order = order.to(train_x.device)
-        zero = torch.zeros((), device=train_x.device)
-        # Running sums stay on the device; they are read back only when a report is due.
-        totals = [zero.clone() for _ in range(3)]  # loss*n, whole-code right, characters right
-        window = [zero.clone() for _ in range(3)]
-        seen = window_seen = 0
-        position = state.position
-        epoch_started = last_report = time.perf_counter()
-        batch = position // state.batch_size
-        model.train()
-        while position < n:
-            self._wait_if_paused_or_stop()
+        order = order.to(images.device)
+        ctc = loop.spec.decoder == "ctc"
+        epoch_sums, window = _Tally(images.device, ctc), _Tally(images.device, ctc)  # window: since a report
+        started, last_report = self._elapsed(), time.perf_counter()
+        batch = state.position // state.batch_size
+        loop.model.train()
+        while state.position < n:
+            self._wait_while_paused()
+            reason = self._stop_reason(state)
+            if reason is not None:
+                return epoch_sums, reason
             size = state.batch_size
-            index = order[position : position + size]
-            if len(index) < 2 and position > 0:
+            index = order[state.position : state.position + size]
+            if len(index) < 2 and state.position > 0:
                 break  # a lone leftover image: BatchNorm cannot train on a batch of one
             batch += 1
-            progress = schedule_progress(
-                (epoch - 1 + position / n) / cfg.epochs,
-                self._elapsed(),
-                cfg.time_limit_s,
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(progress, cfg.schedule)
+            self._set_learning_rate(loop, state, (epoch - 1 + state.position / n) / cfg.epochs)
             try:
                 if self._step_hook:
                     self._step_hook(epoch, batch, size)
-                images, targets = train_x[index], train_y[index]
-                if cfg.augment:
-                    images = random_shift(images)
-                logits, loss = train_step(
-                    model,
-                    optimizer,
-                    to_model_input(images),
-                    targets,
-                    autocast,
-                    scaler,
-                    label_smoothing=cfg.label_smoothing,
-                )
+                stats = self._step(loop, images[index], labels[index])
             except torch.OutOfMemoryError:
-                images = targets = logits = loss = None
-                state.batch_size = self._handle_oom(optimizer, epoch, batch, size)
+                stats = None
+            if stats is None:  # out of memory; outside the except block the failed step's tensors are freed
+                state.batch_size = self._handle_oom(loop.optimizer, epoch, batch, size)
                 batch -= 1
                 continue  # the same images again, with the smaller mini-batch
-            with torch.no_grad():
-                hits = logits.argmax(-1) == targets
-                stats = (loss.detach() * len(index), hits.all(1).sum(), hits.sum())
-                for total, part, value in zip(totals, window, stats, strict=True):
-                    total += value
-                    part += value
-            position += len(index)
-            seen += len(index)
-            window_seen += len(index)
-            state.position = position
+            epoch_sums.add(stats, len(index))
+            window.add(stats, len(index))
+            state.position += len(index)
             state.images_seen += len(index)
 
-            now = time.perf_counter()
-            if now - last_report >= cfg.report_interval_s or position >= n - 1:
-                loss_sum, right, chars = torch.stack(window).tolist()  # the one sync per report
-                now = time.perf_counter()
-                rate = seen / max(now - epoch_started, 1e-9)
-                batches = batch + math.ceil((n - position) / size) if position < n else batch
+            if time.perf_counter() - last_report >= cfg.report_interval_s or state.position >= n - 1:
+                if ctc:  # the last batch's edit distances, read back with the report's sums
+                    errors = character_errors(*loop.last_batch)
+                    window.add_errors(*errors)
+                    epoch_sums.add_errors(*errors)
+                scores = window.means(length)  # the one sync per report
+                rate = epoch_sums.images / max(self._elapsed() - started, 1e-9)
+                left = n - state.position
                 self._emit(
                     ev.BatchProgress(
                         epoch=epoch,
                         batch=batch,
-                        batches=batches,
-                        loss=loss_sum / window_seen,
-                        accuracy=right / window_seen,
-                        char_accuracy=chars / (window_seen * train_y.shape[1]),
+                        batches=batch + math.ceil(left / size),
+                        loss=scores.loss,
+                        accuracy=scores.accuracy,
+                        char_accuracy=scores.char_accuracy,
+                        char_error_rate=scores.char_error_rate,
                         images_per_s=rate,
-                        eta_s=(n - position) / rate if rate else 0.0,
+                        eta_s=left / rate if rate else 0.0,
                         batch_size=size,
                     )
                 )
-                for part in window:
-                    part.zero_()
-                window_seen, last_report = 0, now
-        loss_sum, right, chars = torch.stack(totals).tolist()
-        seen = max(seen, 1)
-        return loss_sum / seen, right / seen, chars / (seen * train_y.shape[1])
+                window.clear()
+                last_report = time.perf_counter()  # wall time: it paces the events, not the accounts
+        return epoch_sums, None
 
-    def _wait_if_paused_or_stop(self) -> None:
-        if not self._running.is_set():
-            while not self._running.wait(0.1):
-                pass
-        if self._stop.is_set():
-            raise TrainingStopped("stopped")
-        limit = self.config.time_limit_s
-        if limit is not None and self._elapsed() >= limit:
-            raise TrainingStopped("time_limit")
+    def _step(self, loop: _Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on a mini-batch. Returns its (loss × images, whole codes right,
+        characters right: per-position models only), left on the device."""
+        if self.config.augment:
+            images = random_shift(images)
+        logits, loss = train_step(
+            loop.model,
+            loop.optimizer,
+            to_model_input(images),
+            labels,
+            loop.autocast,
+            loop.scaler,
+            loop.objective,
+        )
+        with torch.no_grad():
+            decoded = loop.objective.decode(logits.detach())
+            hits = loop.objective.hits(decoded, labels)
+            loop.last_batch = (decoded, labels)
+            chars = (
+                (decoded[:, : labels.shape[1]] == labels).sum()
+                if loop.spec.decoder != "ctc"
+                else hits.sum() * 0
+            )
+            return torch.stack((loss.detach().float() * len(labels), hits.sum().float(), chars.float()))
+
+    def _set_learning_rate(self, loop: _Loop, state: _State, epochs_done: float) -> None:
+        cfg = self.config
+        progress = schedule_progress(epochs_done, self._session_s(), cfg.time_limit_s, loop.schedule_start)
+        state.schedule_at = progress
+        for group in loop.optimizer.param_groups:
+            group["lr"] = loop.peak_lr * lr_factor(progress, cfg.schedule, loop.warmup)
+
+    def _wait_while_paused(self) -> None:
+        """Block while paused; the time spent here is not training time."""
+        if self._running.is_set():
+            return
+        blocked = self._clock()
+        while not self._running.wait(0.1):
+            pass
+        self._paused_s += self._clock() - blocked
+
+    def _validate(self, loop: _Loop) -> Scores:
+        loop.model.eval()
+        scores = evaluate(loop.model, loop.val_x, loop.val_y, loop.autocast, loop.objective)
+        loop.model.train()
+        return scores
+
+    def _consider_best(self, loop: _Loop, state: _State, val: Scores, epoch: int) -> bool:
+        """Keep these weights, and save them as best.pt, if they beat the best so far (whole codes first,
+        single characters break ties). Returns whether they did."""
+        val_acc = val.accuracy
+        if (val_acc, val.char_score) <= (state.best_val, state.best_char):
+            return False
+        previous = state.best_val if state.best_val >= 0 else None
+        state.best_val, state.best_char, state.best_epoch = val_acc, val.char_score, epoch
+        loop.best_weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
+        self._emit(ev.NewBest(epoch, val_acc, previous))
+        self._save(BEST, loop, state, with_optimizer=False)
+        return True
+
+    def _countdown(self, state: _State, epoch_s: float) -> ev.Countdown:
+        cfg = self.config
+        patience_left = cfg.patience - (state.epoch - state.best_epoch)
+        budget_left = cfg.epochs - state.epoch
+        time_left = None if cfg.time_limit_s is None else max(0.0, cfg.time_limit_s - self._session_s())
+        return ev.Countdown(
+            best_accuracy=state.best_val,
+            best_epoch=state.best_epoch,
+            patience_left=patience_left,
+            patience=cfg.patience,
+            budget_left=budget_left,
+            time_left_s=time_left,
+            ends_by=first_limit(budget_left, patience_left, time_left, epoch_s),
+        )
+
+    def _end(self, reason: str, loop: _Loop, state: _State) -> ev.Finished:
+        """Say why the run ended, keep what an unfinished epoch trained, and score the test split once,
+        with the best weights (it is never used to choose anything)."""
+        cfg = self.config
+        if state.position:  # ended inside an epoch: last.pt keeps its progress for --resume
+            self._save_last(loop, state)
+        if reason == "stopped":
+            self._emit(ev.Notice(f"stopped in epoch {state.epoch + 1}; continue with --resume"))
+            return self._finish(reason, state, None)
+        if reason == "target_reached":
+            accuracy = state.history[-1]["val_accuracy"]
+            self._emit(
+                ev.Notice(f"validation accuracy {accuracy:.3f} reached the target {cfg.target_accuracy:.3f}")
+            )
+        elif reason == "early_stop":
+            self._emit(
+                ev.Notice(
+                    f"early stop: no new best for {cfg.patience} epochs "
+                    f"(best {state.best_val:.3f} at epoch {state.best_epoch})"
+                )
+            )
+        elif (
+            # Out of time inside an epoch: the weights trained so far may still be the best ones.
+            reason == "time_limit"
+            and state.position
+            and len(loop.val_x)
+            and self._consider_best(loop, state, self._validate(loop), state.epoch + 1)
+        ):
+            self._emit(ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet"))
+        test = None
+        if loop.best_weights is not None and loop.data.count("test"):
+            loop.model.load_state_dict(loop.best_weights)
+            loop.model.eval()
+            test_x, test_y = _to_device(loop.data, "test", self.device)
+            test = evaluate(loop.model, test_x, test_y, loop.autocast, loop.objective)
+        return self._finish(reason, state, test)
 
     def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
         """Free what the failed step held and return the halved mini-batch (or give up below 1)."""
@@ -441,62 +700,218 @@ class Trainer:
         )
         return smaller
 
-    # ---- resume, checkpoints, history -------------------------------------------------------------------
-    def _resume(self, model, optimizer, data: Dataset, device) -> tuple[_State, dict | None]:
+    # ---- setting up: a new run, a fine-tune, a resumed run ------------------------------------------------
+    def _setup(self) -> tuple[_Loop, _State, list[ev.Notice]]:
+        """The device, the dataset on it, the model (fresh, fine-tuned or resumed) and its optimiser, the
+        state to start from, and the notices to give once the run has started."""
+        cfg = self.config
+        device = self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+        torch.manual_seed(cfg.seed)
+        data = load_dataset(cfg.data)
+        # The whole dataset lives on the device as uint8 (NHWC); each batch is converted there.
+        train_x, train_y = _to_device(data, "train", device)
+        val_x, val_y = _to_device(data, "val", device)
+        preset = self._choose_preset(data.spec)
+        spec = self._model_spec(preset, data)
+        model = build_model(preset, spec).to(device)
+        self._check_steps(preset, model, data)
+        model.set_channels_last(prefers_channels_last(preset, device))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        autocast, scaler = mixed_precision(cfg.amp, device)
+        loop = _Loop(data, model, optimizer, autocast, scaler, train_x, train_y, val_x, val_y)
+        loop.spec, loop.preset = spec, preset
+        loop.objective = objective_for(spec, cfg.label_smoothing)
+
+        state, notices = _State(batch_size=cfg.batch_size), []
+        if cfg.init is not None:
+            notices.append(self._fine_tune(loop))
+        if cfg.resume:
+            state, notice = self._resume(loop)
+            notices.append(notice)
+        # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
+        fine_tune = loop.init is not None
+        loop.peak_lr = cfg.lr * FINE_TUNE_LR_SHARE if fine_tune and cfg.lr == _default("lr") else cfg.lr
+        loop.warmup = FINE_TUNE_WARMUP if fine_tune else WARMUP
+        loop.schedule_start = state.schedule_at
+        if cfg.time_limit_s is not None and state.elapsed_s > 0:
+            notices.append(
+                ev.Notice(
+                    f"time limit {cfg.time_limit_s:g} s: it counts this session's training only (the run "
+                    f"trained {state.elapsed_s:.0f} s before it); pauses do not count"
+                )
+            )
+        if len(val_x) == 0:
+            notices.append(
+                ev.Notice("no validation images: the best model is chosen by training accuracy", "warning")
+            )
+        return loop, state, notices
+
+    def _choose_preset(self, spec: CodeSpec) -> str:
+        """``--preset``, else the preset of the checkpoint resumed or fine-tuned from, else the default for
+        these codes (per-position for one length, CTC for several)."""
+        cfg = self.config
+        if cfg.preset is not None:
+            return cfg.preset
+        source = self.run_dir / LAST if cfg.resume else (resolve_init(cfg.init) if cfg.init else None)
+        if source is not None and source.exists():
+            try:
+                return load_checkpoint(source, map_location="cpu").meta.preset
+            except CheckpointError:
+                pass  # resume / fine-tune says what is wrong with it
+        return default_preset(spec)
+
+    def _model_spec(self, preset: str, data: Dataset) -> CodeSpec:
+        """The dataset's codes with the preset's decoder; a per-position preset reads one length only."""
+        if PRESETS[preset].decoder == "positional" and not data.spec.fixed_length:
+            ctc = ", ".join(name for name, p in PRESETS.items() if p.decoder == "ctc")
+            raise TrainingError(
+                f"{data.path} holds codes of {data.spec.lengths} characters, but preset {preset!r} reads one "
+                f"fixed length: use a CTC preset ({ctc}), or leave --preset out"
+            )
+        return preset_spec(preset, data.spec)
+
+    @staticmethod
+    def _check_steps(preset: str, model: CaptchaNet, data: Dataset) -> None:
+        """A CTC model emits one symbol per time step, with a blank between repeated neighbours: refuse
+        codes that cannot fit, naming the limit, instead of training on an infinite loss."""
+        if model.decoder != "ctc":
+            return
+        labels = np.concatenate([data.labels[s] for s in ("train", "val", "test")])
+        needed = (labels != PAD).sum(1) + ((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] != PAD)).sum(1)
+        if len(needed) and int(needed.max()) > model.steps:
+            worst = int(needed.max())
+            raise TrainingError(
+                f"some codes need {worst} time steps (their length plus a blank between repeated "
+                f"characters), but preset {preset!r} has {model.steps} per image: keep shorter codes "
+                f"(prepare --length), or a preset with more steps (--preset crnn has 30)"
+            )
+
+    def _fine_tune(self, loop: _Loop) -> ev.Notice:
+        """Start from ``init``'s weights: all that fit, the output layer rebuilt where the codes differ."""
+        cfg = self.config
+        path = resolve_init(cfg.init)
+        try:
+            source = load_checkpoint(path, map_location=self.device)
+        except CheckpointError as exc:
+            raise TrainingError(f"cannot fine-tune: {exc}") from None
+        if source.meta.preset != loop.preset:
+            raise TrainingError(
+                f"cannot fine-tune from {path}: it holds a {source.meta.preset!r} model and this run's "
+                f"preset is {loop.preset!r}; pass --preset {source.meta.preset}"
+            )
+        spec = loop.spec
+        done = transfer_weights(loop.model, source.model, source.meta.spec, spec)
+        loop.init = str(path)
+        copied = f"{done.copied} of {done.layers} layers copied"
+        if not done.output_rebuilt:
+            return ev.Notice(f"fine-tuning from {path}: {copied}")
+        differences = "; ".join(source.meta.spec.differences(spec)) or "another input size"
+        shared = (
+            f" (the rows of the {done.shared_characters} characters both charsets share copied)"
+            if done.shared_characters
+            else ""
+        )
+        return ev.Notice(f"fine-tuning from {path}: output layer rebuilt for {differences}{shared}; {copied}")
+
+    def _resume(self, loop: _Loop) -> tuple[_State, ev.Notice]:
+        cfg = self.config
         path = self.run_dir / LAST
         if not path.exists():
-            self._emit(ev.Notice(f"nothing to resume in {self.run_dir}: starting a new run", "warning"))
-            return _State(batch_size=self.config.batch_size), None
+            notice = ev.Notice(f"nothing to resume in {self.run_dir}: starting a new run", "warning")
+            return _State(batch_size=cfg.batch_size), notice
         try:
-            checkpoint = load_checkpoint(path, map_location=device)
+            checkpoint = load_checkpoint(path, map_location=self.device)
         except CheckpointError as exc:
             raise TrainingError(
                 f"cannot resume: {exc}; train without --resume to start afresh (or use another --out)"
             ) from None
         meta = checkpoint.meta
-        mismatch = meta.spec.differences(data.spec)
-        if meta.preset != self.config.preset:
-            mismatch.insert(0, f"preset {meta.preset!r} ≠ {self.config.preset!r}")
+        mismatch = meta.spec.differences(loop.spec)
+        if meta.preset != loop.preset:
+            mismatch.insert(0, f"preset {meta.preset!r} ≠ {loop.preset!r}")
         if mismatch:
             raise TrainingError(
                 f"cannot resume from {path}: it was trained with another setup ({'; '.join(mismatch)})"
             )
-        model.load_state_dict(checkpoint.model)
-        if checkpoint.optimizer is not None:
-            optimizer.load_state_dict(checkpoint.optimizer)
         saved = checkpoint.trainer
         state = _State(**{k: v for k, v in saved.items() if k in _State.__dataclass_fields__})
-        state.history = list(checkpoint.history)
-        best_weights = None
-        if (self.run_dir / BEST).exists():
-            best_weights = load_checkpoint(self.run_dir / BEST, map_location=device).model
-        where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
-        self._emit(
-            ev.Notice(
-                f"resumed from {path} at {where} (best {state.best_val:.3f} at epoch {state.best_epoch})"
+        if state.epoch >= cfg.epochs:
+            # Refused before anything is written: --epochs is the run's total, not epochs to add.
+            part = f" and part of epoch {state.epoch + 1}" if state.position else ""
+            raise TrainingError(
+                f"nothing to train: {path} has already trained {state.epoch} epoch"
+                f"{'s' if state.epoch != 1 else ''}{part}, and --epochs {cfg.epochs} is the run's total "
+                f"epoch budget, not epochs to add; pass --epochs {state.epoch + 1} or more to continue it"
             )
+        loop.model.load_state_dict(checkpoint.model)
+        if checkpoint.optimizer is not None:
+            loop.optimizer.load_state_dict(checkpoint.optimizer)
+        state.history = list(checkpoint.history)
+        loop.init = meta.init
+        if (self.run_dir / BEST).exists():
+            loop.best_weights = load_checkpoint(self.run_dir / BEST, map_location=self.device).model
+        where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
+        best = f"best {state.best_val:.3f} at epoch {state.best_epoch}" if state.best_epoch else "no best yet"
+        left = cfg.epochs - state.epoch
+        return state, ev.Notice(
+            f"resumed from {path} at {where} ({best}); --epochs {cfg.epochs} is the run's total: "
+            f"up to {left} more epoch{'s' if left != 1 else ''}"
         )
-        return state, best_weights
 
-    def _save(self, name: str, model, data: Dataset, state: _State, optimizer) -> None:
+    def _run_started(self, loop: _Loop, state: _State) -> ev.RunStarted:
+        cfg = self.config
+        return ev.RunStarted(
+            dataset=str(cfg.data),
+            train_count=len(loop.train_x),
+            val_count=len(loop.val_x),
+            test_count=loop.data.count("test"),
+            spec=loop.spec,
+            preset=loop.preset,
+            device=str(self.device),
+            batch_size=state.batch_size,
+            learning_rate=loop.peak_lr,
+            amp=loop.autocast is not None,
+            patience=cfg.patience,
+            max_epochs=cfg.epochs,
+            start_epoch=state.epoch + 1,
+            batches_per_epoch=math.ceil(len(loop.train_x) / state.batch_size),
+            run_dir=str(self.run_dir),
+            parameters=count_parameters(loop.model),
+            init=loop.init,
+            time_limit_s=cfg.time_limit_s,
+        )
+
+    # ---- checkpoints, history -------------------------------------------------------------------------------
+    def _save_last(self, loop: _Loop, state: _State) -> None:
+        """last.pt (weights, optimiser and state: everything --resume needs) and history.jsonl."""
+        self._save(LAST, loop, state, with_optimizer=True)
+        self._write_history(state.history)
+
+    def _save(self, name: str, loop: _Loop, state: _State, with_optimizer: bool) -> None:
+        state.elapsed_s = self._elapsed()
         meta = CheckpointMeta(
-            spec=data.spec,
-            preset=self.config.preset,
+            spec=loop.spec,
+            preset=loop.preset,
             epoch=state.epoch,
             val_accuracy=state.best_val
             if name == BEST
             else (state.history[-1]["val_accuracy"] if state.history else 0.0),
             dataset=str(self.config.data),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            init=loop.init,
         )
         payload = {
             "meta": meta.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in loop.model.state_dict().items()},
             "trainer": asdict(replace(state, history=[])),
             "history": state.history,
         }
-        if optimizer is not None:
-            payload["optimizer"] = optimizer.state_dict()
+        if with_optimizer:
+            payload["optimizer"] = loop.optimizer.state_dict()
         path = save_checkpoint(self.run_dir / name, payload)
         self._emit(ev.CheckpointSaved(str(path), name.removesuffix(".pt"), state.epoch))
 
@@ -525,7 +940,7 @@ class Trainer:
         except OSError:
             pass  # a read-only or full disk must not hide the event itself
 
-    def _finish(self, reason, state: _State, test_acc, test_char) -> ev.Finished:
+    def _finish(self, reason, state: _State, test: Scores | None) -> ev.Finished:
         best = self.run_dir / BEST
         last = self.run_dir / LAST
         event = ev.Finished(
@@ -533,8 +948,9 @@ class Trainer:
             epochs_run=state.epoch,
             best_epoch=state.best_epoch,
             best_val_accuracy=max(state.best_val, 0.0),
-            test_accuracy=test_acc,
-            test_char_accuracy=test_char,
+            test_accuracy=test.accuracy if test else None,
+            test_char_accuracy=test.char_accuracy if test else None,
+            test_char_error_rate=test.char_error_rate if test else None,
             best_checkpoint=str(best) if best.exists() else None,
             last_checkpoint=str(last) if last.exists() else None,
             elapsed_s=self._elapsed(),
@@ -558,13 +974,15 @@ class Trainer:
         return event
 
 
-def train_step(model, optimizer, images, targets, autocast=None, scaler=None, label_smoothing=0.0):
-    """One optimisation step: per-position cross-entropy on logits. Returns (logits, loss), not synced."""
+def train_step(
+    model, optimizer, images, targets, autocast=None, scaler=None, objective=None, label_smoothing=0.0
+):
+    """One optimisation step on ``objective``'s loss (default: per-position cross-entropy with
+    ``label_smoothing``). Returns (logits, loss), not synced."""
+    objective = objective or Objective(None, label_smoothing)
     with autocast or contextlib.nullcontext():
         logits = model(images)
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing
-        )
+        loss = objective.loss(logits, targets)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -610,22 +1028,31 @@ def mixed_precision(enabled: bool | None, device: torch.device):
 
 
 @torch.inference_mode()
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None) -> tuple[float, float, float]:
-    """(loss, whole-code accuracy, character accuracy) over a split, in chunks."""
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None, objective=None) -> Scores:
+    """A split's loss, whole-code accuracy and character accuracy (or CER, for CTC), in chunks."""
+    objective = objective or Objective(None)
+    ctc = isinstance(objective, CtcObjective)
     if len(images) == 0:
-        return 0.0, 0.0, 0.0
+        return Scores(0.0, 0.0, None if ctc else 0.0, 0.0 if ctc else None)
     sums = torch.zeros(3, device=images.device)
+    decoded_all = []
     for start in range(0, len(images), EVAL_BATCH):
         x = to_model_input(images[start : start + EVAL_BATCH])
         y = labels[start : start + EVAL_BATCH]
         with autocast or contextlib.nullcontext():
             logits = model(x)
-        hits = logits.argmax(-1) == y
-        sums[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
-        sums[1] += hits.all(1).sum()
-        sums[2] += hits.sum()
+        decoded = objective.decode(logits)
+        sums[0] += objective.summed_loss(logits, y)
+        sums[1] += objective.hits(decoded, y).sum()
+        sums[2] += (decoded[:, : y.shape[1]] == y).sum()
+        if ctc:
+            decoded_all.append(decoded)
     loss, right, chars = sums.tolist()
-    return loss / len(images), right / len(images), chars / (len(images) * labels.shape[1])
+    n = len(images)
+    if ctc:
+        errors, characters = character_errors(torch.cat(decoded_all), labels)
+        return Scores(loss / n, right / n, None, errors / max(characters, 1))
+    return Scores(loss / n, right / n, chars / (n * labels.shape[1]), None)
 
 
 def _jsonable(value):

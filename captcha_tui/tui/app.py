@@ -15,11 +15,12 @@ handled in :meth:`CaptchaApp.on_worker_state_changed` on the UI thread.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from ..core import events as ev
+from ..core.base_model import default_model
 from ..core.dataset import DatasetError, prepare
 from ..core.devices import DeviceError, DeviceInfo, list_devices, resolve_device
 from ..core.generator import DEFAULT_COUNT, generate
@@ -38,11 +40,13 @@ from ..core.trainer import BEST, TrainConfig, Trainer
 from .dataset_info import DatasetSummary, read_dataset_summary
 from .event_buffer import EventBuffer
 from .messages import DataProgress, HardwareSampled, TrainingUpdate
+from .run_info import RunSummary, read_run_summary
 from .screens.device_picker import DevicePicker
 from .screens.eval import EvalScreen
 from .screens.label import LabelScreen
 from .screens.path_prompt import PathPrompt
 from .screens.train import TrainScreen
+from .widgets.path_completion import PathInput
 
 FLUSH_INTERVAL_S = 0.1  # at most ten UI updates a second from the trainer
 TRAIN_THREAD_NAME = "captcha-train"  # the worker thread's name while it runs the trainer
@@ -56,6 +60,21 @@ class DataCancelled(Exception):
 
 def wall_clock() -> str:
     return time.strftime("%H:%M:%S")
+
+
+def compact_heap() -> None:
+    """Collect the garbage now and leave every object still alive out of later collections (gc.freeze).
+
+    A full collection walks every tracked object, and Textual plus torch's lazy imports at the start of a
+    run (sympy, dynamo) make some 350,000 of them. Each pass held the UI thread, and the GIL, for 100-500
+    ms of CPU on two busy cores, and opening and closing a screen while training made garbage for one
+    every one to three seconds: the slowest key presses were the ones that met a pass. With those
+    objects frozen a pass costs a tenth. Unfreezing first lets this pass free whatever was frozen since
+    and has died in a cycle, so nothing stays frozen past the next compaction.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def start_process_pool_helper() -> None:
@@ -78,9 +97,12 @@ class CaptchaApp(App[int]):
     TITLE = "captcha-tui"
     BINDINGS = [
         Binding("s", "toggle_training", "start/stop", tooltip="Start training, or stop and save last.pt"),
+        Binding("r", "resume_training", "resume", tooltip="Carry on with the run folder's last.pt"),
         Binding("p", "toggle_pause", "pause/resume"),
         Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
-        Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint"),
+        # Priority: run as the key arrives, before the keys typed after it (a path typed ahead, a
+        # paste) are handed to the screen it leaves.
+        Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint", priority=True),
         Binding("l", "open_label", "label", tooltip="Label a folder of your own captchas"),
         Binding("q", "quit", "quit", tooltip="Quit (a running training saves last.pt first)"),
     ]
@@ -114,7 +136,8 @@ class CaptchaApp(App[int]):
         self.image_dir = Path(image_dir)
         self.autostart = autostart
         self.start_screen = start_screen
-        self.eval_checkpoint = Path(model) if model else Path(self.config.out) / BEST
+        # No model named: the run folder's best.pt, else the base model shipped in the package.
+        self.eval_checkpoint = Path(model) if model else default_model(Path(self.config.out), BEST)[0]
         self.generate_count = generate_count
         self.data_workers = data_workers
         self.image_renderer = image_renderer
@@ -122,8 +145,11 @@ class CaptchaApp(App[int]):
         self.label_dir = label_dir  # the folder start_screen="label" opens
         self.devices = devices
         self.dataset: DatasetSummary | None = None
+        # Shown as damaged (a manifest that cannot be read): the one kind of dataset g and o may replace.
+        self.damaged_dataset = False
         self.trainer: Trainer | None = None
         self.last_result: ev.Finished | ev.Failed | None = None
+        self.last_run: RunSummary | None = None  # what the run folder held when the app started
         self.train_screen = TrainScreen(clock)
         self.eval_screen: EvalScreen | None = None
         self.event_buffer = EventBuffer()
@@ -135,7 +161,8 @@ class CaptchaApp(App[int]):
         self._run_monitor = monitor_interval is not None
         self._quitting = False
         self._fresh_checkpoint: Path | None = None  # a new best.pt the eval screen hasn't picked up
-        self._picker_waiting_for_devices = False
+        self._listing_devices = False
+        self.device_picker: DevicePicker | None = None  # while one is open
         if data_workers != 1:
             start_process_pool_helper()
 
@@ -146,10 +173,12 @@ class CaptchaApp(App[int]):
         self._flush_timer = self.set_interval(FLUSH_INTERVAL_S, self.flush_training_events, pause=True)
         self._show_config()
         self._check_dataset()
+        self._read_last_run(Path(self.config.out))
         if self._run_monitor:
             self._monitor.start()
+        self.call_after_refresh(compact_heap)  # the screens are built: freeze what start-up made
         if self.start_screen == "eval":
-            self.action_open_eval()
+            await self.action_open_eval()
         elif self.start_screen == "label" and self.label_dir is not None:
             self.open_label(self.label_dir)
         elif self.autostart and self.dataset is not None:
@@ -191,6 +220,7 @@ class CaptchaApp(App[int]):
         """Hide or grey out the keys that make no sense right now (the footer follows)."""
         if isinstance(self.screen, ModalScreen) and action in (
             "toggle_training",
+            "resume_training",
             "toggle_pause",
             "pick_device",
             "open_eval",
@@ -199,6 +229,8 @@ class CaptchaApp(App[int]):
             return False
         if action == "toggle_pause":
             return True if self.training else None
+        if action == "resume_training":
+            return None if self.training or self.making_data else self._resumable()
         if action == "open_eval":
             return self.screen is not self.eval_screen
         if action == "open_label":
@@ -229,6 +261,7 @@ class CaptchaApp(App[int]):
             self.dataset = None
             # An empty folder needs no explanation; a damaged one does.
             problem = str(exc) if (Path(self.config.data) / "manifest.json").exists() else None
+            self.damaged_dataset = problem is not None
             self.train_screen.show_missing_dataset(
                 self.config.data, self.image_dir, self.generate_count, problem
             )
@@ -245,6 +278,26 @@ class CaptchaApp(App[int]):
         else:
             self.start_training()
 
+    def action_resume_training(self) -> None:
+        self.start_training(resume=True)
+
+    def _resumable(self) -> bool:
+        """There is a last.pt to carry on from, with epochs left to train."""
+        if isinstance(self.last_result, ev.Finished):
+            return self.last_result.reason == "stopped" and self.last_result.last_checkpoint is not None
+        run = self.last_run
+        return run is not None and run.has_last and len(run.epochs) < self.config.epochs
+
+    @work(thread=True, exclusive=True, group="last-run", exit_on_error=False)
+    def _read_last_run(self, run_dir: Path) -> RunSummary | None:
+        return read_run_summary(run_dir)
+
+    def _last_run_read(self, summary: RunSummary | None) -> None:
+        if summary is None or self.trainer is not None or self.last_result is not None:
+            return  # nothing there, or a run of this session already fills the dashboard
+        self.last_run = summary
+        self.train_screen.show_last_run(summary, self.config.epochs)
+
     def action_toggle_pause(self) -> None:
         if self.trainer is None or not self.training:
             return
@@ -253,7 +306,8 @@ class CaptchaApp(App[int]):
         else:
             self.trainer.pause()
 
-    def start_training(self) -> None:
+    def start_training(self, resume: bool = False) -> None:
+        """``resume``: carry on with last.pt, as ``captcha-tui train --resume`` does."""
         if self.training:
             return
         if self.making_data:
@@ -264,7 +318,9 @@ class CaptchaApp(App[int]):
             return
         # After a stop (s or q) the next start carries on from last.pt instead of starting over.
         stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == "stopped"
-        config = replace(self.config, resume=self.config.resume or stopped)
+        config = self.config
+        if stopped or resume:  # a fine-tune carries on from its own last.pt (which names its --init)
+            config = replace(config, resume=True, init=None)
         self.trainer = Trainer(config, on_event=self.event_buffer.put)
         self._flush_timer.resume()
         self._train_worker = self._run_trainer(self.trainer)
@@ -291,6 +347,10 @@ class CaptchaApp(App[int]):
         events, batch = self.event_buffer.drain()
         if events or batch is not None:
             self.train_screen.post_message(TrainingUpdate(events, batch))
+        if any(isinstance(event, ev.RunStarted) for event in events):
+            # The run's imports, data and model are in: freeze them too. No collection first (it would
+            # hold the GIL for a few hundred ms as the run starts); the run's end compacts the heap.
+            gc.freeze()
 
     # ---- the hardware monitor -------------------------------------------------------------------------------
 
@@ -306,20 +366,31 @@ class CaptchaApp(App[int]):
             return
         self._start_data(self.image_dir, self.generate_count)
 
-    def action_prepare_folder(self) -> None:
+    async def action_prepare_folder(self) -> None:
+        if self.dataset is not None:
+            # Replacing a usable dataset loses it (and the runs trained on it can no longer resume): not
+            # something one key should do.
+            self.notify(
+                f"there already is a dataset at {self.config.data} ({self.dataset.total:,} images); to "
+                f"replace it: captcha-tui prepare FOLDER --out {self.config.data} --force",
+                severity="warning",
+                timeout=10,
+            )
+            return
+
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self._start_data(path, None)
 
-        self.push_screen(
-            PathPrompt(
-                "prepare an image folder",
-                f"A folder of labelled captchas (00042-k3x9.png or a labels.csv); "
-                f"it becomes the dataset in {self.config.data}.",
-                str(self.image_dir),
-            ),
-            chosen,
+        prompt = PathPrompt(
+            "prepare an image folder",
+            f"A folder of labelled captchas (00042-k3x9.png or a labels.csv); "
+            f"it becomes the dataset in {self.config.data}.",
+            str(self.image_dir),
         )
+        # As for e: a path typed right after the o goes into the prompt (replacing the suggestion).
+        await self.push_screen(prompt, chosen)
+        prompt.query_one(PathInput).focus_now()
 
     def _start_data(self, source: Path, generate_count: int | None) -> None:
         if self.training or self.making_data:
@@ -327,11 +398,14 @@ class CaptchaApp(App[int]):
             return
         self._data_cancel.clear()
         self.train_screen.start_dataset(generate_count is not None, source)
-        self._data_worker = self._make_dataset(source, generate_count)
+        # Only a dataset shown as damaged is replaced; one that appears meanwhile is refused by prepare.
+        self._data_worker = self._make_dataset(source, generate_count, replace=self.damaged_dataset)
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="data", exit_on_error=False)
-    def _make_dataset(self, source: Path, generate_count: int | None) -> tuple[DatasetSummary, int]:
+    def _make_dataset(
+        self, source: Path, generate_count: int | None, replace: bool
+    ) -> tuple[DatasetSummary, int]:
         screen, cancel = self.train_screen, self._data_cancel
 
         def progress(stage: str) -> Callable[[int, int], None]:
@@ -350,7 +424,13 @@ class CaptchaApp(App[int]):
                 workers=self.data_workers,
                 on_progress=progress("generate"),
             )
-        report = prepare(source, self.config.data, workers=self.data_workers, on_progress=progress("prepare"))
+        report = prepare(
+            source,
+            self.config.data,
+            workers=self.data_workers,
+            on_progress=progress("prepare"),
+            replace=replace,
+        )
         return read_dataset_summary(self.config.data), sum(report.skipped.values())
 
     # ---- devices ---------------------------------------------------------------------------------------------
@@ -360,19 +440,19 @@ class CaptchaApp(App[int]):
         return list_devices()
 
     def action_pick_device(self) -> None:
-        if self.devices is None:
+        if self.devices is None and not self._listing_devices:
             # Listed on first use: asking CUDA for free memory starts a CUDA context, worth it only now.
-            if not self._picker_waiting_for_devices:
-                self._picker_waiting_for_devices = True
-                self.notify("looking for devices…", timeout=2)
-                self._list_devices()
-            return
+            # The picker opens at once and says it is looking (a toast would cover it).
+            self._listing_devices = True
+            self._list_devices()
         refuse = None
         if self.training:
             refuse = "training is running: stop it (s) first, then pick another device"
-        self.push_screen(DevicePicker(self.devices, self._resolved_device(), refuse), self._device_chosen)
+        self.device_picker = DevicePicker(self.devices, self._resolved_device(), refuse)
+        self.push_screen(self.device_picker, self._device_chosen)
 
     def _device_chosen(self, name: str | None) -> None:
+        self.device_picker = None
         if name is None or name == self._resolved_device():
             return
         self.config = replace(self.config, device=name)
@@ -381,7 +461,7 @@ class CaptchaApp(App[int]):
 
     # ---- eval --------------------------------------------------------------------------------------------------
 
-    def action_open_eval(self) -> None:
+    async def action_open_eval(self) -> None:
         if self.eval_screen is None:
             self.eval_screen = EvalScreen(self.eval_checkpoint, self.eval_device, self.image_renderer)
             self.install_screen(self.eval_screen, name="eval")
@@ -389,7 +469,11 @@ class CaptchaApp(App[int]):
             self.eval_screen.use_checkpoint(self._fresh_checkpoint)
         self._fresh_checkpoint = None
         if self.screen is not self.eval_screen:
-            self.push_screen("eval")
+            # Awaited, and the focus set at once: keys that came in right after the e go to the path
+            # field, not to a screen still being built.
+            await self.push_screen("eval")
+            if self.eval_screen.focused is None:
+                self.eval_screen.query_one("#image-path", PathInput).focus_now()
 
     # ---- labelling -----------------------------------------------------------------------------------------
 
@@ -422,11 +506,13 @@ class CaptchaApp(App[int]):
             self._training_ended(worker)
         elif worker is self._data_worker:
             self._dataset_ended(worker)
+        elif worker.group == "last-run":
+            self._last_run_read(worker.result)
         elif worker.group == "devices":
             self.devices = worker.result or [DeviceInfo("cpu", "CPU")]
-            if self._picker_waiting_for_devices:
-                self._picker_waiting_for_devices = False
-                self.action_pick_device()
+            self._listing_devices = False
+            if self.device_picker is not None and self.device_picker.listing:
+                self.device_picker.show_devices(self.devices)
         self.refresh_bindings()
         self._exit_when_idle()
 
@@ -434,6 +520,7 @@ class CaptchaApp(App[int]):
         self.flush_training_events()  # the last events (Finished or Failed) right away
         self._flush_timer.pause()
         self.trainer = None
+        compact_heap()  # let the finished run's objects go
         result = worker.result
         if isinstance(result, (ev.Finished, ev.Failed)):
             self.last_result = result
@@ -457,6 +544,15 @@ class CaptchaApp(App[int]):
         self.train_screen.log_line(problem, "red")
 
 
+@dataclass(frozen=True)
+class AppExit:
+    """How a dashboard session ended, for the terminal it leaves."""
+
+    code: int
+    result: ev.Finished | ev.Failed | None  # the session's last training run; None if it trained none
+    run_dir: Path
+
+
 def run_app(
     config: TrainConfig | None,
     image_dir: Path,
@@ -464,10 +560,10 @@ def run_app(
     screen: str,
     model: Path | None,
     label_dir: Path | None = None,
-) -> int:
-    """The CLI's entry point: run the dashboard until the user quits; returns the exit code."""
+) -> AppExit:
+    """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
         config, image_dir, autostart=autostart, start_screen=screen, model=model, label_dir=label_dir
     )
     app.run()
-    return app.return_code or 0
+    return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-GiB = 1024**3
-MiB = 1024**2
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+from ..core.units import GiB, MiB
 
 
 def size(value: int | None) -> str:

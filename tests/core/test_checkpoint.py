@@ -257,3 +257,21 @@ def test_a_good_checkpoint_predicts(tiny_run, captcha_files) -> None:
     predictor = Predictor.load(tiny_run / "best.pt")
     prediction = predictor.predict_image(captcha_files[0])
     assert len(prediction.code) == 4 and set(prediction.code) <= set(predictor.spec.charset)
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_writing_without_replacing_leaves_an_existing_file(tmp_path, monkeypatch, links):
+    if not links:  # a file system without hard links (FAT, some network shares): check, then rename
+
+        def no_links(*args):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(ck.os, "link", no_links)
+    existing = tmp_path / "model.onnx"
+    existing.write_bytes(b"precious")
+    with pytest.raises(CheckpointError, match="model.onnx already exists; it was left as it is"):
+        ck.write_atomically(existing, lambda out: out.write(b"new"), "a file", replace=False)
+    assert existing.read_bytes() == b"precious"
+    fresh = ck.write_atomically(tmp_path / "new.onnx", lambda out: out.write(b"new"), "a file", replace=False)
+    assert fresh.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "new.onnx"]  # no stray .tmp

@@ -17,6 +17,7 @@ from captcha_tui.core.dataset import (
     MANIFEST,
     SPLITS,
     DatasetError,
+    DatasetExists,
     load_dataset,
     prepare,
     split_counts,
@@ -196,10 +197,56 @@ def test_inferred_charset_ignores_codes_of_the_wrong_length(captcha_files, tmp_p
     folder = tmp_path / "in"
     _copy(captcha_files[:20], folder)
     _copy(captcha_files[20:21], folder, lambda n: "x-01IL0O.png")  # characters no generated code has
-    report = prepare(folder, tmp_path / "out", workers=1)
+    report = prepare(folder, tmp_path / "out", workers=1, length=4)
     assert report.spec.max_length == 4
     assert set(report.spec.charset) == set("".join(f.stem.split("-")[1] for f in captcha_files[:20]))
     assert report.skipped == {"wrong code length (expected 4)": 1}
+
+
+def test_every_length_found_is_kept_and_counted(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:6], folder)
+    _copy(captcha_files[6:9], folder, lambda n: n.replace(".png", "").rsplit("-", 1)[0] + "-abcdef.png")
+    _copy(captcha_files[9:10], folder, lambda n: "y-xy.png")
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert (report.spec.min_length, report.spec.max_length, report.spec.decoder) == (2, 6, "ctc")
+    assert report.lengths == {2: 1, 4: 6, 6: 3}
+    data = load_dataset(tmp_path / "out")
+    codes = sorted(data.spec.decode(row) for s in SPLITS for row in data.labels[s])
+    assert "xy" in codes and "abcdef" in codes and data.labels["train"].shape[1] == 6
+    within = prepare(folder, tmp_path / "within", workers=1, length=(4, 6))
+    assert within.lengths == {4: 6, 6: 3} and within.skipped == {"wrong code length (expected 4–6)": 1}
+
+
+def test_codes_too_long_for_a_ctc_model_are_skipped(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:4], folder)
+    _copy(captcha_files[4:5], folder, lambda n: "z-" + "ab" * 16 + ".png")  # 32 characters: 30 steps
+    report = prepare(folder, tmp_path / "out", workers=1, length=(1, 40))
+    assert report.skipped == {"code too long to read: a CTC model has 30 time steps": 1}
+
+
+def test_images_of_other_sizes_are_resized_to_the_most_common(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:5], folder)
+    for path in captcha_files[5:7]:
+        Image.open(path).resize((160, 60)).save(folder / path.name)
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.spec.image_size == (120, 50)
+    assert report.resized == 2 and report.source_sizes == {(120, 50): 5, (160, 60): 2}
+    bigger = prepare(folder, tmp_path / "big", workers=1, size=(160, 60))
+    assert bigger.spec.image_size == (160, 60) and bigger.resized == 5
+    assert load_dataset(tmp_path / "big").images["train"].shape[1:] == (60, 160, 3)
+
+
+def test_an_empty_label_is_skipped_and_counted(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:4], folder)
+    names = sorted(p.name for p in folder.iterdir())
+    rows = [f"{names[0]},"] + [f"{n},{n.split('-')[1][:4]}" for n in names[1:]]
+    (folder / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.skipped == {"empty label": 1} and report.total == 3
 
 
 def test_upper_case_is_lowered_unless_kept(captcha_files, tmp_path) -> None:
@@ -321,7 +368,7 @@ def test_out_inside_the_image_folder_is_not_scanned(tmp_path, captcha_files) -> 
     folder = tmp_path / "in"
     _copy(captcha_files[:10], folder)
     prepare(folder, folder / "dataset", workers=1)
-    report = prepare(folder, folder / "dataset", workers=1)  # again, over the previous one
+    report = prepare(folder, folder / "dataset", workers=1, replace=True)  # again, over the previous one
     assert report.total == 10 and report.skipped == {}
 
 
@@ -341,12 +388,12 @@ def test_a_previous_dataset_is_replaced_and_survives_a_failed_write(
 
     monkeypatch.setattr(ds.np, "save", full_disk)
     with pytest.raises(DatasetError, match="the disk is full; nothing was changed"):
-        prepare(tmp_path / "in2", tmp_path / "out", workers=1)
+        prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True)
     after = _arrays(tmp_path / "out")
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "in2", "out"]  # no staging left
     monkeypatch.setattr(ds.np, "save", real_save)
-    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1).total == 20
+    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True).total == 20
     assert load_dataset(tmp_path / "out").count("train") == 16
 
 
@@ -363,7 +410,7 @@ def test_a_failed_swap_puts_the_previous_dataset_back(tmp_path, captcha_files, m
 
     monkeypatch.setattr(Path, "rename", rename)
     with pytest.raises(DatasetError, match="Input/output error; nothing was changed"):
-        prepare(tmp_path / "in", tmp_path / "out", workers=1, seed=5)
+        prepare(tmp_path / "in", tmp_path / "out", workers=1, seed=5, replace=True)
     monkeypatch.undo()
     after = _arrays(tmp_path / "out")
     assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -376,9 +423,58 @@ def test_an_interrupted_swap_is_cleaned_up_by_the_next_prepare(tmp_path, captcha
     (tmp_path / "out").rename(tmp_path / ".out.old")  # as if killed between the two renames
     with pytest.raises(DatasetError, match="interrupted"):
         load_dataset(tmp_path / "out")
-    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    with pytest.raises(DatasetExists, match=r"set aside in .*\.out\.old by an interrupted prepare"):
+        prepare(tmp_path / "in", tmp_path / "out", workers=1)  # the previous dataset is still there
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "in"]
+    prepare(tmp_path / "in", tmp_path / "out", workers=1, replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
     assert load_dataset(tmp_path / "out").count("train") == 8
+
+
+def test_an_existing_dataset_is_replaced_only_when_asked(tmp_path, captcha_files, monkeypatch) -> None:
+    _copy(captcha_files[:10], tmp_path / "in")
+    _copy(captcha_files[10:30], tmp_path / "in2")
+    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the images were searched before refusing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ds, "_find_files", no_walk)
+        with pytest.raises(DatasetExists) as refused:
+            prepare(tmp_path / "in2", tmp_path / "out", workers=1)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'out'} already holds a dataset (10 images from ")
+    assert str((tmp_path / "in").resolve()) in message and "8 train / 1 val / 1 test" in message
+    assert "4 characters from '" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "in2", "out"]
+    assert prepare(tmp_path / "in2", tmp_path / "out", workers=1, replace=True).total == 20
+    assert load_dataset(tmp_path / "out").manifest["source"] == str((tmp_path / "in2").resolve())
+
+
+def test_a_damaged_dataset_is_still_a_dataset(tmp_path, captcha_files) -> None:
+    _copy(captcha_files[:10], tmp_path / "in")
+    prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    (tmp_path / "out" / MANIFEST).write_text("{not json")
+    with pytest.raises(DatasetExists, match="manifest is missing or unreadable"):
+        prepare(tmp_path / "in", tmp_path / "out", workers=1)
+    assert prepare(tmp_path / "in", tmp_path / "out", workers=1, replace=True).total == 10
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder holds no dataset: filled without asking
+    assert prepare(tmp_path / "in", empty, workers=1).total == 10
+
+
+def test_subfolders_are_searched_and_counted(tmp_path, captcha_files) -> None:
+    top = tmp_path / "in"
+    _copy(captcha_files[:5], top)
+    _copy(captcha_files[5:8], top / "old")
+    _copy(captcha_files[8:10], top / "old" / "deeper")
+    _copy(captcha_files[10:12], top / ".hidden")  # hidden folders are not searched
+    report = prepare(top, tmp_path / "out", workers=1)
+    assert report.total == 10
+    assert list(report.folders.items()) == [(top, 5), (top / "old", 3), (top / "old" / "deeper", 2)]
 
 
 # ---- load_dataset on damaged folders ----------------------------------------------------------------------

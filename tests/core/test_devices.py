@@ -23,9 +23,8 @@ def test_auto_turns_mixed_precision_on_for_cpus_with_bf16_units(monkeypatch, amx
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert resolve_amp(None, "cpu") is expected
     autocast, scaler = mixed_precision(None, torch.device("cpu"))
-    assert (autocast is not None) is expected and scaler is None
-    if expected:
-        assert autocast.fast_dtype == torch.bfloat16
+    assert scaler is None
+    assert (autocast.fast_dtype if autocast is not None else None) == (torch.bfloat16 if expected else None)
 
 
 def test_auto_is_on_for_cuda_and_off_for_mps_and_nonsense():

@@ -9,12 +9,17 @@ from captcha_tui.core.model import (
     PRESETS,
     build_model,
     count_parameters,
+    ctc_steps_needed,
+    default_preset,
+    preset_spec,
+    time_steps,
     to_model_input,
 )
+from captcha_tui.core.spec import CodeSpec
 from tests.helpers import spec_for
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p].decoder == "positional"))
 def test_every_preset_maps_images_to_per_position_logits(preset):
     model = build_model(preset, spec_for(5, 20)).eval()
     images = torch.randint(0, 256, (3, 50, 120, 3), dtype=torch.uint8)  # the default packed size
@@ -83,3 +88,42 @@ def test_presets_without_an_input_size_work_at_the_datasets_size():
     assert model.head[-1].in_features == 32 * 3 * 1
     with torch.inference_mode():
         assert model(to_model_input(torch.zeros(1, 16, 40, 3, dtype=torch.uint8))).shape == (1, 4, 31)
+
+
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p].decoder == "ctc"))
+def test_ctc_presets_map_images_to_a_sequence_over_the_width(preset):
+    spec = CodeSpec("abcdefghij", 4, 6, (120, 50), decoder="ctc")
+    model = build_model(preset, spec).eval()
+    with torch.inference_mode():
+        logits = model(to_model_input(torch.randint(0, 256, (2, 50, 120, 3), dtype=torch.uint8)))
+    assert logits.shape == (2, model.steps, 11)  # ten characters and the blank
+    assert model.steps == time_steps(preset, (120, 50)) and model.steps >= 2 * 6  # room for repeats
+
+
+def test_crnn_keeps_thirty_columns_whatever_the_image_size():
+    spec = CodeSpec("abc", 2, 5, (200, 64), decoder="ctc")
+    model = build_model("crnn", spec)
+    assert model.steps == 30 == time_steps("crnn", (200, 64))
+    assert time_steps("crnn-tiny", (200, 64)) == 100  # no fixed input size: the width decides
+
+
+def test_a_preset_refuses_a_spec_for_the_other_decoder():
+    with pytest.raises(ValueError, match="'crnn' is a ctc model"):
+        build_model("crnn", spec_for(4, 10))
+    assert preset_spec("crnn", spec_for(4, 10)).decoder == "ctc"
+    assert default_preset(spec_for(4, 10)) == "fast"
+    assert default_preset(CodeSpec("ab", 4, 6, (1, 1), decoder="ctc")) == "crnn-fast"
+
+
+def test_codes_that_may_not_fit_the_fast_ctc_model_get_the_wide_one():
+    # crnn-fast has 15 steps: any code of 8 characters fits (7 repeats need 7 blanks), one of 9 may not.
+    assert time_steps("crnn-fast", (120, 50)) == 15
+    assert ctc_steps_needed("aaaaaaaa") == 15
+    assert default_preset(CodeSpec("ab", 4, 8, (120, 50), decoder="ctc")) == "crnn-fast"
+    assert default_preset(CodeSpec("ab", 4, 9, (120, 50), decoder="ctc")) == "crnn"
+
+
+def test_ctc_steps_needed_counts_a_blank_between_repeats():
+    assert ctc_steps_needed("abcd") == 4
+    assert ctc_steps_needed("aa11") == 6
+    assert ctc_steps_needed("aaa") == 5

@@ -37,10 +37,27 @@ def test_folder_and_glob_expand_to_images(captcha_dir, tmp_path):
 def test_labelled_files_are_scored_and_bad_files_do_not_stop_the_rest(trained_run, captcha_dir, tmp_path):
     run_dir, _ = trained_run
     predictor = Predictor.load(run_dir / "best.pt")
-    for source in sorted(captcha_dir.iterdir())[:5]:
-        shutil.copy(source, tmp_path / source.name)
+    charset = predictor.spec.charset
+
+    def other(c: str) -> str:  # a different character of the charset
+        return charset[(charset.index(c) + 1) % len(charset)]
+
+    # Labels whose truth is known before scoring: three name the code the model reads in that image (one in
+    # capitals, which must count as the same code), two are deliberately wrong (one by its last character).
+    sources = sorted(captcha_dir.iterdir())[:5]
+    readings = [predictor.predict_image(f).code for f in sources]
+    labels = [
+        readings[0],
+        readings[1].upper(),
+        readings[2],
+        readings[3][:3] + other(readings[3][3]),
+        "".join(other(c) for c in readings[4]),
+    ]
+    expected_correct = {f"{i:05d}-{label}.png": i < 3 for i, label in enumerate(labels)}
+    for source, name in zip(sources, expected_correct, strict=True):
+        shutil.copy(source, tmp_path / name)
     (tmp_path / "00099-abcd.png").write_text("not an image")
-    (tmp_path / "unlabelled.png").write_bytes((sorted(captcha_dir.iterdir())[0]).read_bytes())
+    (tmp_path / "unlabelled.png").write_bytes(sources[0].read_bytes())
     paths, _ = expand_paths([str(tmp_path)])
     results = predictor.predict_paths(paths)
     assert len(results) == 7
@@ -48,6 +65,5 @@ def test_labelled_files_are_scored_and_bad_files_do_not_stop_the_rest(trained_ru
     assert len(broken) == 1 and broken[0].path.name == "00099-abcd.png" and "not an image" in broken[0].error
     unlabelled = next(r for r in results if r.path.name == "unlabelled.png")
     assert unlabelled.label is None and unlabelled.correct is None and unlabelled.prediction
-    right, labelled = accuracy(results)
-    assert labelled == 5 and 0 <= right <= 5
-    assert right == sum(r.prediction.code == r.label for r in results if r.label)
+    assert {r.path.name: r.correct for r in results if r.label} == expected_correct
+    assert accuracy(results) == (3, 5)  # the broken and the unlabelled file count neither way

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -7,9 +8,21 @@ import torch
 
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
+from captcha_tui.core.dataset import load_dataset, prepare
 from captcha_tui.core.model import build_model, to_model_input
 from captcha_tui.core.predictor import Predictor
-from captcha_tui.core.trainer import TrainConfig, Trainer, lr_factor, schedule_progress, train_step
+from captcha_tui.core.spec import CodeSpec
+from captcha_tui.core.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    first_limit,
+    lr_factor,
+    resolve_init,
+    schedule_progress,
+    train_step,
+    transfer_weights,
+)
 from tests.helpers import events_of, history_rows, spec_for
 
 
@@ -21,7 +34,10 @@ def test_end_to_end_run_emits_the_whole_story(trained_run):
     assert events_of(events, ev.BatchProgress), "progress is reported inside each epoch"
     assert all(0 <= e.accuracy <= 1 and e.loss > 0 for e in events_of(events, ev.BatchProgress))
     assert events_of(events, ev.NewBest)[0].epoch == 1
-    assert [e.epochs_left for e in events_of(events, ev.Countdown)][0] == 20
+    countdowns = events_of(events, ev.Countdown)
+    # Patience 5 with a 2-epoch budget: the budget ends the run, and the countdown says so.
+    assert [(c.patience_left, c.budget_left, c.ends_by) for c in countdowns][0] == (5, 1, "max_epochs")
+    assert countdowns[-1].budget_left == 0 and countdowns[-1].time_left_s is None
     finished = events[-1]
     assert isinstance(finished, ev.Finished) and finished.reason == "max_epochs"
     assert finished.test_accuracy is not None and 0 <= finished.test_char_accuracy <= 1
@@ -86,12 +102,25 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     # The stop is seen before the next batch: three batches (60 images) of epoch 2 were trained.
     assert saved["epoch"] == 1 and saved["position"] == 60
 
+    # --epochs is the run's total budget: 1 epoch is already spent (and part of the next), so it is refused
+    # before anything is written.
+    before = (tmp_path / "last.pt").read_bytes()
+    refused = Trainer(replace(config, resume=True, epochs=1)).run()
+    assert isinstance(refused, ev.Failed) and "\n" not in refused.message
+    assert "already trained 1 epoch and part of epoch 2" in refused.message
+    assert "--epochs 1 is the run's total epoch budget" in refused.message
+    assert "pass --epochs 2 or more" in refused.message
+    assert (tmp_path / "last.pt").read_bytes() == before
+
     second: list = []
     result = Trainer(replace(config, resume=True), second.append).run()
     assert isinstance(result, ev.Finished) and result.reason == "max_epochs"
     assert events_of(second, ev.RunStarted)[0].start_epoch == 2
     assert [e.epoch for e in events_of(second, ev.EpochEnd)] == [2, 3]
-    assert any("resumed" in n.message for n in events_of(second, ev.Notice))
+    assert any(
+        "resumed" in n.message and "--epochs 3 is the run's total: up to 2 more epochs" in n.message
+        for n in events_of(second, ev.Notice)
+    )
     history = [row["epoch"] for row in history_rows(tmp_path)]
     assert history == [1, 2, 3]
 
@@ -112,12 +141,11 @@ def test_early_stop_is_announced(prepared_dataset, tmp_path):
     assert result.reason == "early_stop"
     assert result.epochs_run < 30
     assert any("early stop" in n.message for n in events_of(events, ev.Notice))
-    assert events_of(events, ev.Countdown)[-1].epochs_left == 0
+    last = events_of(events, ev.Countdown)[-1]
+    assert last.patience_left == 0 and last.ends_by == "early_stop"
 
 
 def test_pause_blocks_until_resumed(prepared_dataset, tmp_path):
-    import threading
-
     config = TrainConfig(
         data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", batch_size=20
     )
@@ -167,6 +195,10 @@ def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
     # The epochs run out first: they set the pace.
     assert schedule_progress(0.5, 100, 900) == 0.5
     assert schedule_progress(0.25, 1e6, None) == 0.25
+    # A resumed session's limit covers the rest of the schedule from where it was, never going back.
+    assert schedule_progress(0.5, 0, 900, start=0.6) == 0.6
+    assert schedule_progress(0.5, 450, 900, start=0.6) == pytest.approx(0.8)
+    assert schedule_progress(0.5, 0, None, start=0.6) == 0.6
     # At the limit the learning rate is at its floor.
     assert lr_factor(schedule_progress(0.4, 900, 900), "onecycle") == pytest.approx(0.01)
 
@@ -188,17 +220,29 @@ def test_label_smoothing_spreads_the_target_and_zero_is_plain_cross_entropy():
 
 @pytest.mark.cuda
 def test_trains_on_cuda_with_amp(prepared_dataset, tmp_path):
+    import numpy as np
+
     events = []
     config = TrainConfig(
         data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cuda", amp=True
     )
+    # This run's own allocation, not the process's: the peak is reset just before it and measured from
+    # what earlier tests left allocated.
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
     result = Trainer(config, events.append).run()
+    torch.cuda.synchronize()
+    grown = torch.cuda.max_memory_allocated() - before
     assert isinstance(result, ev.Finished), getattr(result, "message", "")
-    assert (
-        events_of(events, ev.RunStarted)[0].device.startswith("cuda")
-        and events_of(events, ev.RunStarted)[0].amp
+    started = events_of(events, ev.RunStarted)[0]
+    assert started.device.startswith("cuda") and started.amp
+    # At its peak it held at least the train and validation images (uint8, on the GPU for the whole run)
+    # and, for every parameter, float32 weights, gradients and AdamW's two moments.
+    split_bytes = sum(
+        np.load(prepared_dataset / f"{split}_images.npy", mmap_mode="r").nbytes for split in ("train", "val")
     )
-    assert torch.cuda.max_memory_allocated() > 0
+    assert grown >= split_bytes + 4 * 4 * started.parameters, (grown, split_bytes, started.parameters)
 
 
 def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_dataset, tmp_path):
@@ -220,3 +264,266 @@ def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_da
     assert result.epochs_run == 0 and 0 < result.images_seen < 240  # stopped inside the first epoch
     assert result.best_checkpoint is not None and result.test_accuracy is not None
     assert any("out of time in epoch 1" in n.message for n in events_of(events, ev.Notice))
+
+
+# ---- training time: pauses excluded, a resumed time limit counts its own session ----------------------------
+
+STEP_S = 0.5  # what each training step "takes" on the test clock
+PAUSE_S = 1000.0  # how long the pause "lasts": far longer than any time limit below
+
+
+class TestClock:
+    """Training time that the test decides, so nothing depends on how fast this machine is: each step takes
+    STEP_S (the step hook moves the clock), and the first reading the trainer takes while paused moves it
+    by PAUSE_S, as if the pause it then blocks in lasted that long."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self):
+        self.now = 0.0
+        self.trainer: Trainer | None = None
+        self.read_while_paused = threading.Event()
+
+    def __call__(self) -> float:
+        now = self.now
+        if self.trainer is not None and self.trainer.paused and not self.read_while_paused.is_set():
+            self.now += PAUSE_S
+            self.read_while_paused.set()
+        return now
+
+    def step(self, epoch: int, batch: int, size: int) -> None:
+        self.now += STEP_S
+
+
+def test_pauses_count_in_neither_the_rate_the_eta_the_time_limit_nor_the_schedule(prepared_dataset, tmp_path):
+    """A real run paused from another thread for longer than its whole time limit."""
+    clock = TestClock()
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path,
+        preset="tiny",
+        epochs=2,
+        device="cpu",
+        batch_size=20,  # 12 batches an epoch: 6 s of training on the test clock
+        time_limit_s=8.0,
+        report_interval_s=0.0,  # a report after every batch
+        threads=1,
+    )
+    events: list = []
+    pause_wanted, paused = threading.Event(), threading.Event()
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, ev.BatchProgress) and (event.epoch, event.batch) == (1, 3):
+            pause_wanted.set()  # the other thread pauses now, while the trainer waits here
+            assert paused.wait(60)
+
+    trainer = Trainer(config, on_event, step_hook=clock.step, clock=clock)
+    clock.trainer = trainer
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    assert pause_wanted.wait(60)
+    trainer.pause()
+    paused.set()
+    assert clock.read_while_paused.wait(60), "the trainer never blocked in the pause"
+    trainer.resume()
+    worker.join(120)
+    assert not worker.is_alive()
+
+    assert [e.state for e in events_of(events, ev.StateChanged)] == ["paused", "running"]
+    finished = events[-1]
+    # 16 steps of 0.5 s reach the 8 s limit in epoch 2; the 1000 s pause did not end the run in epoch 1.
+    assert isinstance(finished, ev.Finished) and finished.reason == "time_limit"
+    assert finished.images_seen == 16 * 20 and finished.elapsed_s == pytest.approx(8.0)
+    after_pause = next(e for e in events_of(events, ev.BatchProgress) if (e.epoch, e.batch) == (1, 4))
+    assert after_pause.images_per_s == pytest.approx(80 / 2.0)  # 4 batches in 2 s, not in 1002 s
+    assert after_pause.eta_s == pytest.approx(160 / 40)
+    first = events_of(events, ev.EpochEnd)[0]
+    assert first.seconds == pytest.approx(6.0) and first.images_per_s == pytest.approx(40.0)
+    # The schedule's clock: epoch 1's last step came 5.5 s into the 8 s limit (not 1005.5 s, the floor).
+    assert first.learning_rate == pytest.approx(3e-3 * lr_factor(5.5 / 8.0, "onecycle"))
+    countdown = events_of(events, ev.Countdown)[0]
+    assert countdown.time_left_s == pytest.approx(2.0) and countdown.ends_by == "time_limit"
+
+
+def test_a_resumed_time_limit_counts_this_session_only(prepared_dataset, tmp_path):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=3, device="cpu", batch_size=20, threads=1
+    )
+    clock = TestClock()
+    trainer = Trainer(config, step_hook=clock.step, clock=clock)
+
+    def stop_in_epoch_2(epoch, batch, size):
+        clock.step(epoch, batch, size)
+        if (epoch, batch) == (2, 2):
+            trainer.request_stop()
+
+    trainer._step_hook = stop_in_epoch_2
+    first = trainer.run()
+    assert first.reason == "stopped" and first.elapsed_s == pytest.approx(14 * STEP_S)  # 7 s
+
+    events: list = []
+    clock = TestClock()
+    resumed = replace(config, resume=True, time_limit_s=3.0)  # less than the 7 s the run has behind it
+    result = Trainer(resumed, events.append, step_hook=clock.step, clock=clock).run()
+    assert isinstance(result, ev.Finished) and result.reason == "time_limit"
+    # This session trained its own 3 s (6 steps) on top of the first session's 280 images.
+    assert result.images_seen == 280 + 6 * 20 and result.elapsed_s == pytest.approx(7.0 + 3.0)
+    assert events_of(events, ev.RunStarted)[0].time_limit_s == 3.0
+    assert any("counts this session's training only" in n.message for n in events_of(events, ev.Notice))
+    saved = load_checkpoint(tmp_path / "last.pt").trainer  # out of time inside an epoch: progress kept
+    assert (saved["epoch"], saved["position"]) == (1, 40 + 6 * 20)
+
+
+def test_the_countdown_names_the_rule_that_ends_the_run_first():
+    # (budget left, patience left, time left, seconds an epoch)
+    assert first_limit(3, 5, None, 10.0) == "max_epochs"
+    assert first_limit(8, 2, None, 10.0) == "early_stop"
+    assert first_limit(8, 5, 25.0, 10.0) == "time_limit"  # 2.5 epochs of time left
+    assert first_limit(2, 2, 20.0, 10.0) == "max_epochs"  # ties go to the certain end
+    assert first_limit(3, 2, 20.0, 10.0) == "time_limit"
+
+    def countdown(**change) -> ev.Countdown:
+        values = dict(
+            best_accuracy=0.9,
+            best_epoch=4,
+            patience_left=2,
+            patience=5,
+            budget_left=3,
+            time_left_s=None,
+            ends_by="early_stop",
+        )
+        return ev.Countdown(**{**values, **change})
+
+    assert countdown().summary() == "stops after 2 more epochs without improvement"
+    assert countdown(patience_left=0).summary() == "stops now: no improvement for its whole patience"
+    assert countdown(ends_by="max_epochs").summary() == "ends after 3 more epochs (its epoch budget)"
+    assert countdown(ends_by="max_epochs", budget_left=0).summary() == "ends now: its epoch budget is done"
+    assert (
+        countdown(ends_by="time_limit", time_left_s=240.0).summary() == "ends in about 4 min (its time limit)"
+    )
+
+
+def test_the_defaults_can_stop_early_within_the_epoch_budget():
+    defaults = TrainConfig()
+    assert defaults.patience < defaults.epochs
+
+
+# ---- fine-tuning from a checkpoint ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_charset_dataset(captcha_dir, prepared_dataset, tmp_path_factory):
+    """The same captchas read with another charset: reversed (so no character keeps its index) plus '#'."""
+    charset = "#" + load_dataset(prepared_dataset).spec.charset[::-1]
+    out = tmp_path_factory.mktemp("other_charset") / "dataset"
+    prepare(captcha_dir, out, charset=charset, workers=1, seed=0)
+    return out
+
+
+def test_fine_tuning_with_the_same_charset_starts_from_the_checkpoint_weights(
+    tiny_run, prepared_dataset, tmp_path, one_thread
+):
+    source = tiny_run / "best.pt"
+    events: list = []
+    # A vanishing learning rate: after the epoch the weights are still the ones it started from.
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source, lr=1e-12
+    )
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished), getattr(result, "message", "")
+    start, tuned = load_checkpoint(source), load_checkpoint(tmp_path / "last.pt")
+    assert torch.allclose(tuned.model["stem.0.weight"], start.model["stem.0.weight"], atol=1e-8)
+    assert torch.allclose(tuned.model["head.2.weight"], start.model["head.2.weight"], atol=1e-8)
+    notices = [n.message for n in events_of(events, ev.Notice)]
+    layers = len({name.rpartition(".")[0] for name in start.model})
+    assert f"fine-tuning from {source}: {layers} of {layers} layers copied" in notices
+    started = events_of(events, ev.RunStarted)[0]
+    assert started.init == str(source) and started.learning_rate == 1e-12  # a given learning rate is kept
+    assert tuned.meta.init == str(source) and load_checkpoint(tmp_path / "best.pt").meta.init == str(source)
+
+
+def test_fine_tuning_with_another_charset_rebuilds_the_output_layer(
+    tiny_run, other_charset_dataset, tmp_path, one_thread
+):
+    source = tiny_run / "best.pt"
+    events: list = []
+    config = TrainConfig(
+        data=other_charset_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source
+    )
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished), getattr(result, "message", "")
+    notice = next(n.message for n in events_of(events, ev.Notice) if n.message.startswith("fine-tuning"))
+    old = load_checkpoint(source).meta.spec.charset
+    assert f"output layer rebuilt for charset {old!r} ≠ '#{old[::-1]}'" in notice
+    assert f"the rows of the {len(old)} characters both charsets share copied" in notice
+    layers = len({name.rpartition(".")[0] for name in load_checkpoint(source).model})
+    assert f"{layers - 1} of {layers} layers copied" in notice
+    # A fine-tune's default peak learning rate is a third of a new run's; resuming it keeps that.
+    assert events_of(events, ev.RunStarted)[0].learning_rate == pytest.approx(3e-3 / 3)
+    again: list = []
+    Trainer(replace(config, init=None, resume=True, epochs=2), again.append).run()
+    started = events_of(again, ev.RunStarted)[0]
+    assert started.learning_rate == pytest.approx(1e-3) and started.init == str(source)
+
+
+def test_transfer_weights_copies_output_rows_by_character():
+    torch.manual_seed(0)
+    source_spec = CodeSpec.fixed("abcd", 2, (40, 16))
+    target_spec = CodeSpec.fixed(
+        "#dcxa", 3, (40, 16)
+    )  # d, c and a shared, at other indices; one more position
+    source, target = build_model("tiny", source_spec), build_model("tiny", target_spec)
+    fresh = target.head[2].weight.detach().clone()
+    done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
+    assert done.output_rebuilt and done.shared_characters == 3 and done.copied == done.layers - 1
+    assert torch.equal(target.stem[0].weight, source.stem[0].weight)
+    theirs, mine = source.head[2].weight, target.head[2].weight
+    for position in range(2):
+        for char in "dca":
+            row = position * 5 + target_spec.charset.index(char)
+            assert torch.equal(mine[row], theirs[position * 4 + source_spec.charset.index(char)])
+        assert torch.equal(mine[position * 5], fresh[position * 5])  # '#' is new: left as built
+    assert torch.equal(mine[2 * 5 :], fresh[2 * 5 :])  # the third position is new too
+
+
+def test_fine_tuning_from_another_preset_is_refused_with_the_preset_named(
+    tiny_run, prepared_dataset, tmp_path
+):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="fast", device="cpu", init=tiny_run / "best.pt"
+    )
+    result = Trainer(config).run()
+    assert isinstance(result, ev.Failed)
+    assert "holds a 'tiny' model and this run's preset is 'fast'; pass --preset tiny" in result.message
+
+
+def test_init_and_resume_together_are_refused(tiny_run, prepared_dataset, tmp_path):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", init=tiny_run / "best.pt", resume=True
+    )
+    result = Trainer(config).run()
+    assert isinstance(result, ev.Failed) and "--init and --resume do not go together" in result.message
+
+
+def test_a_bad_init_gives_the_one_line_checkpoint_error(prepared_dataset, tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for init, words in (
+        (tmp_path / "nowhere.pt", "checkpoint not found"),
+        (tmp_path / "empty.pt", "is empty"),
+    ):
+        config = TrainConfig(
+            data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu", init=init
+        )
+        result = Trainer(config).run()
+        assert isinstance(result, ev.Failed) and "\n" not in result.message
+        assert result.message.startswith("cannot fine-tune: ") and words in result.message
+
+
+def test_init_base_says_so_when_this_install_has_no_base_model(tmp_path, monkeypatch):
+    from captcha_tui.core import trainer
+
+    assert resolve_init(tmp_path / "best.pt") == tmp_path / "best.pt"
+    monkeypatch.setattr(trainer, "base_model_path", lambda: None)
+    with pytest.raises(TrainingError, match="this install of captcha-tui has no base model"):
+        resolve_init("base")

@@ -11,10 +11,10 @@ from textual import events
 
 from captcha_tui.core.devices import DeviceInfo
 from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.core.units import GiB
 from captcha_tui.tui.app import CaptchaApp
-from captcha_tui.tui.demo import fixed_clock
+from tools.demo import fixed_clock
 
-GiB = 1024**3
 SIZE = (120, 40)
 
 # The picker's rows in tests: no real GPU is needed to see the cuda rows.

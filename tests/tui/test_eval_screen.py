@@ -9,8 +9,10 @@ import shutil
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from captcha_tui.core.decoding import ReadOptions
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.tui.screens.eval import EvalScreen
+from captcha_tui.tui.widgets.captcha_image import CaptchaImage
 from captcha_tui.tui.widgets.code_view import CodeView
 
 from .helpers import SIZE, make_app, screen_text, training_config, wait_until
@@ -147,5 +149,96 @@ def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
             box.value = f"{folder}/00"
             await pilot.press("0", "tab")
             assert box.value == f"{folder}/00000-abcd.png"
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_reads_nothing_clears_the_previous_result(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    image = captcha_files[0]
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _read(pilot, screen, str(image))
+            code_view, picture = screen.query_one(CodeView), screen.query_one(CaptchaImage)
+            assert code_view.code is not None and picture.path == image
+            assert "╭───╮" in screen_text(app) and "label " in str(code_view.content)
+
+            message = await _read(pilot, screen, str(tmp_path / "missing.png"))
+            assert "no such file or folder" in message
+            assert code_view.code is None and picture.path is None
+            assert "╭───╮" not in screen_text(app)  # the old code's boxed characters are gone…
+            assert str(code_view.content).startswith("nothing read")  # …and so are its label and mark
+            assert not screen.query_one("#prediction-row").has_class("-stale")
+            assert screen.query_one(DataTable).row_count == 1  # the history keeps the good read
+
+    asyncio.run(scenario())
+
+
+def test_reads_with_an_exported_onnx_model(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from captcha_tui.core.export import export_onnx
+
+    model = export_onnx(tiny_run / "best.pt", tmp_path / "best.onnx")
+    expected = Predictor.load(tiny_run / "best.pt").predict_image(captcha_files[0]).code
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=model)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            assert "best.onnx" in _text(screen, "#model-info")
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert message == f"read {expected} from {captcha_files[0].name}"
+
+    asyncio.run(scenario())
+
+
+def test_read_only_and_length_constrain_what_is_read(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    image = captcha_files[0]
+    digits = "23456789"
+    predictor = Predictor.load(tiny_run / "best.pt")
+    expected = predictor.predict(image, ReadOptions(charset=digits)).code
+    assert set(expected) <= set(digits) and len(expected) == 4
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _read(pilot, screen, str(image))
+            unconstrained = screen.query_one(CodeView).code
+
+            # Typed key by key into the field; Enter there reads the last request again with it.
+            screen.query_one("#read-charset", Input).focus()
+            for key in digits:
+                await pilot.press(key)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: screen.query_one(CodeView).code == expected, what="digits only")
+            assert _text(screen, "#eval-message") == f"read {expected} from {image.name}"
+            assert screen.focused is screen.query_one("#image-path", Input)
+            assert unconstrained is not None
+
+            # A length this per-position model cannot read: said in one line, nothing read.
+            screen.query_one("#read-length", Input).focus()
+            await pilot.press("5", "enter")
+            await wait_until(
+                pilot, lambda: screen.query_one(CodeView).code is None, what="the refused length"
+            )
+            message = _text(screen, "#eval-message")
+            assert "exactly 4 characters" in message and screen.query_one("#eval-message").has_class("-error")
+
+            screen.query_one("#read-length", Input).value = "4"
+            await _read(pilot, screen, str(image))
+            assert screen.query_one(CodeView).code == expected
 
     asyncio.run(scenario())

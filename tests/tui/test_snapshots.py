@@ -1,6 +1,6 @@
 """Snapshot tests of the training and eval screens with fixed content (no training, no clocks).
 
-The training screen gets the scripted run of ``captcha_tui.tui.demo`` and fake-GPU samples at fixed
+The training screen gets the scripted run of ``tools/demo.py`` and fake-GPU samples at fixed
 ticks; the eval screen gets three stand-in images drawn from numbers and fixed predictions. Update the baselines with ``pytest tests/tui/test_snapshots.py --snapshot-update``.
 """
 
@@ -21,8 +21,8 @@ from captcha_tui.core.predictor import PathResult, Prediction, Predictor
 from captcha_tui.core.spec import CodeSpec
 from captcha_tui.core.trainer import TrainConfig
 from captcha_tui.tui.app import CaptchaApp
-from captcha_tui.tui.demo import fixed_clock, play_training_demo
 from captcha_tui.tui.messages import ModelLoaded, PredictionsReady
+from tools.demo import fixed_clock, play_training_demo
 
 from .helpers import SIZE, screen_text, wait_until
 
@@ -36,7 +36,8 @@ def _app(**options) -> CaptchaApp:
     )
 
 
-def test_training_screen(snap_compare):
+def test_training_screen(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ or runs/demo/ of a checkout: the last run would show
     app = _app()
 
     async def run_before(pilot) -> None:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-GiB = 1024**3
+from ..units import GiB
 
 #: Query names accepted in ``FakeGpu.unsupported`` and ``FakeNvmlBackend.set_error`` (the backend methods).
 FAKE_FIELDS = frozenset(

@@ -1,13 +1,78 @@
-"""The NVML calls the hardware monitor needs, behind a small index-based interface.
+"""NVML for the hardware monitor: the queries it makes, behind a small index-based interface, and the
+one place an NVML error becomes words.
 
-Backends raise the real ``pynvml.NVMLError`` subclasses and nothing else is interpreted here: turning an
-error into words happens in one place, :func:`captcha_tui.core.hardware.monitor.describe_nvml_error`.
-That keeps the real backend, the fake one and the sampler honest with each other.
+Backends raise the real ``pynvml.NVMLError`` subclasses and interpret nothing; :func:`describe_nvml_error`
+turns any of them (or a failure to load NVML at all) into the short reason a panel shows. That keeps the
+real backend, the fake one and the sampler honest with each other.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, runtime_checkable
+
+# Error code name (looked up in pynvml, so an older pynvml missing one is fine) -> short reason.
+_REASONS = {
+    "NVML_ERROR_NOT_SUPPORTED": "not supported",
+    "NVML_ERROR_GPU_IS_LOST": "GPU is lost (fell off the bus)",
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "NVML library not found (no NVIDIA driver)",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "NVIDIA driver not loaded",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "driver/library version mismatch",
+    "NVML_ERROR_NO_PERMISSION": "no permission",
+    "NVML_ERROR_UNINITIALIZED": "NVML not initialised",
+    "NVML_ERROR_FUNCTION_NOT_FOUND": "not supported by this driver version",
+    "NVML_ERROR_RESET_REQUIRED": "GPU needs a reset",
+    "NVML_ERROR_GPU_NOT_FOUND": "GPU not found",
+    "NVML_ERROR_TIMEOUT": "timed out",
+    "NVML_ERROR_INSUFFICIENT_POWER": "not enough external power",
+    "NVML_ERROR_CORRUPTED_INFOROM": "corrupted infoROM",
+}
+
+# Errors after which the rest of a card's queries would fail too, so the card is reported as down.
+_CARD_FATAL = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_GPU_NOT_FOUND")
+
+
+@functools.cache
+def _pynvml() -> Any:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    return pynvml
+
+
+@functools.cache
+def _codes(names: tuple[str, ...]) -> dict[int, str]:
+    nvml = _pynvml()
+    if nvml is None:
+        return {}
+    return {int(getattr(nvml, n)): n for n in names if hasattr(nvml, n)}
+
+
+def describe_nvml_error(exc: BaseException) -> str:
+    """Short words for why an NVML call (or loading NVML at all) failed."""
+    if isinstance(exc, ImportError):
+        return "nvidia-ml-py (pynvml) not installed"
+    nvml = _pynvml()
+    if nvml is not None:
+        if isinstance(exc, nvml.NVMLError):
+            name = _codes(tuple(_REASONS)).get(getattr(exc, "value", None))
+            return _REASONS[name] if name else str(exc)
+        mismatch = getattr(nvml, "NVMLLibraryMismatchError", None)
+        if mismatch is not None and isinstance(exc, mismatch):
+            return "pynvml does not match the driver version"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_card_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` means the whole card is gone (lost, needs a reset), not just one reading."""
+    nvml = _pynvml()
+    return (
+        nvml is not None
+        and isinstance(exc, nvml.NVMLError)
+        and getattr(exc, "value", None) in _codes(_CARD_FATAL)
+    )
 
 
 @runtime_checkable

@@ -31,7 +31,11 @@ def describe_device(info: DeviceInfo) -> str:
 
 
 class DevicePicker(ModalScreen[str | None]):
-    """Dismisses with the chosen device name, or None when cancelled."""
+    """Dismisses with the chosen device name, or None when cancelled.
+
+    Opened with ``devices`` None while the devices are still being listed (a first CUDA query can take
+    seconds): it says so in place of the rows, and :meth:`show_devices` fills them in.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "cancel"),
@@ -40,22 +44,44 @@ class DevicePicker(ModalScreen[str | None]):
         *(Binding(str(n), f"pick({n})", f"pick row {n}", show=False) for n in range(10)),
     ]
 
-    def __init__(self, devices: list[DeviceInfo], current: str | None, refuse_reason: str | None = None):
+    def __init__(
+        self, devices: list[DeviceInfo] | None, current: str | None, refuse_reason: str | None = None
+    ):
         super().__init__(id="device-picker")
-        self.devices = devices
+        self.devices = devices or []
+        self.listing = devices is None  # still looking for devices
         self.current = current
         self.refuse_reason = refuse_reason  # set while training: picking is refused with this reason
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box") as box:
             box.border_title = "train on which device?"
-            yield OptionList(*self._options(), id="device-list")
+            rows = OptionList(*self._options(), id="device-list")
+            rows.display = not self.listing  # an empty box until the devices come in
+            yield rows
             yield Static(self._note(), id="picker-note")
 
     def on_mount(self) -> None:
+        self._highlight_current()
+
+    def show_devices(self, devices: list[DeviceInfo]) -> None:
+        """The listing has come in: rows replace the "looking for devices…" line."""
+        self.devices, self.listing = devices, False
+        found = self.query(OptionList)
+        if not found:
+            return  # the picker is being taken down (the app is quitting)
+        option_list = found.first()
+        option_list.clear_options()
+        option_list.add_options(self._options())
+        option_list.display = True
+        option_list.focus()
+        self._highlight_current()
+        self.query_one("#picker-note", Static).update(self._note())
+
+    def _highlight_current(self) -> None:
         names = [d.name for d in self.devices]
-        option_list = self.query_one(OptionList)
-        option_list.highlighted = names.index(self.current) if self.current in names else 0
+        if names:
+            self.query_one(OptionList).highlighted = names.index(self.current) if self.current in names else 0
 
     def _options(self) -> list[Option]:
         options = []
@@ -72,6 +98,8 @@ class DevicePicker(ModalScreen[str | None]):
         return options
 
     def _note(self) -> Text:
+        if self.listing:
+            return Text("looking for devices… (asking CUDA can take a few seconds)", style="yellow")
         if self.refuse_reason:
             return Text(self.refuse_reason, style="yellow")
         return Text("↑↓ or j/k move · 0-9 pick · Enter confirm · Esc cancel", style="dim")
@@ -89,7 +117,7 @@ class DevicePicker(ModalScreen[str | None]):
             option_list.action_cursor_up()
 
     def action_pick(self, row: int) -> None:
-        if row < len(self.devices):
+        if row < len(self.devices):  # nothing to pick while the devices are being listed
             self.query_one(OptionList).highlighted = row
             self._choose(row)
 

@@ -17,13 +17,16 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
+from ...core.base_model import is_base_model
 from ...core.checkpoint import CheckpointError
+from ...core.decoding import ReadError, ReadOptions
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
-from ..formatting import charset_preview, percent
+from ...words import percent
+from ..formatting import charset_preview
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
-from ..widgets.path_completion import TabPathCompletion
+from ..widgets.path_completion import PathInput
 
 MAX_ROWS_PER_REQUEST = 1000  # a huge folder still reports its accuracy, but the table stays light
 PATH_WIDTH = 48
@@ -31,9 +34,12 @@ HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("labe
 
 
 class EvalScreen(Screen):
+    AUTO_FOCUS = "#image-path"  # also where keys typed before the screen is up must land
     BINDINGS = [
         Binding("escape", "back", "training"),
-        Binding("m", "choose_checkpoint", "checkpoint"),
+        # m where it can't be typed into a field; Ctrl+O works in the path fields too. The footer
+        # shows whichever of the two works where the focus is.
+        Binding("m,ctrl+o", "choose_checkpoint", "checkpoint"),
     ]
 
     def __init__(self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto") -> None:
@@ -50,8 +56,17 @@ class EvalScreen(Screen):
         yield Static(Text("loading the model…", style="dim"), id="model-info")
         with Horizontal(id="checkpoint-row"):
             yield Label("checkpoint ", id="checkpoint-label")
-            yield Input(str(self.checkpoint), placeholder="path to a .pt checkpoint", id="checkpoint")
-        yield Input(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
+            yield PathInput(
+                str(self.checkpoint),
+                placeholder="path to a .pt checkpoint or an exported .onnx model",
+                id="checkpoint",
+            )
+        with Horizontal(id="read-options-row"):
+            yield Label("read only ", classes="option-label")
+            yield Input(placeholder="any of the model's characters", id="read-charset")
+            yield Label(" length ", classes="option-label")
+            yield Input(placeholder="any", id="read-length", type="integer")
+        yield PathInput(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
         yield Static("", id="eval-message")
         with Horizontal(id="prediction-row"):
             yield CaptchaImage(self._image_renderer, id="captcha-image")
@@ -60,8 +75,6 @@ class EvalScreen(Screen):
         table.border_title = "history"
         yield table
         yield Footer()
-        yield TabPathCompletion("#checkpoint")
-        yield TabPathCompletion("#image-path")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -69,7 +82,6 @@ class EvalScreen(Screen):
         # row it drew in between at the old width.
         for label, width in HISTORY_COLUMNS:
             table.add_column(label, width=width)
-        self.query_one("#image-path", Input).focus()
         self.load_model(self.checkpoint)
 
     # ---- actions -----------------------------------------------------------------------------------------
@@ -94,8 +106,24 @@ class EvalScreen(Screen):
         if not request:
             self._say("type an image path, a folder or a glob first", error=True)
             return
+        options, problem = self._read_options()
+        if problem:
+            self._say(problem, error=True)
+            return
         self._say(f"reading {request}…")
-        self.predict(request, self.checkpoint)
+        # The shown result belongs to the previous request: dimmed until this one answers.
+        self.query_one("#prediction-row").add_class("-stale")
+        self.predict(request, self.checkpoint, options)
+
+    def _read_options(self) -> tuple[ReadOptions, str]:
+        """The read-time constraints typed in (the same as eval --charset / --length); a problem, or ''."""
+        charset = self.query_one("#read-charset", Input).value.strip() or None
+        length_text = self.query_one("#read-length", Input).value.strip()
+        try:
+            length = int(length_text) if length_text else None
+        except ValueError:
+            return ReadOptions(charset), f"length: a number of characters, or empty (got {length_text!r})"
+        return ReadOptions(charset, length), ""
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -103,6 +131,12 @@ class EvalScreen(Screen):
             self.checkpoint = Path(event.value.strip()).expanduser()
             self.load_model(self.checkpoint)
             self.query_one("#image-path", Input).focus()
+        elif event.input.id in ("read-charset", "read-length"):
+            # New constraints: read the last request again with them, if there is one.
+            path = self.query_one("#image-path", Input)
+            if path.value.strip():
+                self.read(path.value)
+            path.focus()
         else:
             self.read(event.value)
 
@@ -113,14 +147,20 @@ class EvalScreen(Screen):
         self._loaded_predictor(path)
 
     @work(thread=True, group="eval-predict", exit_on_error=False)
-    def predict(self, request: str, checkpoint: Path) -> None:
+    def predict(self, request: str, checkpoint: Path, options: ReadOptions | None = None) -> None:
         predictor, problem = self._loaded_predictor(checkpoint)
         if predictor is None:
             self.post_message(PredictionsReady(request, [], [f"no model to read with: {problem}"]))
             return
+        options = options or ReadOptions()
+        try:
+            predictor.plan(options)
+        except ReadError as exc:  # e.g. a length a per-position model cannot read
+            self.post_message(PredictionsReady(request, [], [str(exc)]))
+            return
         try:
             paths, problems = expand_paths([request])
-            results = predictor.predict_paths(paths) if paths else []
+            results = predictor.predict_paths(paths, options=options) if paths else []
         except Exception as exc:  # noqa: BLE001 - report anything, keep the screen alive
             self.post_message(PredictionsReady(request, [], [f"prediction failed: {exc}"]))
             return
@@ -153,7 +193,9 @@ class EvalScreen(Screen):
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
                 f" · epoch {meta.epoch}, validation {percent(meta.val_accuracy)}",
-                (f" · {message.path}", "dim"),
+                (" · the base model shipped with captcha-tui", "bold")
+                if is_base_model(message.path)
+                else (f" · {message.path}", "dim"),
             )
         )
 
@@ -171,11 +213,16 @@ class EvalScreen(Screen):
         for result in good[:MAX_ROWS_PER_REQUEST]:
             self.results.append(result)
             table.add_row(*_row(result))
+        self.query_one("#prediction-row").remove_class("-stale")
         if good:
             # The cursor on the request's first row (when it moves there, highlighting shows it too).
             table.move_cursor(row=first_row)
             self.query_one(CaptchaImage).show(good[0].path)
             self.query_one(CodeView).show(good[0].prediction, good[0].label)
+        else:
+            # Nothing read: the previous image and code would pass for this request's answer.
+            self.query_one(CaptchaImage).clear()
+            self.query_one(CodeView).clear()
         self._say_outcome(message, good, bad)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
+from ...core.base_model import is_base_model
 from ...core.checkpoint import CheckpointError
 from ...core.labelling import (
     Candidate,
@@ -39,7 +40,8 @@ from ...core.labelling import (
     score,
 )
 from ...core.predictor import Predictor
-from ..formatting import charset_preview, percent
+from ...words import percent
+from ..formatting import charset_preview
 from ..widgets.captcha_image import CaptchaImage, draw_ahead
 from ..widgets.code_view import CodeView
 
@@ -194,7 +196,9 @@ class LabelScreen(Screen):
                 ("model ", "dim"),
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
-                (f" · {message.path}", "dim"),
+                (" · the base model shipped with captcha-tui", "bold")
+                if is_base_model(message.path)
+                else (f" · {message.path}", "dim"),
             )
         self._show_progress()
 

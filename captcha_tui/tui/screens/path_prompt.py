@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..widgets.path_completion import TabPathCompletion
+from ..widgets.path_completion import PathInput
 
 
 class PathPrompt(ModalScreen[Path | None]):
@@ -26,9 +26,7 @@ class PathPrompt(ModalScreen[Path | None]):
         with Vertical(id="prompt-box") as box:
             box.border_title = self._title
             yield Static(self._hint, id="prompt-hint")
-            path_input = Input(self._value, placeholder="path (Tab completes)", id="prompt-input")
-            yield path_input
-            yield TabPathCompletion(path_input)
+            yield PathInput(self._value, placeholder="path (Tab completes)", id="prompt-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -12,9 +12,11 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from ...core import events as ev
-from ...core.trainer import TrainConfig
+from ...core.trainer import BEST, TrainConfig
+from ...words import percent
 from ..dataset_info import DatasetSummary
 from ..messages import DataProgress, HardwareSampled, TrainingUpdate
+from ..run_info import RunSummary
 from ..widgets.batch_panel import BatchPanel
 from ..widgets.countdown import CountdownLine
 from ..widgets.dataset_setup import DatasetSetup
@@ -28,7 +30,14 @@ from ..widgets.run_header import RunHeader
 class TrainScreen(Screen):
     BINDINGS = [
         Binding("g", "app.generate_data", "generate data", tooltip="Generate and prepare the default set"),
-        Binding("o", "app.prepare_folder", "prepare folder", tooltip="Prepare a folder of your own images"),
+        # Priority, like e: run as the key arrives, before a path typed after it reaches this screen.
+        Binding(
+            "o",
+            "app.prepare_folder",
+            "prepare folder",
+            tooltip="Prepare a folder of your own images",
+            priority=True,
+        ),
     ]
 
     def __init__(self, clock: Callable[[], str]) -> None:
@@ -80,6 +89,24 @@ class TrainScreen(Screen):
     def set_state(self, state: str) -> None:
         self.query_one(RunHeader).set_state(state)
 
+    def show_last_run(self, run: RunSummary, max_epochs: int) -> None:
+        """A relaunch: the run folder's history in the chart and a line on what the keys do with it."""
+        self.query_one(HistoryChart).show_history(run.epochs, run.best)
+        count = len(run.epochs)
+        parts = [f"last run in {run.path}: {count} epoch{'' if count == 1 else 's'}"]
+        if run.best is not None:
+            parts[0] += f", best validation {percent(run.best.val_accuracy)} at epoch {run.best.epoch}"
+        if run.has_last and len(run.epochs) < max_epochs:
+            parts.append(f"r resumes it (up to epoch {max_epochs})")
+        elif run.has_last:
+            parts.append(f"its {max_epochs} epochs are done")
+        parts.append("s starts over")
+        if run.has_best:
+            parts.append(f"e reads captchas with its {BEST}")
+        if run.damaged_lines:
+            parts.append(f"{run.damaged_lines} damaged lines of its history skipped")
+        self.log_line(" · ".join(parts), "cyan")
+
     def log_line(self, message: str, style: str = "") -> None:
         self.query_one(EventLog).add_line(message, style)
 
@@ -106,7 +133,7 @@ class TrainScreen(Screen):
                 self.query_one(DatasetSetup).display = False
                 self.query_one(RunHeader).show_run(event)
                 self.query_one(BatchPanel).show_run(event)
-                self.query_one(HistoryChart).reset()
+                self.query_one(HistoryChart).start_run(event.start_epoch)
                 self.query_one(CountdownLine).show_patience(event.patience)
                 self.query_one(FinishBanner).clear()
                 self.set_state("running")

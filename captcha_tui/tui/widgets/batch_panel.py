@@ -19,10 +19,9 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ...core import events as ev
-from ...headless import format_duration
-from ..formatting import percent
+from ...words import format_duration, percent
 
-HISTORY = 80  # batch reports kept for the sparklines (~8 s at ten reports a second)
+HISTORY = 400  # batch reports kept for the sparklines: enough to fill the widest panel (~40 s at 10/s)
 LABEL_WIDTH = 6
 
 
@@ -129,8 +128,9 @@ class BatchPanel(Widget):
                     (f"{e.loss:.4f}", "bold"),
                     ("   accuracy ", label),
                     (percent(e.accuracy), "bold"),
-                    ("   characters ", label),
-                    (percent(e.char_accuracy), "bold"),
+                    # CTC codes vary in length: their characters are scored by error rate.
+                    ("   characters ", label) if e.char_error_rate is None else ("   CER ", label),
+                    (percent(e.char_accuracy if e.char_error_rate is None else e.char_error_rate), "bold"),
                 ),
             ]
             speed = f"{e.images_per_s:,.0f} img/s · ETA {format_duration(e.eta_s)}"
@@ -139,7 +139,7 @@ class BatchPanel(Widget):
             low, mid, high = self._band_styles(kind)
             line = Text()
             line.append(name.ljust(LABEL_WIDTH), label)
-            line.append_text(sparkline(values, spark_width, (low, mid, high)))
+            line.append_text(sparkline(values, spark_width, (low, mid, high), self._style("bar")))
             lines.append(line)
         fraction = min(1.0, self.batches_done / self.batches_total)
         suffix = f" {fraction * 100:3.0f}%  {speed}"
@@ -156,14 +156,15 @@ class BatchPanel(Widget):
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values, width: int, bands: tuple[Style, Style, Style]) -> Text:
-    """The newest ``width`` values as bar characters, coloured by height: low, middle, high ``bands``.
+def sparkline(values, width: int, bands: tuple[Style, Style, Style], empty: Style | None = None) -> Text:
+    """The newest ``width`` values as bar characters, coloured by height: low, middle, high ``bands``;
+    always ``width`` cells: fewer values leave a baseline in the ``empty`` style after them.
 
     Three colour bands, and one span per run of a band: each span costs the renderer, per repaint.
     """
     recent = list(values)[-width:] if width > 0 else []
     if not recent:
-        return Text("▁" * max(0, width), bands[0])
+        return Text("▁" * max(0, width), empty or bands[0])
     smallest, largest = min(recent), max(recent)
     extent = (largest - smallest) or 1.0
     top = len(SPARK_BARS) - 1
@@ -178,6 +179,8 @@ def sparkline(values, width: int, bands: tuple[Style, Style, Style]) -> Text:
         run.append(SPARK_BARS[level])
         run_band = band
     text.append("".join(run), bands[run_band])
+    if len(recent) < width:
+        text.append("▁" * (width - len(recent)), empty or bands[0])
     return text
 
 

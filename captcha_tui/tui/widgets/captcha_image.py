@@ -183,7 +183,7 @@ class CaptchaImage(Vertical):
         width, height = self.query_one("#captcha-picture").size
         return (width, height) if width and height else None
 
-    def clear(self, text: str) -> None:
+    def clear(self, text: str = "no image") -> None:
         """No image: ``text`` in its place."""
         self.path = None
         self.query_one("#captcha-caption", Static).update(Text(text, style="dim"))

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core.predictor import Prediction
-from ..formatting import percent
+from ...words import percent
 
 
 def confidence_style(confidence: float) -> str:
@@ -47,6 +47,10 @@ class CodeView(Static):
         super().__init__(Text("type an image path and press Enter", style="dim"), id=id)
         self.border_title = "prediction"
         self.code: str | None = None
+
+    def clear(self) -> None:
+        self.code = None
+        self.update(Text("nothing read: see the message above", style="dim"))
 
     def show(self, prediction: Prediction, label: str | None, *, layout: bool = True) -> None:
         """``layout=False`` where the view has a fixed size: the new code is just repainted."""

@@ -1,4 +1,4 @@
-"""The early-stopping line: the best so far and how many epochs without a new best remain."""
+"""The countdown line: the best so far, and which rule ends the run first (epoch budget, time, patience)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from ...core import events as ev
 
 
 def countdown_text(e: ev.Countdown) -> str:
-    left = max(e.epochs_left, 0)
-    if left == 0:
-        tail = "stops now: no improvement for its whole patience"
-    else:
-        tail = f"stops after {left} more epoch{'s' if left != 1 else ''} without improvement"
-    return f"best {e.best_accuracy:.3f} at epoch {e.best_epoch} · {tail}"
+    return f"best {e.best_accuracy:.3f} at epoch {e.best_epoch} · {e.summary()}"
 
 
 class CountdownLine(Static):
@@ -25,4 +20,5 @@ class CountdownLine(Static):
 
     def show(self, e: ev.Countdown) -> None:
         self.update(countdown_text(e))
-        self.set_class(e.epochs_left <= max(1, e.patience // 5), "-close")
+        # Highlighted only when an early stop is near: the budget or the clock running out is the plan.
+        self.set_class(e.ends_by == "early_stop" and e.patience_left <= max(1, e.patience // 5), "-close")

@@ -27,7 +27,9 @@ class DevicePanels(VerticalScroll):
         self._gpu_panels: dict[int, GpuPanel] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("waiting for the first hardware sample…", id="device-status")
+        status = Static("waiting for the first hardware sample…", id="device-status")
+        status.border_title = "monitor"  # its state and NVML errors, in a panel like the readings
+        yield status
         host = HostPanel(id="host-panel")
         host.display = False  # until a sample says whether it is needed
         yield host

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from ...core import events as ev
-from ...headless import HeadlessPrinter
+from ...words import describe_event
 
 
 def _style(event: ev.TrainerEvent) -> str:
@@ -69,9 +69,9 @@ class EventLog(RichLog):
                 # the one line that says what went wrong out of view.
                 if event.traceback:
                     self.write(Text(event.traceback.rstrip(), style="dim red"))
-                self.add_line(HeadlessPrinter.describe(event) or event.message, "bold red")
+                self.add_line(describe_event(event) or event.message, "bold red")
                 return
-        text = HeadlessPrinter.describe(event)
+        text = describe_event(event)
         if text:
             self.add_line(text.strip(), _style(event))
 

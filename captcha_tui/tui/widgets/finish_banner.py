@@ -6,8 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
-from ...headless import FINISH_REASONS
-from ..formatting import percent
+from ...words import FINISH_REASONS, characters, percent
 
 
 class FinishBanner(Static):
@@ -27,7 +26,7 @@ class FinishBanner(Static):
         if e.test_accuracy is not None:
             text.append("\ntest accuracy ")
             text.append(percent(e.test_accuracy), "bold green")
-            text.append(f" (characters {percent(e.test_char_accuracy)})")
+            text.append(f" ({characters(e.test_char_accuracy, e.test_char_error_rate)})")
         text.append(f" · best validation {percent(e.best_val_accuracy)} at epoch {e.best_epoch}")
         if e.best_checkpoint:
             text.append("\nbest checkpoint ")

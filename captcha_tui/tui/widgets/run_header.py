@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
+from ...core.base_model import BASE_MODEL, is_base_model
 from ...core.devices import resolve_amp
 from ...core.spec import CodeSpec
 from ...core.trainer import TrainConfig
@@ -36,6 +37,7 @@ class _Settings:
     patience: int
     epochs: int
     parameters: int | None = None
+    init: str | None = None  # a fine-tune: the checkpoint it starts from
 
 
 class RunHeader(Static):
@@ -48,13 +50,14 @@ class RunHeader(Static):
     def show_config(self, config: TrainConfig, device: str) -> None:
         """The settings a run will use, until it reports its own."""
         self._settings = _Settings(
-            config.preset,
+            config.preset or "auto",  # the trainer picks from the data (fast for one length, crnn-fast else)
             device,
             config.batch_size,
             config.lr,
             resolve_amp(config.amp, device),
             config.patience,
             config.epochs,
+            init=str(config.init) if config.init else None,
         )
         self._redraw()
 
@@ -71,7 +74,15 @@ class RunHeader(Static):
     def show_run(self, e: ev.RunStarted) -> None:
         self._dataset = self._dataset_line(e.dataset, e.train_count, e.val_count, e.test_count, e.spec)
         self._settings = _Settings(
-            e.preset, e.device, e.batch_size, e.learning_rate, e.amp, e.patience, e.max_epochs, e.parameters
+            e.preset,
+            e.device,
+            e.batch_size,
+            e.learning_rate,
+            e.amp,
+            e.patience,
+            e.max_epochs,
+            e.parameters,
+            e.init,
         )
         self._redraw()
 
@@ -101,6 +112,10 @@ class RunHeader(Static):
         line = Text.assemble(("preset ", "dim"), (s.preset, "bold"))
         if s.parameters is not None:
             line.append(f" ({s.parameters:,} params)", "dim")
+        if s.init is not None:
+            source = "the base model" if s.init == BASE_MODEL or is_base_model(s.init) else s.init
+            line.append("  fine-tune of ", "dim")
+            line.append(source, "bold yellow")
         for name, value in (
             ("device", s.device),
             ("batch", str(s.batch_size)),

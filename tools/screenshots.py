@@ -1,4 +1,5 @@
-"""Make the README's screenshots: ``python -m captcha_tui.tui.screenshots OUT_DIR [--model CKPT]``.
+"""Make the README's screenshots: ``python -m tools.screenshots OUT_DIR [--model CKPT]``
+(from the repository root).
 
 * ``screenshot-train.svg``: the training screen mid-run, from the scripted run in ``demo.py`` and the
   fake two-GPU backend (deterministic, so it only changes when the UI does);
@@ -19,11 +20,11 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from ..core.dataset import prepare
-from ..core.generator import generate
-from ..core.trainer import TrainConfig, Trainer
-from .app import CaptchaApp
-from .demo import play_training_demo, ticking_clock
+from captcha_tui.core.dataset import prepare
+from captcha_tui.core.generator import generate
+from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.tui.app import CaptchaApp
+from tools.demo import play_training_demo, ticking_clock
 
 SIZE = (120, 40)
 EVAL_IMAGES = 12
@@ -90,9 +91,7 @@ async def eval_screenshot(out_dir: Path, model: Path, work: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m captcha_tui.tui.screenshots", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m tools.screenshots", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--model", type=Path, default=None, help="checkpoint for the eval screenshot")
     args = parser.parse_args(argv)

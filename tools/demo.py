@@ -1,4 +1,4 @@
-"""A scripted, deterministic training run and hardware samples: for snapshots and screenshots.
+"""A scripted, deterministic training run and hardware samples: for the snapshot tests and screenshots.
 
 Nothing here trains. The events are what a run of the fast preset on a GPU plausibly reports half-way
 through (best 0.973 at epoch 12, six epochs since), and the samples come from the fake NVML backend at
@@ -12,21 +12,29 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..core import events as ev
-from ..core.generator import DEFAULT_CHARSET
-from ..core.hardware import FakeNvmlBackend, HardwareSampler, HostSample, Sample, TorchMemorySample
-from ..core.images import MODEL_IMAGE_SIZE
-from ..core.model import build_model, count_parameters
-from ..core.spec import CodeSpec
-from .dataset_info import DatasetSummary
-from .formatting import GiB
-from .messages import HardwareSampled, TrainingUpdate
+from captcha_tui.core import events as ev
+from captcha_tui.core.generator import DEFAULT_CHARSET
+from captcha_tui.core.hardware import (
+    FakeNvmlBackend,
+    HardwareSampler,
+    HostSample,
+    Sample,
+    TorchMemorySample,
+)
+from captcha_tui.core.images import MODEL_IMAGE_SIZE
+from captcha_tui.core.model import build_model, count_parameters
+from captcha_tui.core.spec import CodeSpec
+from captcha_tui.core.trainer import first_limit
+from captcha_tui.core.units import GiB
+from captcha_tui.tui.dataset_info import DatasetSummary
+from captcha_tui.tui.messages import HardwareSampled, TrainingUpdate
 
 DEMO_TRAIN, DEMO_VAL, DEMO_TEST = 16_000, 2_000, 2_000
 DEMO_BATCHES = 160
 EPOCHS_DONE = 18
 BEST_EPOCH = 12
 PATIENCE = 20
+MAX_EPOCHS = 40
 
 
 def fixed_clock() -> str:
@@ -73,7 +81,7 @@ def run_events() -> list[ev.TrainerEvent]:
             learning_rate=3e-3,
             amp=True,
             patience=PATIENCE,
-            max_epochs=40,
+            max_epochs=MAX_EPOCHS,
             start_epoch=1,
             batches_per_epoch=DEMO_BATCHES,
             run_dir="runs/default",
@@ -106,7 +114,13 @@ def run_events() -> list[ev.TrainerEvent]:
         waited = epoch - min(epoch, BEST_EPOCH)
         events.append(
             ev.Countdown(
-                0.973 if epoch >= BEST_EPOCH else val, min(epoch, BEST_EPOCH), PATIENCE - waited, PATIENCE
+                best_accuracy=0.973 if epoch >= BEST_EPOCH else val,
+                best_epoch=min(epoch, BEST_EPOCH),
+                patience_left=PATIENCE - waited,
+                patience=PATIENCE,
+                budget_left=MAX_EPOCHS - epoch,
+                time_left_s=None,
+                ends_by=first_limit(MAX_EPOCHS - epoch, PATIENCE - waited, None, 3.1),
             )
         )
         if epoch == 7:

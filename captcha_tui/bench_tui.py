@@ -1,4 +1,4 @@
-"""How much the dashboard costs: ``python -m captcha_tui.tui.latency [--preset fast] [--images 2000]``.
+"""How much the dashboard costs: ``captcha-tui bench --tui`` (or ``python -m captcha_tui.bench_tui [--preset fast] [--images 2000]``).
 
 (a) Key-to-repaint latency while a real training run (CPU) goes on in the same process, and while idle.
     Method: the app runs headless under ``run_test``; ``App._display`` (what the screen calls with each
@@ -39,13 +39,13 @@ from pathlib import Path
 import torch
 from textual import events
 
-from ..core.dataset import prepare
-from ..core.generator import generate
-from ..core.hardware import HardwareSampler
-from ..core.trainer import HISTORY, TrainConfig, Trainer
-from .app import CaptchaApp
-from .screens.device_picker import DevicePicker
-from .widgets.batch_panel import BatchPanel
+from .core.dataset import prepare
+from .core.generator import generate
+from .core.hardware import HardwareSampler
+from .core.trainer import HISTORY, TrainConfig, Trainer
+from .tui.app import CaptchaApp
+from .tui.screens.device_picker import DevicePicker
+from .tui.widgets.batch_panel import BatchPanel
 
 SIZE = (120, 40)
 UI_COST_FILE = "ui_cost.json"
@@ -176,8 +176,9 @@ def run_fresh(mode: str, config: TrainConfig) -> list[float]:
     OpenMP thread pool behind that slows a later run on another thread (measured: 25% on 2 cores).
     The real app never computes on its main thread, so each mode gets a clean process.
     """
-    command = [sys.executable, "-m", "captcha_tui.tui.latency", "--one-run", mode, "--data", str(config.data)]
-    command += ["--out", str(config.out), "--preset", config.preset, "--device", config.device]
+    command = [sys.executable, "-m", "captcha_tui.bench_tui", "--one-run", mode, "--data", str(config.data)]
+    command += ["--out", str(config.out), "--device", config.device]
+    command += ["--preset", config.preset] if config.preset else []  # None: the trainer picks from the data
     command += ["--epochs", str(config.epochs)]
     subprocess.run(command, check=True)
     return epoch_rates(config.out)
@@ -223,7 +224,7 @@ def throughput(base: TrainConfig, work: Path, rounds: int, epochs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_tui.tui.latency", description=__doc__.split("\n")[0]
+        prog="python -m captcha_tui.bench_tui", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--images", type=int, default=8000, help="captchas to generate for the runs")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from captcha_tui.bench_tui import latency_run, throughput
 from captcha_tui.core.trainer import TrainConfig
-from captcha_tui.tui.latency import latency_run, throughput
 
 
 def test_key_to_frame_latency_is_measured_idle_and_while_training(prepared_dataset, tmp_path, one_thread):

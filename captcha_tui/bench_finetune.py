@@ -1,0 +1,118 @@
+"""``captcha-tui bench --fine-tune``: does the base model pay off on captchas it has never seen?
+
+Another generator from PyPI (the ``captcha`` package: install it for this benchmark only, it is no
+dependency of captcha-tui) draws captchas in a style the base model never saw. ``labelled`` of them (300 by
+default, what a person labels in a sitting) are packed as a user would (``prepare``: 80/10/10), and the
+same dataset is trained twice for the same time: once fine-tuning from the base model (``--init base``),
+once from scratch. Both best checkpoints are scored on ``unseen`` more of the same style (1,000 by default)
+that neither run saw. The clock of each run covers its training only; drawing the images is timed apart.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .core import events as ev
+from .core.base_model import BASE_MODEL, base_model_path
+from .core.checkpoint import load_checkpoint
+from .core.dataset import prepare
+from .core.predictor import Predictor, accuracy
+from .core.trainer import TrainConfig, Trainer
+
+OTHER_STYLE_SIZE = (160, 60)  # the ``captcha`` package's default image size
+
+
+class FineTuneBenchError(RuntimeError):
+    """Why the benchmark cannot run; one line."""
+
+
+def draw_other_style(
+    out_dir: Path, count: int, seed: int, charset: str, length: tuple[int, int]
+) -> list[Path]:
+    """``count`` captchas drawn by the ``captcha`` package, named ``NNNNN-code.png``."""
+    try:
+        from captcha.image import ImageCaptcha
+    except ImportError:
+        raise FineTuneBenchError(
+            "bench --fine-tune draws its captchas with another generator: pip install captcha "
+            "(for the benchmark only; captcha-tui does not need it)"
+        ) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    drawer = ImageCaptcha(*OTHER_STYLE_SIZE)
+    random.seed(seed)  # the package draws its noise from the global generator: make it reproducible
+    paths = []
+    for index in range(count):
+        code = "".join(rng.choice(charset) for _ in range(rng.randint(*length)))
+        path = out_dir / f"{index:05d}-{code}.png"
+        drawer.generate_image(code).save(path, format="PNG")
+        paths.append(path)
+    return paths
+
+
+def run(
+    *,
+    labelled: int = 300,
+    unseen: int = 1000,
+    time_limit_s: float = 300.0,
+    device: str = "cpu",
+    work_dir: Path | None = None,
+    on_line: Callable[[str], None] = print,
+) -> dict:
+    """Fine-tune from the base model and train from scratch on the same labelled set; score both."""
+    base = base_model_path()
+    if base is None:
+        raise FineTuneBenchError("this install has no base model to fine-tune (captcha_tui/assets/base.pt)")
+    meta = load_checkpoint(base).meta
+    spec = meta.spec
+    with tempfile.TemporaryDirectory(prefix="captcha-finetune-", dir=work_dir) as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        draw_other_style(work / "labelled", labelled, 1, spec.charset, (spec.min_length, spec.max_length))
+        test_images = draw_other_style(
+            work / "unseen", unseen, 2, spec.charset, (spec.min_length, spec.max_length)
+        )
+        draw_s = time.perf_counter() - started
+        on_line(f"drew {labelled} + {unseen} captchas with the captcha package ({draw_s:.0f} s)")
+        report = prepare(work / "labelled", work / "dataset", keep_case=spec.keep_case)
+        result: dict = {
+            "labelled": labelled,
+            "split": {name: count for name, count in report.counts.items()},
+            "unseen": unseen,
+            "time_limit_s": time_limit_s,
+            "device": device,
+            "runs": {},
+        }
+        for name, init in (("fine-tune from base", BASE_MODEL), ("from scratch", None)):
+            config = TrainConfig(
+                data=work / "dataset",
+                out=work / name.replace(" ", "-"),
+                preset=meta.preset,  # the base model's: the from-scratch run gets the same network
+                device=device,
+                epochs=1000,  # the time limit alone shapes the schedule, as in bench --time-to-accuracy
+                patience=1000,  # both runs use the whole budget; best.pt is the best validation epoch
+                time_limit_s=time_limit_s,
+                init=init,
+            )
+            finished = Trainer(config).run()
+            if isinstance(finished, ev.Failed):
+                raise FineTuneBenchError(f"{name}: training failed: {finished.message}")
+            predictor = Predictor.load(finished.best_checkpoint, device=device)
+            right, judged = accuracy(predictor.predict_paths(test_images))
+            row = {
+                "unseen_accuracy": right / judged if judged else 0.0,
+                "best_val_accuracy": round(finished.best_val_accuracy, 4),
+                "elapsed_s": round(finished.elapsed_s, 1),
+                "epochs": finished.epochs_run,
+                "images_seen": finished.images_seen,
+            }
+            result["runs"][name] = row
+            on_line(
+                f"{name:>20}: {row['unseen_accuracy']:.1%} whole-code on {judged} unseen captchas "
+                f"({row['epochs']} epochs, {row['elapsed_s']:.0f} s)"
+            )
+    return result

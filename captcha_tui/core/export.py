@@ -1,0 +1,285 @@
+"""Export a checkpoint to one self-describing ONNX file, and read back what it says about itself.
+
+The graph takes what :class:`~captcha_tui.core.predictor.Predictor` feeds a model: a (N, H, W, 3) uint8
+batch at the spec's image size (N free), with the permute, the normalisation and any resize inside, and
+returns the raw logits: (N, length, classes) for a per-position model, (N, steps, classes + 1) for a CTC
+one, the blank last. Everything needed to decode them is in the file's metadata under :data:`METADATA_KEY`,
+as JSON: the checkpoint's :class:`CheckpointMeta` plus the input name, layout and blank position. It is
+read with ``json`` and validated by ``CheckpointMeta.from_dict``; nothing in the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, CheckpointMeta, file_exists_error, write_atomically
+from .model import to_model_input
+from .spec import SpecError
+
+FORMAT = "captcha-tui-onnx/1"
+METADATA_KEY = "captcha_tui"
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+LAYOUT = "NHWC uint8"
+# 18: the first opset whose Resize can antialias, as the presets' input resize does.
+OPSET = 18
+NEEDS_ONNX = "exporting to ONNX needs onnx: pip install 'captcha-tui[onnx]'"
+# Random images the export is checked on with ONNX Runtime, and how close its logits must come to PyTorch's
+# (fp32 on both sides: measured differences are ~1e-7).
+CHECK_IMAGES = 3
+CHECK_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What an exported file says about its graph: the checkpoint's metadata and how to call it."""
+
+    meta: CheckpointMeta
+    steps: int | None = None  # CTC: time steps per image
+    input: str = INPUT_NAME
+    output: str = OUTPUT_NAME
+    exported_with: str = ""
+    checked: float | None = None  # max |logit difference| from PyTorch at export; None: not checked
+
+    def to_json(self) -> str:
+        data = {
+            **self.meta.to_dict(),
+            "format": FORMAT,
+            "input": self.input,
+            "output": self.output,
+            "layout": LAYOUT,
+            "blank": "last",
+            "steps": self.steps,
+            "exported_with": self.exported_with,
+            "max_logit_difference": self.checked,
+        }
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, name: str) -> OnnxMetadata:
+        """Parse and check :data:`METADATA_KEY`'s value; raises :class:`CheckpointError` saying what is wrong."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CheckpointError(f"{name}: its {METADATA_KEY!r} metadata is not JSON") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise CheckpointError(
+                f"{name}: its metadata is in format {found!r}, not {FORMAT!r} (exported by another version?)"
+            )
+        try:
+            meta = CheckpointMeta.from_dict(data)
+        except (SpecError, ValueError) as exc:
+            raise CheckpointError(f"{name}: {exc}") from None
+        if data.get("layout") != LAYOUT or data.get("blank", "last") != "last":
+            raise CheckpointError(
+                f"{name}: its input layout {data.get('layout')!r} or blank {data.get('blank')!r} is not "
+                f"{LAYOUT!r} with the blank last"
+            )
+        steps = data.get("steps")
+        if meta.spec.decoder == "ctc" and not (isinstance(steps, int) and steps >= 1):
+            raise CheckpointError(f"{name}: a CTC model, but its steps {steps!r} are not a positive number")
+        names = data.get("input"), data.get("output")
+        if not all(isinstance(n, str) and n for n in names):
+            raise CheckpointError(f"{name}: its input or output name is missing")
+        checked = data.get("max_logit_difference")
+        return cls(
+            meta=meta,
+            steps=steps if meta.spec.decoder == "ctc" else None,
+            input=names[0],
+            output=names[1],
+            exported_with=str(data.get("exported_with", "")),
+            checked=float(checked) if isinstance(checked, (int, float)) else None,
+        )
+
+
+class _NhwcReader(nn.Module):
+    """The exported graph: uint8 NHWC pixels in, as Predictor feeds them; the model's raw logits out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(to_model_input(images))
+
+
+def default_out_path(checkpoint_path: str | Path) -> Path:
+    """``runs/x/best.pt`` → ``runs/x/best.onnx``."""
+    return Path(checkpoint_path).with_suffix(".onnx")
+
+
+def export_onnx(checkpoint_path: str | Path, out_path: str | Path | None = None, force: bool = False) -> Path:
+    """Write the checkpoint's model as ONNX to ``out_path`` (default: :func:`default_out_path`).
+
+    Written atomically, and never over an existing file unless ``force``. Where ONNX Runtime is installed
+    the graph is first run on a few images and refused unless it agrees with PyTorch. Raises
+    :class:`CheckpointError` with a one-line reason.
+    """
+    from .. import __version__
+    from .predictor import Predictor, is_onnx_file
+
+    checkpoint_path = Path(checkpoint_path)
+    out = Path(out_path) if out_path is not None else default_out_path(checkpoint_path)
+    if out.is_dir():
+        raise CheckpointError(f"{out} is a folder; give the file to write, e.g. {out / 'best.onnx'}")
+    if out.exists() and not force:
+        raise file_exists_error(out)
+    if checkpoint_path.is_file() and is_onnx_file(checkpoint_path):
+        raise CheckpointError(f"{checkpoint_path.name} is already an ONNX model; give a checkpoint (.pt)")
+    try:
+        import onnx
+    except ImportError:
+        raise CheckpointError(NEEDS_ONNX) from None
+    predictor = Predictor.load(checkpoint_path, "cpu")
+    width, height = predictor.spec.image_size
+    reader = _NhwcReader(predictor.model).eval()
+    # Three images: a batch of 1 could be folded into the graph as a constant size.
+    example = torch.zeros(CHECK_IMAGES, height, width, 3, dtype=torch.uint8)
+    try:
+        model = onnx.load_from_string(_trace(reader, example))
+    except Exception as exc:  # noqa: BLE001 - an exporter failure is reported, not a crash
+        raise CheckpointError(
+            f"could not export {checkpoint_path.name} to ONNX: {_first_line(exc)}; nothing was written"
+        ) from None
+    info = OnnxMetadata(
+        meta=predictor.meta,
+        steps=predictor.steps,
+        exported_with=f"captcha-tui {__version__}, torch {torch.__version__}",
+    )
+    model.doc_string = (
+        f"captcha-tui model ({predictor.meta.preset}): metadata {METADATA_KEY!r} says how to read it"
+    )
+    checked = _check_with_onnxruntime(model.SerializeToString(), predictor)
+    if checked is not None:
+        info = replace(info, checked=checked)
+    del model.metadata_props[:]
+    model.metadata_props.add(key=METADATA_KEY, value=info.to_json())
+    data = model.SerializeToString()
+    return write_atomically(out, lambda handle: handle.write(data), "an ONNX model", replace=force)
+
+
+def _trace(reader: nn.Module, example: torch.Tensor) -> bytes:
+    """The serialised, checked ONNX graph of ``reader`` run on ``example``."""
+    import onnx
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), _antialiased_resize():
+        # The tracer's notes (a Python `if` on a shape, the GRU's batch size) are about inputs of other
+        # sizes than the example; the dynamic batch is checked by _check_with_onnxruntime instead.
+        warnings.simplefilter("ignore")
+        # dynamo=False: torch 2.13's default exporter (torch.export + onnxscript) took 10-17 s for `fast`
+        # and from 40 s to several minutes for the CTC presets on a 2-core machine (torch.export traces
+        # the GRU op by op), against ~2 s for the TorchScript exporter, which emits the same single ONNX
+        # GRU node. Its one gap, antialiased resizing, is filled by _antialiased_resize.
+        torch.onnx.export(
+            reader,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    data = buffer.getvalue()
+    onnx.checker.check_model(data)
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _check_with_onnxruntime(data: bytes, predictor) -> float | None:
+    """Run the graph on random images at batch sizes 1 and :data:`CHECK_IMAGES`; the largest logit
+    difference from PyTorch (None without onnxruntime). Raises CheckpointError where they disagree."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    width, height = predictor.spec.image_size
+    images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, height, width, 3), dtype=np.uint8)
+    difference = 0.0
+    for batch in (images[:1], images):
+        expected = predictor.logits(batch).numpy()
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        if got.shape != expected.shape:
+            raise CheckpointError(
+                f"the exported graph gives {got.shape} outputs for a batch of {len(batch)}, PyTorch "
+                f"{expected.shape}; nothing was written"
+            )
+        difference = max(difference, float(np.abs(got - expected).max()))
+    if not difference <= CHECK_TOLERANCE:
+        raise CheckpointError(
+            f"the exported graph disagrees with PyTorch (logits differ by up to {difference:.2g}); "
+            "nothing was written"
+        )
+    return difference
+
+
+_RESIZE_AA = "aten::_upsample_bilinear2d_aa"
+
+
+def _resize_antialiased(g, images, output_size, *_unused: Any):  # align_corners (False here), scales
+    batch_and_channels = g.op("Shape", images, start_i=0, end_i=2)
+    sizes = g.op("Concat", batch_and_channels, g.op("Cast", output_size, to_i=7), axis_i=0)  # 7: int64
+    none = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))  # no roi, no scales
+    return g.op(
+        "Resize",
+        images,
+        none,
+        none,
+        sizes,
+        mode_s="linear",
+        coordinate_transformation_mode_s="half_pixel",
+        antialias_i=1,
+        exclude_outside_i=1,
+    )
+
+
+@contextlib.contextmanager
+def _antialiased_resize() -> Iterator[None]:
+    """Teach the TorchScript exporter antialiased bilinear resizing (it has no translation of its own)
+    for the time of one export. ``exclude_outside`` renormalises the filter at the borders as PyTorch
+    does; without it border pixels differ by ~1e-3."""
+    torch.onnx.register_custom_op_symbolic(_RESIZE_AA, _resize_antialiased, OPSET)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic(_RESIZE_AA, OPSET)
+
+
+def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
+    """The metadata of an exported file, read with ``onnx`` (no session is made); raises CheckpointError."""
+    try:
+        import onnx
+    except ImportError:
+        raise CheckpointError(NEEDS_ONNX) from None
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - untrusted bytes: any failure is a bad file
+        raise CheckpointError(f"{path.name} is truncated or corrupt: not a readable ONNX model") from None
+    return metadata_from_props({p.key: p.value for p in model.metadata_props}, path.name)
+
+
+def metadata_from_props(props: dict[str, str], name: str) -> OnnxMetadata:
+    if METADATA_KEY not in props:
+        raise CheckpointError(
+            f"{name} is an ONNX model, but not one exported by captcha-tui (no {METADATA_KEY!r} metadata)"
+        )
+    return OnnxMetadata.from_json(props[METADATA_KEY], name)

@@ -1,0 +1,97 @@
+"""The words every front end uses for the trainer's events: finish reasons, durations, percentages, and
+one line per event. Plain text only (no Textual, no Rich), so the headless printer, the dashboard's
+widgets and the tests all say the same thing."""
+
+from __future__ import annotations
+
+from .core import events as ev
+
+FINISH_REASONS = {
+    "early_stop": "stopped early (no improvement)",
+    "max_epochs": "reached the last epoch",
+    "stopped": "stopped by request",
+    "target_reached": "reached the target accuracy",
+    "time_limit": "reached the time limit",
+}
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def characters(char_accuracy: float | None, char_error_rate: float | None) -> str:
+    """``char 97.1%`` for a per-position model, ``CER 2.3%`` for a CTC one (its codes vary in length)."""
+    if char_error_rate is not None:
+        return f"CER {percent(char_error_rate)}"
+    return f"char {percent(char_accuracy)}"
+
+
+def describe_batch(e: ev.BatchProgress) -> str:
+    return (
+        f"epoch {e.epoch} batch {e.batch}/{e.batches}  loss {e.loss:.4f}  acc {percent(e.accuracy)}  "
+        f"{characters(e.char_accuracy, e.char_error_rate)}  {e.images_per_s:,.0f} img/s  "
+        f"eta {format_duration(e.eta_s)}"
+    )
+
+
+def describe_event(event: ev.TrainerEvent) -> str | None:
+    """One line (or a few) for an event; None for events not worth a line (batches: :func:`describe_batch`)."""
+    match event:
+        case ev.RunStarted():
+            e = event
+            resumed = f", resuming at epoch {e.start_epoch}" if e.start_epoch > 1 else ""
+            return (
+                f"dataset {e.dataset}: {e.train_count} train / {e.val_count} val / {e.test_count} test, "
+                f"{e.spec.lengths} characters from {e.spec.charset!r}\n"
+                f"model {e.preset} ({e.spec.decoder}, {e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
+                f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {e.patience}, "
+                f"up to {e.max_epochs} epochs{resumed}\nrun folder {e.run_dir}"
+            )
+        case ev.EpochEnd():
+            e = event
+            return (
+                f"epoch {e.epoch}: train loss {e.train_loss:.4f} acc {percent(e.train_accuracy)} | "
+                f"val loss {e.val_loss:.4f} acc {percent(e.val_accuracy)} "
+                f"({characters(e.val_char_accuracy, e.val_char_error_rate)}) | "
+                f"{e.seconds:.1f}s, {e.images_per_s:,.0f} img/s, lr {e.learning_rate:.2e}"
+            )
+        case ev.NewBest():
+            return f"  new best: validation accuracy {percent(event.val_accuracy)} at epoch {event.epoch}"
+        case ev.Countdown():
+            e = event
+            return f"  best {percent(e.best_accuracy)} at epoch {e.best_epoch}; {e.summary()}"
+        case ev.BatchSizeReduced():
+            return None  # the trainer's Notice already says it
+        case ev.Notice():
+            return f"[{event.level}] {event.message}"
+        case ev.StateChanged():
+            return f"[{event.state}]"
+        case ev.Finished():
+            e = event
+            why = FINISH_REASONS.get(e.reason, e.reason)
+            lines = [
+                f"finished: {why} after {e.epochs_run} epochs in {format_duration(e.elapsed_s)} "
+                f"({e.images_seen:,} images seen)",
+                f"best validation accuracy {percent(e.best_val_accuracy)} at epoch {e.best_epoch}",
+            ]
+            if e.test_accuracy is not None:
+                lines.append(
+                    f"test accuracy {percent(e.test_accuracy)} "
+                    f"({characters(e.test_char_accuracy, e.test_char_error_rate)})"
+                )
+            if e.best_checkpoint:
+                lines.append(f"best checkpoint {e.best_checkpoint}")
+            if e.reason == "stopped" and e.last_checkpoint:
+                lines.append(f"resume with: captcha-tui train --resume (from {e.last_checkpoint})")
+            return "\n".join(lines)
+        case ev.Failed():
+            where = f" (details in {event.log_path})" if event.log_path else ""
+            return f"error: {event.message}{where}"
+    return None

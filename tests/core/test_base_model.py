@@ -1,0 +1,75 @@
+"""The base model: where it is found, when it stands in for a missing run, and that it reads as claimed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import captcha_tui
+from captcha_tui.cli import main
+from captcha_tui.core import base_model
+from captcha_tui.core.base_model import base_model_path, default_model, is_base_model
+from captcha_tui.core.checkpoint import load_checkpoint
+from captcha_tui.core.generator import generate
+from captcha_tui.core.predictor import Predictor, accuracy
+from captcha_tui.core.trainer import resolve_init
+
+SHIPPED = Path(captcha_tui.__file__).parent / "assets" / "base.pt"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_base_model_ships_in_the_package_and_says_how_it_was_made():
+    assert base_model_path() == SHIPPED and SHIPPED.is_file()
+    assert SHIPPED.stat().st_size < 8 * 2**20  # a few MB: it goes into every wheel
+    meta = load_checkpoint(SHIPPED).meta
+    assert meta.spec.decoder == "ctc" and meta.spec.min_length < meta.spec.max_length
+    assert "captcha-tui train" in meta.made_by and "test split" in meta.made_by
+
+
+def test_the_base_model_reads_fresh_built_in_captchas_at_the_accuracy_the_readme_states(tmp_path):
+    meta = load_checkpoint(SHIPPED).meta
+    claimed = float(re.search(r"test split \([\d,]+ images\): ([\d.]+)% whole-code", meta.made_by).group(1))
+    assert f"{claimed:.2f}%" in README.read_text()  # the README quotes the file's own figure
+    # Codes it never saw (another seed than its training data), of every length it reads.
+    images = tmp_path / "images"
+    generate(images, 400, seed=12345, length=(meta.spec.min_length, meta.spec.max_length), workers=1)
+    predictor = Predictor.load(SHIPPED)
+    right, judged = accuracy(predictor.predict_paths(sorted(images.iterdir())))
+    assert judged == 400
+    # 400 images: a standard error of about 1 point near 96%; 4 points of slack keeps it from flaking.
+    assert right / judged >= claimed / 100 - 0.04, (right, judged, claimed)
+
+
+def test_a_missing_run_falls_back_to_the_base_model_and_a_run_wins_over_it(tiny_run, tmp_path):
+    assert default_model(tmp_path / "no-run") == (SHIPPED, True)
+    assert default_model(tiny_run) == (tiny_run / "best.pt", False)
+    assert is_base_model(SHIPPED) and not is_base_model(tiny_run / "best.pt")
+
+
+def test_without_a_base_model_nothing_pretends_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(base_model, "base_model_path", lambda: None)
+    assert default_model(tmp_path) == (tmp_path / "best.pt", False)
+    assert not is_base_model(SHIPPED)
+
+
+def test_eval_with_no_model_and_no_run_reads_with_the_base_model_and_says_so(
+    captcha_files, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # no runs/default here
+    assert main(["eval", str(captcha_files[0])]) == 0
+    out, err = capsys.readouterr()
+    assert "base model shipped with captcha-tui" in err and str(captcha_files[0]) in out
+
+
+def test_eval_names_the_missing_checkpoint_when_there_is_no_base_model_either(
+    captcha_files, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(base_model, "base_model_path", lambda: None)
+    assert main(["eval", str(captcha_files[0])]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint not found: runs/default/best.pt" in err and "train one first" in err
+
+
+def test_init_base_names_the_shipped_file():
+    assert resolve_init("base") == SHIPPED

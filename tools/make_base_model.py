@@ -1,0 +1,77 @@
+"""Write the base model shipped in the package (``captcha_tui/assets/base.pt``) from a finished run.
+
+    captcha-tui generate --length 4-6 --out data/base-images
+    captcha-tui prepare data/base-images --out data/base-set
+    captcha-tui train --headless --data data/base-set --out runs/base --preset crnn-fast --epochs 12 --device cpu
+    python -m tools.make_base_model runs/base
+
+Only the best weights (in half precision: half the size, and reading as well, as the test that scores it
+shows) and the metadata are kept; the optimizer state and the history are dropped. The metadata's
+``made_by`` records the commands, the machine, the training time and the test score, read from the run's
+``train.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+import captcha_tui
+from captcha_tui.core.checkpoint import load_checkpoint, save_checkpoint
+from captcha_tui.core.devices import cpu_name
+
+ASSET = Path(__file__).resolve().parents[1] / "captcha_tui" / "assets" / "base.pt"
+COMMANDS = (
+    "captcha-tui generate --length 4-6 --out data/base-images; "
+    "captcha-tui prepare data/base-images --out data/base-set; "
+    "captcha-tui train --headless --data data/base-set --out runs/base --preset crnn-fast --epochs 12 "
+    "--device cpu"
+)
+
+
+def logged(run: Path, kind: str) -> dict:
+    """The last ``kind`` event of the run's train.log (one ``date time Kind {json}`` line per event)."""
+    found = None
+    for line in (run / "train.log").read_text(encoding="utf-8").splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] == kind:
+            found = json.loads(parts[3])
+    if found is None:
+        raise SystemExit(f"{run / 'train.log'} has no {kind} line: is the run finished?")
+    return found
+
+
+def made_by(run: Path, commands: str) -> str:
+    started, finished = logged(run, "RunStarted"), logged(run, "Finished")
+    cer = finished.get("test_char_error_rate")
+    return (
+        f"{commands} (captcha-tui {captcha_tui.__version__}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}) on {cpu_name()}, {torch.get_num_threads()} threads, "
+        f"{started['device']}, amp {'on' if started['amp'] else 'off'}: {finished['epochs_run']} epochs of "
+        f"{started['train_count']:,} images in {finished['elapsed_s'] / 60:.0f} min; test split "
+        f"({started['test_count']:,} images): {finished['test_accuracy']:.2%} whole-code"
+        + (f", character error rate {cer:.2%}" if cer is not None else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="the finished run folder (best.pt, train.log)")
+    parser.add_argument("--commands", default=COMMANDS, help="what made the run, as the README gives it")
+    parser.add_argument("--out", type=Path, default=ASSET)
+    args = parser.parse_args()
+    checkpoint = load_checkpoint(args.run / "best.pt")
+    meta = checkpoint.meta.to_dict()
+    meta["made_by"] = made_by(args.run, args.commands)
+    meta["dataset"] = "the built-in generator: codes of 4-6 characters"
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint.model.items()}
+    path = save_checkpoint(args.out, {"meta": meta, "model": weights})
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)\n  made by: {meta['made_by']}")
+
+
+if __name__ == "__main__":
+    main()
