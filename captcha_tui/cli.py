@@ -294,6 +294,17 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
     )
     bench.add_argument(
+        "--label",
+        type=int,
+        nargs="?",
+        const=10_000,
+        default=None,
+        metavar="N",
+        help="the label screen on a folder of N captchas (default 10,000): Enter to the next image on "
+        "screen, with the base model (or --model)",
+    )
+    bench.add_argument("--model", type=Path, default=None, help="with --label: the checkpoint to read with")
+    bench.add_argument(
         "--fine-tune",
         action="store_true",
         help="captchas of another style (drawn by the `captcha` package: pip install captcha): train on "
@@ -675,6 +686,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except CheckpointError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(result) if args.json else bench.format_onnx(result))
+        return 0
+    if args.label is not None:
+        from .bench_label import format_result
+        from .bench_label import run as label_bench
+
+        if args.label < 100:
+            raise UsageError("--label takes at least 100 images")
+        result = label_bench(images=args.label, model=args.model)
+        result["machine"] = bench.machine_info()
+        print(json.dumps(result) if args.json else format_result(result))
         return 0
     if args.fine_tune:
         from .bench_finetune import FineTuneBenchError

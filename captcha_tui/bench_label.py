@@ -1,0 +1,131 @@
+"""How quickly the label screen moves on: ``captcha-tui bench --label [--images 10000]``.
+
+A folder of ``images`` real captchas (none labelled) is opened in the label screen with the base model
+(or ``--model``), headless under ``run_test``, at a person's pace. Each Enter accepts the reading shown;
+the latency is from the key's hand-off to the driver (as a terminal key arrives) to the first frame that
+shows the next image, so it includes saving the answer (append, flush, fsync) and drawing the picture.
+It is measured twice: while the folder is still being scored in the background (the first minutes of a
+session on a large folder), and after. Frames are caught where the app hands them to the terminal
+(``App._display``, as in ``bench --tui``); writing them to a real terminal is not included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from textual import events
+
+from .bench_tui import summarize
+from .core.generator import generate
+from .core.labels import read_label_table
+from .tui.app import CaptchaApp
+from .tui.screens.label import LabelScreen
+from .tui.widgets.captcha_image import CaptchaImage
+
+SIZE = (120, 40)
+PACE_S = 0.15  # between keys: a quick person
+
+
+async def _enters(app: CaptchaApp, screen: LabelScreen, presses: int, while_scoring: bool) -> list[float]:
+    """Press Enter ``presses`` times; each latency in ms until a frame shows another image."""
+    image = screen.query_one(CaptchaImage)
+    frames: list[tuple[float, Path | None]] = []
+    original = app._display
+
+    def display(shown, renderable) -> None:
+        if renderable is not None:
+            frames.append((time.perf_counter(), image.path))
+        original(shown, renderable)
+
+    app._display = display
+    latencies = []
+    try:
+        for _ in range(presses):
+            if while_scoring and not screen.session.scoring:
+                break
+            before = image.path
+            frames.clear()
+            start = time.perf_counter()
+            app._driver.send_message(events.Key("enter", "\r"))
+            deadline = start + 10.0
+            while not any(path != before for _, path in frames):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("no new image 10 s after Enter")
+                await asyncio.sleep(0.001)
+            stamp = next(stamp for stamp, path in frames if path != before)
+            latencies.append((stamp - start) * 1000)
+            await asyncio.sleep(PACE_S)
+    finally:
+        app._display = original
+    return latencies
+
+
+async def _session(folder: Path, model: Path, presses: int) -> dict:
+    from .core.trainer import TrainConfig
+
+    app = CaptchaApp(
+        TrainConfig(data=folder / "no-dataset", out=folder / "no-run"),
+        folder,
+        start_screen="label",
+        model=model,
+        label_dir=folder,
+        monitor_interval=None,
+        devices=[],
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        started = time.perf_counter()
+        while not (
+            isinstance(app.screen, LabelScreen)
+            and app.screen.session is not None
+            and app.screen.query_one(CaptchaImage).path is not None
+        ):
+            await asyncio.sleep(0.01)
+        first_s = time.perf_counter() - started
+        screen = app.screen
+        await pilot.pause(0.5)
+        scoring = await _enters(app, screen, presses, while_scoring=True)
+        while screen.session.scoring:
+            await asyncio.sleep(0.1)
+        scored_s = time.perf_counter() - started
+        await pilot.pause(0.5)
+        after = await _enters(app, screen, presses, while_scoring=False)
+        answered = len(read_label_table(folder / "labels.csv").rows)
+    return {
+        "first_image_s": round(first_s, 2),
+        "all_scored_s": round(scored_s, 1),
+        "while_scoring": summarize(scoring) if scoring else None,
+        "after_scoring": summarize(after),
+        "rows_written": answered,
+    }
+
+
+def run(images: int = 10_000, presses: int = 40, model: Path | None = None) -> dict:
+    from .core.base_model import base_model_path
+
+    model = model or base_model_path()
+    if model is None:
+        raise RuntimeError("no model to label with: give --model CHECKPOINT")
+    with tempfile.TemporaryDirectory(prefix="captcha-label-bench-") as tmp:
+        folder = Path(tmp) / "mine"
+        generate(folder, images, seed=99, length=(4, 6))
+        result = asyncio.run(_session(folder, Path(model), presses))
+    return {"images": images, "presses": presses, "model": str(model), **result}
+
+
+def format_result(result: dict) -> str:
+    lines = [
+        f"label screen on {result['images']:,} images ({result['model']}):",
+        f"  first image on screen after {result['first_image_s']} s; all scored after "
+        f"{result['all_scored_s']} s",
+    ]
+    for name in ("while_scoring", "after_scoring"):
+        r = result[name]
+        if r:
+            lines.append(
+                f"  Enter → next image, {name.replace('_', ' ')}: median {r['median_ms']} ms, "
+                f"p95 {r['p95_ms']} ms, max {r['max_ms']} ms ({r['n']} presses)"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""``bench --fine-tune``: its message without the other generator, and a tiny real run where it is."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+
+from captcha_tui import bench_finetune
+from captcha_tui.bench_finetune import FineTuneBenchError, draw_other_style, run
+from captcha_tui.core.labels import label_from_name
+
+
+def test_without_the_captcha_package_it_says_what_to_install(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_captcha(name, *args, **kwargs):
+        if name.startswith("captcha.") or name == "captcha":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_captcha)
+    with pytest.raises(FineTuneBenchError, match="pip install captcha"):
+        draw_other_style(tmp_path, 3, 0, "abc", (4, 6))
+
+
+def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path):
+    pytest.importorskip("captcha")
+    paths = draw_other_style(tmp_path / "look", 5, 7, "abc", (4, 6))
+    assert [4 <= len(label_from_name(p.name)) <= 6 for p in paths] == [True] * 5
+    result = run(labelled=30, unseen=10, time_limit_s=3, work_dir=tmp_path, on_line=lambda line: None)
+    assert result["split"] == {"train": 24, "val": 3, "test": 3}
+    runs = result["runs"]
+    assert set(runs) == {"fine-tune from base", "from scratch"}
+    for row in runs.values():
+        assert 0 <= row["unseen_accuracy"] <= 1 and row["images_seen"] > 0
+    assert bench_finetune.OTHER_STYLE_SIZE == (160, 60)
