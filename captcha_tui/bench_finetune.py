@@ -87,6 +87,9 @@ def run(
             "device": device,
             "runs": {},
         }
+        right, judged = accuracy(Predictor.load(base, device=device).predict_paths(test_images))
+        result["base_unseen_accuracy"] = right / judged if judged else 0.0
+        on_line(f"{'the base model as shipped':>20}: {result['base_unseen_accuracy']:.1%} whole-code")
         for name, init in (("fine-tune from base", BASE_MODEL), ("from scratch", None)):
             config = TrainConfig(
                 data=work / "dataset",

@@ -34,4 +34,5 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
     assert set(runs) == {"fine-tune from base", "from scratch"}
     for row in runs.values():
         assert 0 <= row["unseen_accuracy"] <= 1 and row["images_seen"] > 0
+    assert 0 <= result["base_unseen_accuracy"] <= 1
     assert bench_finetune.OTHER_STYLE_SIZE == (160, 60)
