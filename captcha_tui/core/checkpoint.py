@@ -119,7 +119,7 @@ def write_atomically(
             os.replace(tmp, path)
         else:
             _rename_no_replace(tmp, path)
-        _fsync_dir(path.parent)
+        sync_folder(path.parent)
     except CheckpointError:
         tmp.unlink(missing_ok=True)
         raise
@@ -195,7 +195,8 @@ def _umask() -> int:
     return 0o022
 
 
-def _fsync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a file created or renamed in it survives a crash; best effort."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -203,7 +204,7 @@ def _fsync_dir(folder: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        pass  # some file systems cannot sync a folder; the file itself is synced
     finally:
         os.close(fd)
 

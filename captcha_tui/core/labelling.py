@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import sync_folder
 from .images import MODEL_IMAGE_SIZE, ImageError, load_image
 from .labels import LABEL_FILES, CutRow, LabelError, LabelTable, read_label_table
 from .oserrors import describe_os_error
@@ -175,7 +176,7 @@ class LabelFile:
         finally:
             os.close(fd)
         if new:
-            _sync_folder(self.path.parent)  # the new file's name must survive a crash too
+            sync_folder(self.path.parent)  # the new file's name must survive a crash too
         self._before_next_row = ""
         self.answered.add(candidate.path.resolve())
 
@@ -184,19 +185,6 @@ def _answered(table: LabelTable) -> set[Path]:
     """Images whose last row gives a label or marks them unreadable."""
     last = {row.path: row for row in table.rows}
     return {path for path, row in last.items() if row.label or row.note == UNREADABLE}
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder; the row itself is synced
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
