@@ -601,12 +601,10 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise UsageError(f"checkpoint not found: {args.model}")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("labelling needs a terminal")
-    from .core.base_model import default_model
     from .tui.app import run_app
 
-    # Missing: the screen says so and the input starts empty.
-    model = args.model or default_model(DEFAULT_RUN_DIR)[0]
-    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", model, label_dir=folder).code
+    # No --model: the app takes the run folder's best.pt, else the base model (none: the screen says so).
+    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", args.model, label_dir=folder).code
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core.base_model import is_base_model
 from ..core.units import GiB, MiB
 
 
@@ -29,6 +30,13 @@ def text_bar(fraction: float | None, width: int = 16) -> str:
         return "·" * width
     filled = round(max(0.0, min(1.0, fraction)) * width)
     return "█" * filled + "░" * (width - filled)
+
+
+def model_origin(path) -> tuple[str, str]:
+    """The (text, style) that ends a model line: where the model came from."""
+    if is_base_model(path):
+        return " · the base model shipped with captcha-tui", "bold"
+    return f" · {path}", "dim"
 
 
 def charset_preview(charset: str, limit: int = 12) -> str:

@@ -17,12 +17,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
-from ...core.base_model import is_base_model
 from ...core.checkpoint import CheckpointError
 from ...core.decoding import ReadError, ReadOptions
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
 from ...words import percent
-from ..formatting import charset_preview
+from ..formatting import charset_preview, model_origin
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
@@ -193,9 +192,7 @@ class EvalScreen(Screen):
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
                 f" · epoch {meta.epoch}, validation {percent(meta.val_accuracy)}",
-                (" · the base model shipped with captcha-tui", "bold")
-                if is_base_model(message.path)
-                else (f" · {message.path}", "dim"),
+                model_origin(message.path),
             )
         )
 

@@ -28,7 +28,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
-from ...core.base_model import is_base_model
 from ...core.checkpoint import CheckpointError
 from ...core.labelling import (
     Candidate,
@@ -41,7 +40,7 @@ from ...core.labelling import (
 )
 from ...core.predictor import Predictor
 from ...words import percent
-from ..formatting import charset_preview
+from ..formatting import charset_preview, model_origin
 from ..widgets.captcha_image import CaptchaImage, draw_ahead
 from ..widgets.code_view import CodeView
 
@@ -196,9 +195,7 @@ class LabelScreen(Screen):
                 ("model ", "dim"),
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
-                (" · the base model shipped with captcha-tui", "bold")
-                if is_base_model(message.path)
-                else (f" · {message.path}", "dim"),
+                model_origin(message.path),
             )
         self._show_progress()
 
