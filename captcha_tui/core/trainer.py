@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from . import events as ev
+from .augment import SMALL_SET, WARP, augment, augmentation_for
 from .base_model import BASE_MODEL, base_model_path
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
 from .dataset import Dataset, DatasetError, load_dataset
@@ -88,8 +89,9 @@ class TrainConfig:
     batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate"})
     weight_decay: float = 0.05
-    # Random shifts of a few pixels, on the device.
-    augment: bool = field(default=True, metadata={"help": "train on the images exactly as generated"})
+    # On the device: shifts of a few pixels for a generated set, random warps and colour changes for a
+    # small (hand-labelled) one (augment.py).
+    augment: bool = field(default=True, metadata={"help": "train on the images exactly as they are"})
     # Aim for 90% (not 100%) on the right class: stops the model from growing ever more certain of the
     # training captchas, which it would otherwise start memorising within a few epochs.
     label_smoothing: float = field(
@@ -206,6 +208,7 @@ class _Loop:
     peak_lr: float = 0.0
     warmup: float = WARMUP
     schedule_start: float = 0.0  # where the schedule was when this session began (0: a new run)
+    augmentation: str | None = None  # augment.py's kind for this run's training set; None: off
     best_weights: dict | None = None
     last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (decoded, targets), for the CER sample
 
@@ -574,8 +577,8 @@ class Trainer:
     def _step(self, loop: _Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimisation step on a mini-batch. Returns its (loss × images, whole codes right,
         characters right: per-position models only), left on the device."""
-        if self.config.augment:
-            images = random_shift(images)
+        if loop.augmentation is not None:
+            images = augment(images, loop.augmentation)
         logits, loss = train_step(
             loop.model,
             loop.optimizer,
@@ -727,6 +730,15 @@ class Trainer:
         loop.objective = objective_for(spec, cfg.label_smoothing)
 
         state, notices = _State(batch_size=cfg.batch_size), []
+        if cfg.augment:
+            loop.augmentation = augmentation_for(len(train_x))
+            if loop.augmentation == WARP:
+                notices.append(
+                    ev.Notice(
+                        f"{len(train_x):,} training images (under {SMALL_SET:,}): each is shown randomly "
+                        "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
+                    )
+                )
         if cfg.init is not None:
             notices.append(self._fine_tune(loop))
         if cfg.resume:
@@ -992,20 +1004,6 @@ def train_step(
         loss.backward()
         optimizer.step()
     return logits, loss
-
-
-def random_shift(images: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
-    """Move each (N, H, W, C) image by up to ``max_shift`` pixels each way, repeating the edge pixels.
-
-    One gather on the device; the generator already varies glyphs, so this only adds placement jitter.
-    """
-    n, height, width, _ = images.shape
-    device = images.device
-    dy = torch.randint(-max_shift, max_shift + 1, (n, 1), device=device)
-    dx = torch.randint(-max_shift, max_shift + 1, (n, 1), device=device)
-    rows = (torch.arange(height, device=device) + dy).clamp_(0, height - 1)  # (N, H)
-    cols = (torch.arange(width, device=device) + dx).clamp_(0, width - 1)  # (N, W)
-    return images[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _to_device(data: Dataset, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
