@@ -35,7 +35,11 @@ def test_prepare_keeps_every_length_and_training_records_a_ctc_model(ctc_run, ca
     assert meta.preset == "crnn-tiny" and meta.spec.decoder == "ctc" and meta.spec.lengths == "3–5"
     row = history_rows(run)[0]
     assert row["val_char_accuracy"] is None and row["val_char_error_rate"] >= 0
-    assert "CER" in (run / "train.log").read_text() or row["val_char_error_rate"] is not None
+    log = (run / "train.log").read_text()
+    assert "CER" in log or row["val_char_error_rate"] is not None
+    assert '"learning_rate": 0.006,' in log, (
+        "no --lr: a CTC preset trains at its own peak learning rate, twice fast's"
+    )
 
 
 def test_eval_reads_exactly_the_length_asked_for(ctc_run, capsys) -> None:

@@ -12,7 +12,7 @@ while ``time_limit_s`` counts this session's training only and anneals what is l
 
 A fine-tune (``init``) copies every weight of the checkpoint that fits the dataset's spec, rebuilds the
 output layer where the charset or length differ (keeping the rows of shared characters), and trains at a
-third of the default peak learning rate (unless ``lr`` is set to another value) after a 5% warm-up.
+third of its preset's peak learning rate (unless ``lr`` is set) after a 5% warm-up.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
 EVAL_BATCH = 1000
 WARMUP = 0.1  # share of the one-cycle schedule spent warming up
-# A fine-tune starts from weights that already read captchas: a third of the default peak is enough to
+# A fine-tune starts from weights that already read captchas: a third of the preset's peak is enough to
 # adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
 FINE_TUNE_LR_SHARE = 1 / 3
 FINE_TUNE_WARMUP = 0.05
@@ -87,7 +87,13 @@ class TrainConfig:
     # The one-cycle schedule spans these (or the time limit, if shorter).
     epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
     batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
-    lr: float = field(default=3e-3, metadata={"help": "peak learning rate"})
+    # None: the preset's own peak (model.py), a third of it for a fine-tune.
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate (default: the preset's; 3e-3, CTC presets 6e-3; a fine-tune a third)"
+        },
+    )
     weight_decay: float = 0.05
     # On the device: shifts of a few pixels for a generated set, random warps and colour changes for a
     # small (hand-labelled) one (augment.py).
@@ -134,7 +140,7 @@ class TrainConfig:
         default=None,
         metadata={
             "help": "start from this checkpoint's weights (fine-tune; 'base': the base model shipped with "
-            "captcha-tui); a fine-tune peaks at a third of the default learning rate unless --lr changes it",
+            "captcha-tui); a fine-tune peaks at a third of the preset's learning rate unless --lr sets it",
             "metavar": "CHECKPOINT",
         },
     )
@@ -147,7 +153,7 @@ class TrainConfig:
             raise ValueError(f"epochs must be at least 1 (got {self.epochs})")
         if self.patience < 1:
             raise ValueError(f"patience must be at least 1 (got {self.patience})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number (got {self.lr})")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -162,10 +168,6 @@ class TrainConfig:
                 "--init and --resume do not go together: --resume carries on from the run folder's own "
                 "last.pt; to fine-tune, train with --init into a new --out"
             )
-
-
-def _default(name: str):
-    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 class TrainingError(RuntimeError):
@@ -723,7 +725,9 @@ class Trainer:
         model = build_model(preset, spec).to(device)
         self._check_steps(preset, model, data)
         model.set_channels_last(prefers_channels_last(preset, device))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr or PRESETS[preset].lr, weight_decay=cfg.weight_decay
+        )
         autocast, scaler = mixed_precision(cfg.amp, device)
         loop = _Loop(data, model, optimizer, autocast, scaler, train_x, train_y, val_x, val_y)
         loop.spec, loop.preset = spec, preset
@@ -746,7 +750,7 @@ class Trainer:
             notices.append(notice)
         # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
         fine_tune = loop.init is not None
-        loop.peak_lr = cfg.lr * FINE_TUNE_LR_SHARE if fine_tune and cfg.lr == _default("lr") else cfg.lr
+        loop.peak_lr = cfg.lr or PRESETS[preset].lr * (FINE_TUNE_LR_SHARE if fine_tune else 1.0)
         loop.warmup = FINE_TUNE_WARMUP if fine_tune else WARMUP
         loop.schedule_start = state.schedule_at
         if cfg.time_limit_s is not None and state.elapsed_s > 0:

@@ -32,7 +32,7 @@ class _Settings:
     preset: str
     device: str
     batch_size: int
-    lr: float
+    lr: float | None  # None: the preset's, known once the run starts
     amp: bool
     patience: int
     epochs: int
@@ -119,7 +119,7 @@ class RunHeader(Static):
         for name, value in (
             ("device", s.device),
             ("batch", str(s.batch_size)),
-            ("lr", f"{s.lr:g}"),
+            ("lr", "auto" if s.lr is None else f"{s.lr:g}"),
             ("AMP", "on" if s.amp else "off"),
             ("patience", str(s.patience)),
             ("max epochs", str(s.epochs)),
