@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 from .core import events as ev
 from .core.base_model import BASE_MODEL, base_model_path
@@ -30,12 +31,29 @@ class FineTuneBenchError(RuntimeError):
     """Why the benchmark cannot run; one line."""
 
 
+class _SeededSecrets:
+    """What the ``captcha`` package calls on ``secrets``, from a seeded generator: it draws all its noise
+    from ``secrets``, which cannot be seeded, and a benchmark must draw the same images every time."""
+
+    def __init__(self, seed: int):
+        self._rng = random.Random(seed)
+
+    def randbelow(self, n: int) -> int:
+        return self._rng.randrange(n)
+
+    def randbits(self, k: int) -> int:
+        return self._rng.getrandbits(k)
+
+    def choice(self, seq):
+        return self._rng.choice(seq)
+
+
 def draw_other_style(
     out_dir: Path, count: int, seed: int, charset: str, length: tuple[int, int]
 ) -> list[Path]:
     """``count`` captchas drawn by the ``captcha`` package, named ``NNNNN-code.png``."""
     try:
-        from captcha.image import ImageCaptcha
+        import captcha.image
     except ImportError:
         raise FineTuneBenchError(
             "bench --fine-tune draws its captchas with another generator: pip install captcha "
@@ -43,14 +61,14 @@ def draw_other_style(
         ) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    drawer = ImageCaptcha(*OTHER_STYLE_SIZE)
-    random.seed(seed)  # the package draws its noise from the global generator: make it reproducible
+    drawer = captcha.image.ImageCaptcha(*OTHER_STYLE_SIZE)
     paths = []
-    for index in range(count):
-        code = "".join(rng.choice(charset) for _ in range(rng.randint(*length)))
-        path = out_dir / f"{index:05d}-{code}.png"
-        drawer.generate_image(code).save(path, format="PNG")
-        paths.append(path)
+    with mock.patch.object(captcha.image, "secrets", _SeededSecrets(seed)):
+        for index in range(count):
+            code = "".join(rng.choice(charset) for _ in range(rng.randint(*length)))
+            path = out_dir / f"{index:05d}-{code}.png"
+            drawer.generate_image(code).save(path, format="PNG")
+            paths.append(path)
     return paths
 
 

@@ -36,3 +36,14 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
         assert 0 <= row["unseen_accuracy"] <= 1 and row["images_seen"] > 0
     assert 0 <= result["base_unseen_accuracy"] <= 1
     assert bench_finetune.OTHER_STYLE_SIZE == (160, 60)
+
+
+def test_the_other_style_is_drawn_the_same_every_time(tmp_path):
+    """The package draws its noise from ``secrets``; the benchmark seeds it, so rounds compare alike."""
+    pytest.importorskip("captcha")
+    first = draw_other_style(tmp_path / "a", 4, 3, "abc23", (4, 6))
+    again = draw_other_style(tmp_path / "b", 4, 3, "abc23", (4, 6))
+    other = draw_other_style(tmp_path / "c", 4, 4, "abc23", (4, 6))
+    assert [p.name for p in first] == [p.name for p in again]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    assert [p.read_bytes() for p in first] != [p.read_bytes() for p in other]

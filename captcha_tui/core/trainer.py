@@ -59,6 +59,7 @@ WARMUP = 0.1  # share of the one-cycle schedule spent warming up
 # A fine-tune starts from weights that already read captchas: a third of the preset's peak is enough to
 # adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
 FINE_TUNE_LR_SHARE = 1 / 3
+SMALL_SET_LR = 3e-3  # the highest peak for a set under augment.SMALL_SET (see peak_learning_rate)
 FINE_TUNE_WARMUP = 0.05
 
 EventSink = Callable[[ev.TrainerEvent], None]
@@ -87,7 +88,7 @@ class TrainConfig:
     # The one-cycle schedule spans these (or the time limit, if shorter).
     epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
     batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
-    # None: the preset's own peak (model.py), a third of it for a fine-tune.
+    # None: peak_learning_rate decides (the preset's peak; lower for a small set and for a fine-tune).
     lr: float | None = field(
         default=None,
         metadata={
@@ -275,6 +276,17 @@ def lr_factor(progress: float, schedule: str, warmup: float = WARMUP) -> float:
         return 0.05 + 0.95 * progress / warmup
     done = min(1.0, (progress - warmup) / (1 - warmup))
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done))
+
+
+def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: float | None = None) -> float:
+    """The one-cycle schedule's peak: ``lr`` if given; else the preset's (model.py) for a generated-size
+    set, but never above the per-position default for a small one (under ``SMALL_SET``), and a third of
+    that for a fine-tune. Measured with ``bench --fine-tune`` (docs/performance.md): from scratch on 240
+    images, a CTC preset read 59.1% at 3e-3 and 44.1% at its own 6e-3."""
+    if lr is not None:
+        return lr
+    peak = PRESETS[preset].lr if train_images >= SMALL_SET else min(PRESETS[preset].lr, SMALL_SET_LR)
+    return peak * FINE_TUNE_LR_SHARE if fine_tune else peak
 
 
 def schedule_progress(
@@ -750,7 +762,7 @@ class Trainer:
             notices.append(notice)
         # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
         fine_tune = loop.init is not None
-        loop.peak_lr = cfg.lr or PRESETS[preset].lr * (FINE_TUNE_LR_SHARE if fine_tune else 1.0)
+        loop.peak_lr = peak_learning_rate(preset, len(train_x), fine_tune, cfg.lr)
         loop.warmup = FINE_TUNE_WARMUP if fine_tune else WARMUP
         loop.schedule_start = state.schedule_at
         if cfg.time_limit_s is not None and state.elapsed_s > 0:

@@ -18,6 +18,7 @@ from captcha_tui.core.trainer import (
     TrainingError,
     first_limit,
     lr_factor,
+    peak_learning_rate,
     resolve_init,
     schedule_progress,
     train_step,
@@ -187,6 +188,17 @@ def test_one_cycle_schedule_warms_up_then_decays():
     assert values[0] < 0.1 and 5 <= peak <= 15 and values[-1] <= 0.02
     assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
     assert lr_factor(0.5, "constant") == 1.0
+
+
+def test_the_peak_learning_rate_follows_the_preset_the_set_size_and_a_fine_tune():
+    assert peak_learning_rate("fast", 48_000, fine_tune=False) == pytest.approx(3e-3)
+    assert peak_learning_rate("crnn-fast", 48_000, fine_tune=False) == pytest.approx(6e-3)
+    assert peak_learning_rate("crnn-fast", 48_000, fine_tune=True) == pytest.approx(2e-3)
+    # A few hundred images: never above 3e-3 (a CTC preset's 6e-3 overfits them), a third for a fine-tune.
+    assert peak_learning_rate("crnn-fast", 240, fine_tune=False) == pytest.approx(3e-3)
+    assert peak_learning_rate("crnn-fast", 240, fine_tune=True) == pytest.approx(1e-3)
+    assert peak_learning_rate("fast", 240, fine_tune=True) == pytest.approx(1e-3)
+    assert peak_learning_rate("crnn-fast", 240, fine_tune=True, lr=0.02) == 0.02  # --lr wins
 
 
 def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
