@@ -59,6 +59,8 @@ WARMUP = 0.1  # share of the one-cycle schedule spent warming up
 # A fine-tune starts from weights that already read captchas: a third of the preset's peak is enough to
 # adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
 FINE_TUNE_LR_SHARE = 1 / 3
+# About what bench --fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
+SMALL_SET_IMAGES_SEEN = 60_000
 SMALL_SET_LR = 3e-3  # the highest peak for a set under augment.SMALL_SET (see peak_learning_rate)
 FINE_TUNE_WARMUP = 0.05
 
@@ -287,6 +289,21 @@ def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: floa
         return lr
     peak = PRESETS[preset].lr if train_images >= SMALL_SET else min(PRESETS[preset].lr, SMALL_SET_LR)
     return peak * FINE_TUNE_LR_SHARE if fine_tune else peak
+
+
+def short_run_notice(train_images: int, epochs: int, patience: int) -> ev.Notice | None:
+    """A warning when a small set would be seen too few times to learn from: the default 15 epochs suit
+    48,000 generated images, while 240 hand-labelled ones want a few hundred (bench --fine-tune's five
+    minutes show them about 250 times, docs/performance.md)."""
+    if not 0 < train_images < SMALL_SET or epochs * train_images >= SMALL_SET_IMAGES_SEEN // 3:
+        return None
+    wanted = math.ceil(SMALL_SET_IMAGES_SEEN / train_images / 10) * 10
+    return ev.Notice(
+        f"{train_images:,} training images × {epochs} epochs is only {epochs * train_images:,} images seen, "
+        f"too few to learn from a small set: try --epochs {wanted} --patience {max(patience, wanted // 5)}, "
+        "or --epochs 1000 --patience 1000 --time-limit 300 (five minutes, the schedule on the clock)",
+        "warning",
+    )
 
 
 def schedule_progress(
@@ -755,6 +772,9 @@ class Trainer:
                         "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
                     )
                 )
+        short = short_run_notice(len(train_x), cfg.epochs, cfg.patience)
+        if short is not None and not cfg.resume:
+            notices.append(short)
         if cfg.init is not None:
             notices.append(self._fine_tune(loop))
         if cfg.resume:

@@ -19,6 +19,7 @@ from captcha_tui.core.trainer import (
     first_limit,
     lr_factor,
     peak_learning_rate,
+    short_run_notice,
     resolve_init,
     schedule_progress,
     train_step,
@@ -199,6 +200,16 @@ def test_the_peak_learning_rate_follows_the_preset_the_set_size_and_a_fine_tune(
     assert peak_learning_rate("crnn-fast", 240, fine_tune=True) == pytest.approx(1e-3)
     assert peak_learning_rate("fast", 240, fine_tune=True) == pytest.approx(1e-3)
     assert peak_learning_rate("crnn-fast", 240, fine_tune=True, lr=0.02) == 0.02  # --lr wins
+
+
+def test_a_small_set_with_the_default_epochs_is_warned_with_what_to_pass():
+    notice = short_run_notice(240, 15, 5)
+    assert notice.level == "warning"
+    assert "240 training images × 15 epochs is only 3,600 images seen" in notice.message
+    assert "--epochs 250 --patience 50" in notice.message and "--time-limit 300" in notice.message
+    assert short_run_notice(240, 250, 50) is None  # enough epochs: no warning
+    assert short_run_notice(48_000, 15, 5) is None  # a generated set: the defaults suit it
+    assert short_run_notice(0, 15, 5) is None
 
 
 def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
