@@ -94,7 +94,8 @@ class TrainConfig:
     lr: float | None = field(
         default=None,
         metadata={
-            "help": "peak learning rate (default: the preset's; 3e-3, CTC presets 6e-3; a fine-tune a third)"
+            "help": "peak learning rate (default: the preset's, 3e-3, CTC presets 6e-3; at most 3e-3 under "
+            f"{SMALL_SET:,} training images; a third of that for a fine-tune)"
         },
     )
     weight_decay: float = 0.05

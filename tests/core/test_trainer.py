@@ -19,9 +19,9 @@ from captcha_tui.core.trainer import (
     first_limit,
     lr_factor,
     peak_learning_rate,
-    short_run_notice,
     resolve_init,
     schedule_progress,
+    short_run_notice,
     train_step,
     transfer_weights,
 )
