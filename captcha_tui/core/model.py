@@ -26,6 +26,9 @@ PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 
 
+DEFAULT_LR = 3e-3  # peak learning rate of the per-position presets, and the most a small set gets
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -45,7 +48,7 @@ class Preset:
     recurrent: int = 0  # CTC presets: hidden size of a bidirectional GRU over the steps (0: none)
     # Peak learning rate of the one-cycle schedule (train --lr overrides it). CTC presets learn markedly
     # faster at twice the per-position rate (docs/performance.md, "learning rate").
-    lr: float = 3e-3
+    lr: float = DEFAULT_LR
 
 
 CTC_LR = 6e-3  # measured on crnn-fast: 4 minutes at 1.5e-3, 3e-3, 6e-3, 1e-2 read 33%, 38%, 54%, 47%

@@ -38,6 +38,8 @@ from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_c
 from .dataset import Dataset, DatasetError, load_dataset
 from .devices import DeviceError, resolve_amp, resolve_device
 from .model import (
+    CTC_LR,
+    DEFAULT_LR,
     DEFAULT_PRESET,
     PRESETS,
     CaptchaNet,
@@ -61,7 +63,6 @@ WARMUP = 0.1  # share of the one-cycle schedule spent warming up
 FINE_TUNE_LR_SHARE = 1 / 3
 # About what bench --fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
 SMALL_SET_IMAGES_SEEN = 60_000
-SMALL_SET_LR = 3e-3  # the highest peak for a set under augment.SMALL_SET (see peak_learning_rate)
 FINE_TUNE_WARMUP = 0.05
 
 EventSink = Callable[[ev.TrainerEvent], None]
@@ -94,8 +95,8 @@ class TrainConfig:
     lr: float | None = field(
         default=None,
         metadata={
-            "help": "peak learning rate (default: the preset's, 3e-3, CTC presets 6e-3; at most 3e-3 under "
-            f"{SMALL_SET:,} training images; a third of that for a fine-tune)"
+            "help": f"peak learning rate (default: the preset's, {DEFAULT_LR:g}, CTC presets {CTC_LR:g}; at most "
+            f"{DEFAULT_LR:g} under {SMALL_SET:,} training images; a third of that for a fine-tune)"
         },
     )
     weight_decay: float = 0.05
@@ -288,7 +289,7 @@ def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: floa
     images, a CTC preset read 59.1% at 3e-3 and 44.1% at its own 6e-3."""
     if lr is not None:
         return lr
-    peak = PRESETS[preset].lr if train_images >= SMALL_SET else min(PRESETS[preset].lr, SMALL_SET_LR)
+    peak = PRESETS[preset].lr if train_images >= SMALL_SET else min(PRESETS[preset].lr, DEFAULT_LR)
     return peak * FINE_TUNE_LR_SHARE if fine_tune else peak
 
 
@@ -755,9 +756,8 @@ class Trainer:
         model = build_model(preset, spec).to(device)
         self._check_steps(preset, model, data)
         model.set_channels_last(prefers_channels_last(preset, device))
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr or PRESETS[preset].lr, weight_decay=cfg.weight_decay
-        )
+        # Its learning rate is set before every step, from loop.peak_lr and the schedule.
+        optimizer = torch.optim.AdamW(model.parameters(), weight_decay=cfg.weight_decay)
         autocast, scaler = mixed_precision(cfg.amp, device)
         loop = _Loop(data, model, optimizer, autocast, scaler, train_x, train_y, val_x, val_y)
         loop.spec, loop.preset = spec, preset
