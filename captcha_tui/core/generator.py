@@ -193,7 +193,8 @@ def render_captcha(
     margin = w * 0.04
     cell = (w - 2 * margin) / len(code)
     # Base size follows the height but shrinks for long codes, keeping neighbours from piling up.
-    base = min(h * style.font_fraction, cell * 1.4)
+    full_size = h * style.font_fraction
+    base = min(full_size, cell * 1.4)
     for i, char in enumerate(code):
         path = rng.choice(font_list)
         size = max(6, round(base * rng.uniform(*style.scale)))
@@ -213,12 +214,21 @@ def render_captcha(
 
     # White circles last, so they bite sharp holes out of the blurred strokes. Radii lean small (squared
     # uniform) so that the big ones are rare and a human can still read every character.
-    lo, hi = style.circle_radius
+    lo, hi = circle_radii(style, base / full_size)
     for _ in range(style.circles):
         r = lo + int((hi - lo + 1) * rng.random() ** 2)
         x, y = rng.uniform(0, w), rng.uniform(0, h)
         draw.ellipse((x - r, y - r, x + r, y + r), fill=_light(rng, 240, 255))
     return image
+
+
+def circle_radii(style: CaptchaStyle, glyph_scale: float) -> tuple[int, int]:
+    """The circles' radius range for glyphs drawn at ``glyph_scale`` of their full size: circles shrink
+    with the glyphs of long codes, or they would blot out whole characters (six characters in 120×50
+    read 77% whole with full-size circles, 96% with these; docs/performance.md). Rounded, so that codes
+    drawn at (nearly) full size, four characters in 120×50 among them, keep their exact pixels."""
+    lo, hi = style.circle_radius
+    return round(lo * glyph_scale), round(hi * glyph_scale)
 
 
 def _image_rng(seed: int, index: int) -> random.Random:

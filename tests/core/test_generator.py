@@ -17,6 +17,7 @@ from captcha_tui.core.generator import (
     DEFAULT_SIZE,
     CaptchaStyle,
     GenerateReport,
+    circle_radii,
     font_paths,
     generate,
     random_code,
@@ -131,6 +132,27 @@ def test_ink_spans_the_width() -> None:
         dark = np.asarray(im.convert("L")) < 110
         quarters = np.array_split(dark, 4, axis=1)
         assert all(q.any() for q in quarters)
+
+
+def test_circles_shrink_with_the_glyphs_of_long_codes() -> None:
+    style = CaptchaStyle()  # 120×50, radii 2–8 for full-size glyphs
+    assert circle_radii(style, 1.0) == (2, 8)
+    # The glyph scale render_captcha works out for 4, 5 and 6 characters in 120×50 (cell × 1.4 ÷ 40 px).
+    scales = {n: min(1.0, (120 - 2 * 4.8) / n * 1.4 / 40) for n in (4, 5, 6)}
+    assert [circle_radii(style, scales[n]) for n in (4, 5, 6)] == [(2, 8), (2, 6), (1, 5)]
+
+
+@pytest.mark.parametrize(("length", "same"), [(4, True), (3, True), (6, False)])
+def test_codes_drawn_at_full_size_keep_their_exact_pixels(monkeypatch, length, same) -> None:
+    # Against a generator whose circles never shrink (as before they did): short codes are untouched,
+    # so fixed-length sets made by earlier versions stay byte-identical; long codes change.
+    def draw() -> bytes:
+        rng = random.Random(f"full-size:{length}")
+        return render_captcha(random_code(rng, length, DEFAULT_CHARSET), rng).tobytes()
+
+    shrinking = draw()
+    monkeypatch.setattr(gen, "circle_radii", lambda style, scale: style.circle_radius)
+    assert (draw() == shrinking) is same
 
 
 def test_render_is_deterministic_for_the_same_rng_state() -> None:
