@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import reference
 from .core.devices import cpu_name, list_devices, resolve_amp, resolve_device
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
 from .core.images import MODEL_IMAGE_SIZE, to_model_array
-from .core.model import build_model, prefers_channels_last, to_model_input
+from .core.model import build_model, prefers_channels_last, preset_spec, to_model_input
+from .core.objectives import objective_for
 from .core.spec import CodeSpec
 from .core.trainer import TrainConfig, mixed_precision, train_step
 
@@ -77,12 +77,17 @@ def train_step_flops(
     preset: str, classes: int, device: torch.device, size: tuple[int, int] = MODEL_IMAGE_SIZE
 ) -> float:
     """FLOPs of one training step of ``preset`` per image."""
-    model = build_model(preset, CodeSpec.fixed(DEFAULT_CHARSET, DEFAULT_LENGTH, size)).to(device)
+    spec = bench_spec(preset, size)
+    model = build_model(preset, spec).to(device)
     x = torch.zeros(4, size[1], size[0], 3, dtype=torch.uint8, device=device)
     y = torch.zeros(4, DEFAULT_LENGTH, dtype=torch.long, device=device)
-    return _flops_per_image(
-        model, lambda logits: F.cross_entropy(logits.flatten(0, 1), y.flatten()), to_model_input(x)
-    )
+    objective = objective_for(spec)
+    return _flops_per_image(model, lambda logits: objective.loss(logits, y), to_model_input(x))
+
+
+def bench_spec(preset: str, size: tuple[int, int]) -> CodeSpec:
+    """The default captchas' spec with the decoder ``preset`` needs (per-position or CTC)."""
+    return preset_spec(preset, CodeSpec.fixed(DEFAULT_CHARSET, DEFAULT_LENGTH, size))
 
 
 def reference_step_flops(classes: int, device: torch.device) -> float:
@@ -184,7 +189,9 @@ def preset_recipe(
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
     size = (images.shape[2], images.shape[1])
-    model = build_model(preset, CodeSpec.fixed(DEFAULT_CHARSET, DEFAULT_LENGTH, size)).to(device)
+    spec = bench_spec(preset, size)
+    objective = objective_for(spec)
+    model = build_model(preset, spec).to(device)
     model.set_channels_last(prefers_channels_last(preset, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     autocast, scaler = mixed_precision(amp, device)
@@ -194,7 +201,7 @@ def preset_recipe(
     def train_batch(start: int) -> None:
         model.train()
         x, y = to_model_input(x_all[start : start + batch_size]), y_all[start : start + batch_size]
-        train_step(model, optimizer, x, y, autocast, scaler)
+        train_step(model, optimizer, x, y, autocast, scaler, objective)
 
     @torch.inference_mode()
     def predict_batch(start: int, end: int) -> torch.Tensor:
@@ -250,19 +257,6 @@ def reference_recipe(device: torch.device, images: np.ndarray, labels: np.ndarra
     return Recipe(
         row, len(x_all), batch_size, train_batch, predict_batch, reference_step_flops(classes, device)
     )
-
-
-def bench_one(
-    device: torch.device,
-    preset: str,
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    repeats: int,
-    amp: bool | None,
-) -> dict:
-    """One preset timed on its own (the reference comparison goes through :func:`throughput`)."""
-    return time_recipes(device, [preset_recipe(device, preset, images, labels, batch_size, amp)], repeats)[0]
 
 
 def ratio_to_reference(rounds: list[float], reference_rounds: list[float]) -> float:

@@ -109,6 +109,11 @@ def summarize(values: list[float]) -> dict:
 
 
 async def latency_run(config: TrainConfig, presses: int) -> dict:
+    """Key-to-frame latencies idle and while ``config`` trains. The run is given work that cannot run out
+    (no epoch budget, patience, target or time limit to end it) and is stopped once the presses are done,
+    so a fast machine cannot finish it first."""
+    endless = 10**9
+    config = replace(config, epochs=endless, patience=endless, target_accuracy=None, time_limit_s=None)
     app = CaptchaApp(config, Path("unused"), devices=[], sampler=HardwareSampler(device=config.device))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)

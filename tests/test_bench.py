@@ -230,3 +230,13 @@ def test_bench_reference_times_the_reference_in_the_same_run(capsys, monkeypatch
         by_round = sorted(a / b for a, b in zip(row[f"{kind}_rounds"], ref[f"{kind}_rounds"], strict=True))
         assert row[f"{kind}_vs_reference"] == pytest.approx(by_round[0], abs=0.006)  # one round: its ratio
         assert len(by_round) == 1
+
+
+@pytest.mark.parametrize("preset", ["tiny", "crnn-tiny"])
+def test_the_speed_benchmark_times_every_kind_of_preset(capsys, monkeypatch, one_thread, preset):
+    # CTC presets crashed here once: the spec handed to them named the per-position decoder (issue 22).
+    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 100.0)
+    argv = ["bench", "--json", "--device", "cpu", "--preset", preset, "--images", "8", "--batch-size", "4"]
+    assert main([*argv, "--repeats", "1"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["preset"] == preset and row["train_images_per_s"] > 0 and row["train_gflop_per_image"] > 0

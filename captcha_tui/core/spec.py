@@ -172,14 +172,6 @@ def _problem(spec: CodeSpec) -> str:
     return ""
 
 
-def infer_lengths(codes: list[str]) -> tuple[int, int]:
-    """The shortest and longest code among ``codes``."""
-    if not codes:
-        raise LabelError("no labels to infer a code length from")
-    lengths = [len(code) for code in codes]
-    return min(lengths), max(lengths)
-
-
 def parse_length_range(text: str) -> tuple[int, int]:
     """``"5"`` → (5, 5); ``"4-6"`` (or ``4..6``, ``4–6``) → (4, 6). Raises ValueError with what to write."""
     cleaned = text.strip().replace("–", "-").replace("..", "-")

@@ -15,13 +15,14 @@ import torch
 
 from captcha_tui.cli import main
 from captcha_tui.core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
-from captcha_tui.core.export import METADATA_KEY, export_onnx, read_onnx_metadata
+from captcha_tui.core.export import METADATA_KEY, disagreement, export_onnx, read_onnx_metadata
 from captcha_tui.core.generator import DEFAULT_CHARSET
 from captcha_tui.core.images import load_image
 from captcha_tui.core.model import build_model
 from captcha_tui.core.onnx_predictor import NEEDS_ONNXRUNTIME, OnnxPredictor
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.spec import CodeSpec
+from captcha_tui.core.trainer import TrainConfig, Trainer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "onnx.md"
 
@@ -197,10 +198,39 @@ def test_exporter_failures_and_a_missing_onnx_are_one_line_errors(exported, tmp_
 def test_an_export_that_disagrees_with_pytorch_is_not_written(exported, tmp_path, monkeypatch):
     checkpoint, _ = exported["positional"]
     real = Predictor.logits
-    monkeypatch.setattr(Predictor, "logits", lambda self, images: real(self, images) + 0.01)
+    monkeypatch.setattr(Predictor, "logits", lambda self, images: real(self, images) + 0.5)
     with pytest.raises(CheckpointError, match="disagrees with PyTorch .*nothing was written"):
         export_onnx(checkpoint, tmp_path / "bad.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rounding_is_honest_and_a_wrong_graph_is_not():
+    rng = np.random.default_rng(0)
+    small = rng.normal(0, 0.05, (3, 4, 32)).astype(np.float32)  # a freshly trained model's logits
+    assert disagreement(small, small + rng.uniform(-1.1e-4, 1.1e-4, small.shape)) == ""  # issue 22's case
+    big = small * 400  # a converged model's: the tolerance follows the scale
+    assert disagreement(big, big + 0.01) == ""
+    assert "logits differ by up to 0.5" in disagreement(small, small + 0.5)
+    assert "NaN" in disagreement(small, np.full_like(small, np.nan))
+    # On logits of up to 30 the tolerance is 0.03: two best 0.02 apart are a tie either may break, while
+    # another character chosen where PyTorch's choice was clear means another graph.
+    clear = small * 100
+    clear[0, 0, :2] = [30.0, 29.98]
+    flipped = clear.copy()
+    flipped[0, 0, :2] = [29.98, 30.0]
+    assert disagreement(clear, flipped) == ""
+    clear[0, 0, :2] = [30.0, 29.0]
+    flipped[0, 0, :2] = [29.0, 30.0]
+    assert "logits differ by up to 1, on logits of up to 30" in disagreement(clear, flipped)
+
+
+def test_a_freshly_trained_model_of_each_kind_exports(onnx_libs, prepared_dataset, tmp_path):
+    # Two epochs on a tiny set: logits still near zero, where a fixed absolute tolerance refused them.
+    for preset in ("tiny", "crnn-tiny"):
+        run = tmp_path / preset
+        Trainer(TrainConfig(data=prepared_dataset, out=run, preset=preset, device="cpu", epochs=2)).run()
+        onnx_file = export_onnx(run / "best.pt", tmp_path / f"{preset}.onnx")
+        assert read_onnx_metadata(onnx_file).checked is not None
 
 
 def test_bad_onnx_files_get_one_line_reasons(exported, tmp_path):
