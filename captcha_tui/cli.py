@@ -18,6 +18,7 @@ from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
 EXIT_USAGE = 2
+PROG = "captcha-tui"  # how every error line starts: "captcha-tui: error: …"
 
 
 class UsageError(Exception):
@@ -104,7 +105,7 @@ def _add_amp_option(parser) -> None:
 def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     """The whole command line; ``config_type`` (TrainConfig, or a variant in tests) gives the train options."""
     parser = argparse.ArgumentParser(
-        prog="captcha-tui",
+        prog=PROG,
         description="Teach a CNN to read text captchas and watch it learn. With no command: open the dashboard.",
     )
     parser.add_argument("--version", action="version", version=f"captcha-tui {__version__}")
@@ -412,7 +413,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        print(f"error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(
         f"wrote {report.count} captchas to {report.out_dir} in {report.seconds:.1f}s ({report.images_per_second:,.0f}/s)"
@@ -524,7 +525,9 @@ def train_headless(config) -> int:
             signal.signal(sig, handler)
     from .core.events import Failed
 
-    return 1 if isinstance(result, Failed) else 0
+    if isinstance(result, Failed):
+        return EXIT_USAGE if result.usage else 1
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -558,7 +561,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     paths, problems = expand_paths(args.paths)
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
     results = predictor.predict_paths(paths, options=options)
     for result in results:
         if args.json:
@@ -807,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         _refuse_train_options_before(args.command, args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"captcha-tui: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

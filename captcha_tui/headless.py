@@ -33,6 +33,8 @@ class HeadlessPrinter:
             self.out.write("\r\x1b[K")
             self._open_line = False
         stream = self.err if isinstance(event, ev.Failed) else self.out
+        if isinstance(event, ev.Failed):
+            text = f"captcha-tui: {text}"  # as every other error line of the command starts
         stream.write(text + "\n")
         stream.flush()
 

@@ -275,3 +275,32 @@ def test_prepare_help_says_subfolders_are_searched(capsys, monkeypatch):
         main(["prepare", "--help"])
     out = capsys.readouterr().out
     assert "every subfolder below it is searched too" in out and "--force" in out
+
+
+def test_every_error_line_names_the_program(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "nothere.png"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["captcha-tui: error: nothere.png: no such file or folder"]
+
+
+def test_the_preset_help_says_what_train_picks(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "500")  # argparse wraps at the terminal's width, mid-name at a hyphen
+    # Written from the one rule that picks (issue 25: the help named crnn where train picked crnn-fast).
+    from captcha_tui.core.generator import DEFAULT_CHARSET
+    from captcha_tui.core.model import default_preset, default_preset_rule
+    from captcha_tui.core.spec import CodeSpec
+
+    one = default_preset(CodeSpec.fixed(DEFAULT_CHARSET, 4, (120, 50)))
+    several = default_preset(CodeSpec(DEFAULT_CHARSET, 4, 8, (120, 50), decoder="ctc"))
+    longer = default_preset(CodeSpec(DEFAULT_CHARSET, 4, 9, (120, 50), decoder="ctc"))
+    rule = f"{one} for codes of one length, {several} for several, {longer} for codes longer than 8"
+    assert default_preset_rule() == rule
+    assert (one, several, longer) == ("fast", "crnn-fast", "crnn")
+    assert rule in " ".join(_help_of("train").split())
+
+
+def _help_of(command: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[command].format_help()

@@ -74,5 +74,7 @@ def test_eval_masks_characters_and_refuses_what_cannot_be(ctc_run, capsys) -> No
 def test_a_per_position_preset_refuses_codes_of_several_lengths(ctc_run, tmp_path, capsys) -> None:
     _, data, _ = ctc_run
     code = main(["train", "--headless", "--data", str(data), "--out", str(tmp_path), "--preset", "tiny"])
-    assert code == 1
-    assert "codes of 3–5 characters" in capsys.readouterr().err
+    assert code == 2  # a usage error: the command has to change
+    err = capsys.readouterr().err
+    assert err.startswith("captcha-tui: error: ") and "codes of 3–5 characters" in err
+    assert not (tmp_path / "error.log").exists()

@@ -176,6 +176,7 @@ class Failed:
     traceback: str = ""
     log_path: str | None = None
     hint: str = field(default="")
+    usage: bool = False  # what was asked cannot be done as asked (exit 2): not a fault, no traceback
 
 
 TrainerEvent = (

@@ -128,6 +128,16 @@ DEFAULT_CTC_PRESET = "crnn-fast"
 WIDE_CTC_PRESET = "crnn"  # twice the time steps, for long codes: what `train` picks when they need it
 
 
+def default_preset_rule() -> str:
+    """:func:`default_preset` in words, for help texts (the longest code the fast CTC preset holds is
+    the one for 120×50 images)."""
+    longest = (time_steps(DEFAULT_CTC_PRESET, (120, 50)) + 1) // 2
+    return (
+        f"{DEFAULT_PRESET} for codes of one length, {DEFAULT_CTC_PRESET} for several, "
+        f"{WIDE_CTC_PRESET} for codes longer than {longest}"
+    )
+
+
 def default_preset(spec: CodeSpec) -> str:
     """The preset ``train`` picks with no ``--preset``: per-position for one length, CTC for several:
     the fast one where its steps hold any code of the longest length (all neighbours repeated, up to 8

@@ -46,6 +46,7 @@ from .model import (
     build_model,
     count_parameters,
     default_preset,
+    default_preset_rule,
     prefers_channels_last,
     preset_spec,
     to_model_input,
@@ -83,7 +84,7 @@ class TrainConfig:
     preset: str | None = field(
         default=None,
         metadata={
-            "help": "model (default: fast for codes of one length, crnn for several)",
+            "help": f"model (default: {default_preset_rule()})",
             "choices": tuple(sorted(PRESETS)),
         },
     )
@@ -177,6 +178,11 @@ class TrainConfig:
 
 class TrainingError(RuntimeError):
     """A failure with a message meant for the user (no traceback needed)."""
+
+
+class ConfigError(TrainingError):
+    """What was asked cannot be done as asked (a setting, or a dataset or run folder that does not fit
+    it): the user changes the command. A usage error: one line, exit 2, no traceback and no error.log."""
 
 
 @dataclass
@@ -474,8 +480,13 @@ class Trainer:
     def run(self) -> ev.Finished | ev.Failed:
         """Train to the end; never raises. Returns the last event (also emitted)."""
         try:
-            self.config.validate()
+            try:
+                self.config.validate()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
             return self._train()
+        except ConfigError as exc:
+            return self._fail(str(exc), usage=True)
         except (TrainingError, DatasetError, DeviceError, CheckpointError, ValueError) as exc:
             return self._fail(str(exc), traceback.format_exc())
         except Exception as exc:  # noqa: BLE001 - anything else is a bug worth a full traceback
@@ -817,7 +828,7 @@ class Trainer:
         """The dataset's codes with the preset's decoder; a per-position preset reads one length only."""
         if PRESETS[preset].decoder == "positional" and not data.spec.fixed_length:
             ctc = ", ".join(name for name, p in PRESETS.items() if p.decoder == "ctc")
-            raise TrainingError(
+            raise ConfigError(
                 f"{data.path} holds codes of {data.spec.lengths} characters, but preset {preset!r} reads one "
                 f"fixed length: use a CTC preset ({ctc}), or leave --preset out"
             )
@@ -833,7 +844,7 @@ class Trainer:
         needed = (labels != PAD).sum(1) + ((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] != PAD)).sum(1)
         if len(needed) and int(needed.max()) > model.steps:
             worst = int(needed.max())
-            raise TrainingError(
+            raise ConfigError(
                 f"some codes need {worst} time steps (their length plus a blank between repeated "
                 f"characters), but preset {preset!r} has {model.steps} per image: keep shorter codes "
                 f"(prepare --length), or a preset with more steps (--preset crnn has 30)"
@@ -848,7 +859,7 @@ class Trainer:
         except CheckpointError as exc:
             raise TrainingError(f"cannot fine-tune: {exc}") from None
         if source.meta.preset != loop.preset:
-            raise TrainingError(
+            raise ConfigError(
                 f"cannot fine-tune from {path}: it holds a {source.meta.preset!r} model and this run's "
                 f"preset is {loop.preset!r}; pass --preset {source.meta.preset}"
             )
@@ -883,7 +894,7 @@ class Trainer:
         if meta.preset != loop.preset:
             mismatch.insert(0, f"preset {meta.preset!r} ≠ {loop.preset!r}")
         if mismatch:
-            raise TrainingError(
+            raise ConfigError(
                 f"cannot resume from {path}: it was trained with another setup ({'; '.join(mismatch)})"
             )
         saved = checkpoint.trainer
@@ -891,7 +902,7 @@ class Trainer:
         if state.epoch >= cfg.epochs:
             # Refused before anything is written: --epochs is the run's total, not epochs to add.
             part = f" and part of epoch {state.epoch + 1}" if state.position else ""
-            raise TrainingError(
+            raise ConfigError(
                 f"nothing to train: {path} has already trained {state.epoch} epoch"
                 f"{'s' if state.epoch != 1 else ''}{part}, and --epochs {cfg.epochs} is the run's total "
                 f"epoch budget, not epochs to add; pass --epochs {state.epoch + 1} or more to continue it"
@@ -1008,7 +1019,11 @@ class Trainer:
         self._emit(event)
         return event
 
-    def _fail(self, message: str, trace: str) -> ev.Failed:
+    def _fail(self, message: str, trace: str = "", usage: bool = False) -> ev.Failed:
+        if usage:  # the user's command to change, not a fault to investigate: nothing to log
+            event = ev.Failed(message=message, usage=True)
+            self._emit(event)
+            return event
         log_path = None
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)

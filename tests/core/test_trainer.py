@@ -113,6 +113,8 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     assert "--epochs 1 is the run's total epoch budget" in refused.message
     assert "pass --epochs 2 or more" in refused.message
     assert (tmp_path / "last.pt").read_bytes() == before
+    # A command to change, not a fault: no traceback, no error.log (issue 25).
+    assert refused.usage and refused.traceback == "" and not (tmp_path / "error.log").exists()
 
     second: list = []
     result = Trainer(replace(config, resume=True), second.append).run()
