@@ -26,6 +26,11 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def patience_words(patience: int | None) -> str:
+    """A run's patience: ``5`` epochs, or ``off`` (no early stop: a time limit's run uses its time)."""
+    return "off" if patience is None else str(patience)
+
+
 def characters(char_accuracy: float | None, char_error_rate: float | None) -> str:
     """``char 97.1%`` for a per-position model, ``CER 2.3%`` for a CTC one (its codes vary in length)."""
     if char_error_rate is not None:
@@ -51,7 +56,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
                 f"dataset {e.dataset}: {e.train_count} train / {e.val_count} val / {e.test_count} test, "
                 f"{e.spec.lengths} characters from {e.spec.charset!r}\n"
                 f"model {e.preset} ({e.spec.decoder}, {e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
-                f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {e.patience}, "
+                f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {patience_words(e.patience)}, "
                 f"up to {e.max_epochs} epochs{resumed}\nrun folder {e.run_dir}"
             )
         case ev.EpochEnd():

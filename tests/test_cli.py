@@ -193,16 +193,16 @@ def test_every_train_option_reads_the_same_before_and_after_the_command():
 
 def test_the_cli_defaults_are_trainconfigs():
     assert _config(["train"]) == _config([]) == TrainConfig()
-    declared = {f.name: f for f in dataclasses.fields(TrainConfig)}["patience"]
+    declared = {f.name: f for f in dataclasses.fields(TrainConfig)}["epochs"]
     changed = declared.default + 11
 
     @dataclasses.dataclass
     class Tuned(TrainConfig):  # as if someone changed the default in trainer.py
-        patience: int = dataclasses.field(default=changed, metadata=declared.metadata)
+        epochs: int = dataclasses.field(default=changed, metadata=declared.metadata)
 
-    assert _config(["train"], Tuned).patience == changed
+    assert _config(["train"], Tuned).epochs == changed
     help_text = " ".join(build_parser(Tuned).format_help().split())
-    assert f"--patience PATIENCE {declared.metadata['help']} (default: {changed})" in help_text
+    assert f"--epochs EPOCHS {declared.metadata['help']} (default: {changed})" in help_text
 
 
 def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch):

@@ -26,7 +26,7 @@ class RunStarted:
     batch_size: int
     learning_rate: float
     amp: bool
-    patience: int
+    patience: int | None  # epochs without a new best that end the run; None: no early stop
     max_epochs: int
     start_epoch: int  # 1 for a fresh run; later when resuming
     batches_per_epoch: int
@@ -93,8 +93,8 @@ class Countdown:
 
     best_accuracy: float
     best_epoch: int
-    patience_left: int  # epochs without a new best until an early stop
-    patience: int
+    patience_left: int | None  # epochs without a new best until an early stop; None: no early stop
+    patience: int | None
     budget_left: int  # epochs left in the --epochs budget
     time_left_s: float | None  # of this session's time limit; None without one
     ends_by: str
@@ -110,7 +110,7 @@ class Countdown:
         if self.ends_by == "time_limit":
             left = max(self.time_left_s or 0.0, 0.0)
             return f"ends in about {_duration(left)} (its time limit)" if left else "ends now: out of time"
-        left = max(self.patience_left, 0)
+        left = max(self.patience_left or 0, 0)
         if left == 0:
             return "stops now: no improvement for its whole patience"
         return f"stops after {left} more epoch{'s' if left != 1 else ''} without improvement"

@@ -54,6 +54,10 @@ from .model import (
 from .objectives import CtcObjective, Objective, character_errors, objective_for
 from .spec import PAD, CodeSpec
 
+PATIENCE = 5  # epochs without a new best, by default
+# The least a default patience waits, in images seen: 5 epochs of 240 hand-labelled images are 1,200 images
+# (seconds, at chance level), where 5 epochs of the default 48,000 are 240,000.
+PATIENCE_IMAGES = 50_000
 DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
 DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
@@ -117,7 +121,16 @@ class TrainConfig:
             "choices": ("onecycle", "constant"),
         },
     )
-    patience: int = field(default=5, metadata={"help": "epochs without a new best before stopping early"})
+    # None: patience_for decides (off under a time limit; else 5 epochs, and never fewer than
+    # PATIENCE_IMAGES images' worth, so a small set is not stopped at chance level in its first seconds).
+    patience: int | None = field(
+        default=None,
+        metadata={
+            "help": f"epochs without a new best before stopping early (default: {PATIENCE}, and at least "
+            f"{PATIENCE_IMAGES:,} training images' worth; off under --time-limit, which the run then uses "
+            "to the end)"
+        },
+    )
     # None: on where the device has fast bf16/fp16 (devices.py).
     amp: bool | None = field(
         default=None,
@@ -157,7 +170,7 @@ class TrainConfig:
             raise ValueError(f"batch size must be at least 1 (got {self.batch_size})")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1 (got {self.epochs})")
-        if self.patience < 1:
+        if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 (got {self.patience})")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number (got {self.lr})")
@@ -299,7 +312,21 @@ def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: floa
     return peak * FINE_TUNE_LR_SHARE if fine_tune else peak
 
 
-def short_run_notice(train_images: int, epochs: int, patience: int) -> ev.Notice | None:
+def patience_for(patience: int | None, time_limit_s: float | None, train_images: int) -> int | None:
+    """The epochs without a new best that end a run early; None: no early stop.
+
+    A patience given is kept as it is. By default there is none under a time limit: the schedule anneals
+    on the clock, so stopping before it is out ends the run at a high learning rate, with time the user
+    gave unused (best.pt holds the best epoch either way). Otherwise :data:`PATIENCE` epochs, but at least
+    :data:`PATIENCE_IMAGES` images' worth."""
+    if patience is not None:
+        return patience
+    if time_limit_s is not None:
+        return None
+    return max(PATIENCE, math.ceil(PATIENCE_IMAGES / max(train_images, 1)))
+
+
+def short_run_notice(train_images: int, epochs: int) -> ev.Notice | None:
     """A warning when a small set would be seen too few times to learn from: the default 15 epochs suit
     48,000 generated images, while 240 hand-labelled ones want a few hundred (bench --fine-tune's five
     minutes show them about 250 times, docs/performance.md)."""
@@ -308,8 +335,8 @@ def short_run_notice(train_images: int, epochs: int, patience: int) -> ev.Notice
     wanted = math.ceil(SMALL_SET_IMAGES_SEEN / train_images / 10) * 10
     return ev.Notice(
         f"{train_images:,} training images × {epochs} epochs is only {epochs * train_images:,} images seen, "
-        f"too few to learn from a small set: try --epochs {wanted} --patience {max(patience, wanted // 5)}, "
-        "or --epochs 1000 --patience 1000 --time-limit 300 (five minutes, the schedule on the clock)",
+        f"too few to learn from a small set: try --epochs {wanted}, "
+        "or --epochs 1000 --time-limit 300 (five minutes, the schedule on the clock)",
         "warning",
     )
 
@@ -326,11 +353,15 @@ def schedule_progress(
     return max(epochs_done, start, by_clock)
 
 
-def first_limit(budget_left: int, patience_left: int, time_left_s: float | None, epoch_s: float) -> str:
+def first_limit(
+    budget_left: int, patience_left: int | None, time_left_s: float | None, epoch_s: float
+) -> str:
     """Which rule ends the run first if no new best comes: ``"max_epochs"``, ``"time_limit"`` or
-    ``"early_stop"`` (the names of :class:`~.events.Finished` reasons). A tie goes to the rule that is
-    certain: the epoch budget, then the clock, then patience."""
-    candidates = [(float(budget_left), 0, "max_epochs"), (float(patience_left), 2, "early_stop")]
+    ``"early_stop"`` (the names of :class:`~.events.Finished` reasons; ``patience_left`` None: no early
+    stop). A tie goes to the rule that is certain: the epoch budget, then the clock, then patience."""
+    candidates = [(float(budget_left), 0, "max_epochs")]
+    if patience_left is not None:
+        candidates.append((float(patience_left), 2, "early_stop"))
     if time_left_s is not None:
         candidates.append((time_left_s / max(epoch_s, 1e-9), 1, "time_limit"))
     return min(candidates)[2]
@@ -444,6 +475,9 @@ class Trainer:
         self._running.set()
         self.run_dir = Path(config.out)
         self.device: torch.device | None = None
+        # Epochs without a new best that end the run (None: no early stop); set from the training set's
+        # size once the data is loaded (patience_for).
+        self.patience: int | None = config.patience
         self._clock = clock
         self._session_zero = clock()
         self._paused_s = 0.0  # of this session, spent blocked in a pause
@@ -545,7 +579,7 @@ class Trainer:
                 return "target_reached"
             if state.epoch >= cfg.epochs:
                 return "max_epochs"
-            if state.epoch - state.best_epoch >= cfg.patience:
+            if self.patience is not None and state.epoch - state.best_epoch >= self.patience:
                 return "early_stop"
         if self._stop.is_set():
             return "stopped"
@@ -680,14 +714,15 @@ class Trainer:
 
     def _countdown(self, state: _State, epoch_s: float) -> ev.Countdown:
         cfg = self.config
-        patience_left = cfg.patience - (state.epoch - state.best_epoch)
+        patience = self.patience
+        patience_left = None if patience is None else patience - (state.epoch - state.best_epoch)
         budget_left = cfg.epochs - state.epoch
         time_left = None if cfg.time_limit_s is None else max(0.0, cfg.time_limit_s - self._session_s())
         return ev.Countdown(
             best_accuracy=state.best_val,
             best_epoch=state.best_epoch,
             patience_left=patience_left,
-            patience=cfg.patience,
+            patience=patience,
             budget_left=budget_left,
             time_left_s=time_left,
             ends_by=first_limit(budget_left, patience_left, time_left, epoch_s),
@@ -710,7 +745,7 @@ class Trainer:
         elif reason == "early_stop":
             self._emit(
                 ev.Notice(
-                    f"early stop: no new best for {cfg.patience} epochs "
+                    f"early stop: no new best for {self.patience} epochs "
                     f"(best {state.best_val:.3f} at epoch {state.best_epoch})"
                 )
             )
@@ -784,7 +819,8 @@ class Trainer:
                         "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
                     )
                 )
-        short = short_run_notice(len(train_x), cfg.epochs, cfg.patience)
+        self.patience = patience_for(cfg.patience, cfg.time_limit_s, len(train_x))
+        short = short_run_notice(len(train_x), cfg.epochs)
         if short is not None and not cfg.resume:
             notices.append(short)
         if cfg.init is not None:
@@ -935,7 +971,7 @@ class Trainer:
             batch_size=state.batch_size,
             learning_rate=loop.peak_lr,
             amp=loop.autocast is not None,
-            patience=cfg.patience,
+            patience=self.patience,
             max_epochs=cfg.epochs,
             start_epoch=state.epoch + 1,
             batches_per_epoch=math.ceil(len(loop.train_x) / state.batch_size),

@@ -18,6 +18,7 @@ from captcha_tui.core.trainer import (
     TrainingError,
     first_limit,
     lr_factor,
+    patience_for,
     peak_learning_rate,
     resolve_init,
     schedule_progress,
@@ -25,6 +26,7 @@ from captcha_tui.core.trainer import (
     train_step,
     transfer_weights,
 )
+from captcha_tui.words import describe_event
 from tests.helpers import events_of, history_rows, spec_for
 
 
@@ -37,8 +39,9 @@ def test_end_to_end_run_emits_the_whole_story(trained_run):
     assert all(0 <= e.accuracy <= 1 and e.loss > 0 for e in events_of(events, ev.BatchProgress))
     assert events_of(events, ev.NewBest)[0].epoch == 1
     countdowns = events_of(events, ev.Countdown)
-    # Patience 5 with a 2-epoch budget: the budget ends the run, and the countdown says so.
-    assert [(c.patience_left, c.budget_left, c.ends_by) for c in countdowns][0] == (5, 1, "max_epochs")
+    # The default patience on 240 training images is 50,000 images' worth (209 epochs), not 5: the
+    # 2-epoch budget ends the run, and the countdown says so.
+    assert [(c.patience_left, c.budget_left, c.ends_by) for c in countdowns][0] == (209, 1, "max_epochs")
     assert countdowns[-1].budget_left == 0 and countdowns[-1].time_left_s is None
     finished = events[-1]
     assert isinstance(finished, ev.Finished) and finished.reason == "max_epochs"
@@ -205,13 +208,13 @@ def test_the_peak_learning_rate_follows_the_preset_the_set_size_and_a_fine_tune(
 
 
 def test_a_small_set_with_the_default_epochs_is_warned_with_what_to_pass():
-    notice = short_run_notice(240, 15, 5)
+    notice = short_run_notice(240, 15)
     assert notice.level == "warning"
     assert "240 training images × 15 epochs is only 3,600 images seen" in notice.message
-    assert "--epochs 250 --patience 50" in notice.message and "--time-limit 300" in notice.message
-    assert short_run_notice(240, 250, 50) is None  # enough epochs: no warning
-    assert short_run_notice(48_000, 15, 5) is None  # a generated set: the defaults suit it
-    assert short_run_notice(0, 15, 5) is None
+    assert "try --epochs 250," in notice.message and "--epochs 1000 --time-limit 300" in notice.message
+    assert short_run_notice(240, 250) is None  # enough epochs: no warning
+    assert short_run_notice(48_000, 15) is None  # a generated set: the defaults suit it
+    assert short_run_notice(0, 15) is None
 
 
 def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
@@ -429,9 +432,30 @@ def test_the_countdown_names_the_rule_that_ends_the_run_first():
     )
 
 
-def test_the_defaults_can_stop_early_within_the_epoch_budget():
+def test_the_default_patience_follows_the_set_and_the_time_limit():
     defaults = TrainConfig()
-    assert defaults.patience < defaults.epochs
+    # The default 48,000 generated images: 5 epochs, which can stop a run within its 15-epoch budget.
+    assert patience_for(defaults.patience, None, 48_000) == 5 < defaults.epochs
+    # 240 hand-labelled images: 50,000 images' worth, not 5 epochs (1,200 images: seconds at chance level).
+    assert patience_for(None, None, 240) == 209
+    # Under a time limit the run uses its time (the schedule anneals on the clock): no early stop.
+    assert patience_for(None, 300.0, 240) is None and patience_for(None, 1100.0, 12_800) is None
+    # A patience given is kept, time limit or not.
+    assert patience_for(7, 300.0, 240) == 7 and patience_for(3, None, 48_000) == 3
+
+
+def test_a_time_limited_run_on_a_small_set_is_not_stopped_early(prepared_dataset, tmp_path, one_thread):
+    # Issue 21: a 300-image fine-tune under --time-limit 290 was stopped by patience after 4-6 seconds.
+    events: list = []
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", device="cpu", epochs=100_000, time_limit_s=2.0
+    )
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished) and result.reason == "time_limit"
+    assert events_of(events, ev.RunStarted)[0].patience is None
+    countdowns = events_of(events, ev.Countdown)
+    assert countdowns and all(c.patience_left is None and c.ends_by == "time_limit" for c in countdowns)
+    assert "patience off" in describe_event(events_of(events, ev.RunStarted)[0])
 
 
 # ---- fine-tuning from a checkpoint ----------------------------------------------------------------------------

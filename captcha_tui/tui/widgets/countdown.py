@@ -15,10 +15,16 @@ class CountdownLine(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("early stop: waiting for the first epoch", id=id)
 
-    def show_patience(self, patience: int) -> None:
-        self.update(f"early stop: after {patience} epochs without a new best · waiting for the first epoch")
+    def show_patience(self, patience: int | None, auto: bool = False) -> None:
+        """``auto``: not known until the run starts (the default patience follows the set's size)."""
+        if auto:
+            rule = "after a patience set by the training set's size"
+        else:
+            rule = "off" if patience is None else f"after {patience} epochs without a new best"
+        self.update(f"early stop: {rule} · waiting for the first epoch")
 
     def show(self, e: ev.Countdown) -> None:
         self.update(countdown_text(e))
         # Highlighted only when an early stop is near: the budget or the clock running out is the plan.
-        self.set_class(e.ends_by == "early_stop" and e.patience_left <= max(1, e.patience // 5), "-close")
+        close = e.ends_by == "early_stop" and (e.patience_left or 0) <= max(1, (e.patience or 0) // 5)
+        self.set_class(close, "-close")

@@ -12,6 +12,7 @@ from ...core.base_model import BASE_MODEL, is_base_model
 from ...core.devices import resolve_amp
 from ...core.spec import CodeSpec
 from ...core.trainer import TrainConfig
+from ...words import patience_words
 from ..dataset_info import DatasetSummary
 from ..formatting import charset_preview
 
@@ -34,7 +35,7 @@ class _Settings:
     batch_size: int
     lr: float | None  # None: the preset's, known once the run starts
     amp: bool
-    patience: int
+    patience: str  # "5", "off", or "auto" until the run says (it depends on the set's size)
     epochs: int
     parameters: int | None = None
     init: str | None = None  # a fine-tune: the checkpoint it starts from
@@ -55,7 +56,7 @@ class RunHeader(Static):
             config.batch_size,
             config.lr,
             resolve_amp(config.amp, device),
-            config.patience,
+            patience_words(config.patience) if config.patience or config.time_limit_s else "auto",
             config.epochs,
             init=str(config.init) if config.init else None,
         )
@@ -79,7 +80,7 @@ class RunHeader(Static):
             e.batch_size,
             e.learning_rate,
             e.amp,
-            e.patience,
+            patience_words(e.patience),
             e.max_epochs,
             e.parameters,
             e.init,
@@ -121,7 +122,7 @@ class RunHeader(Static):
             ("batch", str(s.batch_size)),
             ("lr", "auto" if s.lr is None else f"{s.lr:g}"),
             ("AMP", "on" if s.amp else "off"),
-            ("patience", str(s.patience)),
+            ("patience", s.patience),
             ("max epochs", str(s.epochs)),
         ):
             line.append(f"  {name} ", "dim")
