@@ -376,7 +376,7 @@ FINAL_EVAL_SHARE = 0.02
 
 def time_to_accuracy(
     target: float,
-    time_limit_s: float,
+    time_limit_s: float | None,
     device: str = "auto",
     preset: str | None = None,
     count: int = DEFAULT_COUNT,
@@ -387,12 +387,14 @@ def time_to_accuracy(
     workdir: str | Path | None = None,
     length: tuple[int, int] | None = None,
     keep: Path | None = None,
+    train_images: int | None = None,
 ) -> dict:
     """Generate and prepare the default data (codes of ``length``: one or a (min, max) range) and train
-    until validation accuracy reaches ``target`` or time runs out; the clock covers all of it. The test
-    split is only scored at the end. ``keep``: copy the run folder there."""
+    until validation accuracy reaches ``target``, or time (``time_limit_s``, data included) or the image
+    budget (``train_images``) runs out; the clock covers all of it. The test split is only scored at the
+    end. ``keep``: copy the run folder there."""
     from .core.dataset import prepare
-    from .core.events import EpochEnd, Failed
+    from .core.events import EpochEnd, Failed, Finished
     from .core.generator import generate
     from .core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET
     from .core.trainer import Trainer
@@ -429,17 +431,25 @@ def time_to_accuracy(
             out=Path(tmp) / "run",
             preset=preset,
             device=str(resolved),
-            # No epoch budget given: the time limit alone shapes the learning-rate schedule.
+            # No epoch budget given: the time limit or the image budget shapes the learning-rate schedule.
             epochs=epochs or 1000,
             batch_size=batch_size,
             amp=amp,
             target_accuracy=target,
-            patience=1000,  # on the clock: only the target or the time limit ends it
+            patience=1000,  # on a budget: only the target, the time limit or the image budget ends it
             # Keep back a little for scoring the last weights on the validation and test splits.
-            time_limit_s=max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
+            time_limit_s=None
+            if time_limit_s is None
+            else max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
+            train_images=train_images,
         )
         result = Trainer(config, on_event).run()
         elapsed = time.perf_counter() - started
+        by_length = (
+            accuracy_by_length(Path(tmp) / "run" / "best.pt", Path(tmp) / "dataset")
+            if isinstance(result, Finished) and result.best_checkpoint
+            else {}
+        )
         if keep is not None:
             shutil.copytree(Path(tmp) / "run", keep, dirs_exist_ok=True)
     if isinstance(result, Failed):
@@ -451,10 +461,14 @@ def time_to_accuracy(
         "data_s": round(data_s, 1),
         "test_accuracy": result.test_accuracy,
         "test_char_error_rate": result.test_char_error_rate,
+        "test_accuracy_by_length": by_length,
         "length": list(length),
         "best_val_accuracy": round(result.best_val_accuracy, 4),
         "epochs": result.epochs_run,
         "images_seen": result.images_seen,
+        "train_images": train_images,
+        "time_limit_s": time_limit_s,
+        "reason": result.reason,
         "device": str(resolved),
         "preset": preset,
         "amp": resolve_amp(amp, resolved),
@@ -464,6 +478,24 @@ def time_to_accuracy(
     }
 
 
+def accuracy_by_length(checkpoint: Path, dataset_dir: Path, split: str = "test") -> dict[str, float]:
+    """Whole-code accuracy of ``checkpoint`` on ``split``, by code length ({"4": 0.97, …}): where a
+    varying-length reader loses its codes."""
+    from .core.dataset import load_dataset
+    from .core.predictor import Predictor
+
+    data = load_dataset(dataset_dir)
+    reader = Predictor.load(checkpoint, "cpu")
+    images, labels = data.images[split], data.labels[split]
+    hits: dict[int, list[bool]] = {}
+    for start in range(0, len(images), 500):
+        predictions = reader.predict_arrays(images[start : start + 500])
+        for prediction, row in zip(predictions, labels[start : start + 500], strict=True):
+            code = data.spec.decode(row)
+            hits.setdefault(len(code), []).append(prediction.code == code)
+    return {str(n): round(sum(h) / len(h), 4) for n, h in sorted(hits.items())}
+
+
 def format_tta(r: dict) -> str:
     verdict = "reached" if r["reached"] else "did not reach"
     test = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.1%}"
@@ -471,6 +503,11 @@ def format_tta(r: dict) -> str:
         f"{verdict} {r['target']:.1%} validation accuracy: {r['elapsed_s']:.0f} s in all "
         f"({r['data_s']:.0f} s making data), {r['epochs']} epochs, {r['images_seen']:,} images seen\n"
         f"test accuracy of the best weights: {test}  [{r['preset']} on {r['device']}, amp {'on' if r['amp'] else 'off'}]"
+        + (
+            "\nby length: " + ", ".join(f"{n}: {a:.1%}" for n, a in r["test_accuracy_by_length"].items())
+            if len(r.get("test_accuracy_by_length") or {}) > 1
+            else ""
+        )
     )
 
 

@@ -276,6 +276,14 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help="with --time-to-accuracy: epoch budget of the schedule (default: the time limit alone)",
     )
     bench.add_argument(
+        "--train-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --time-to-accuracy: train on N images in all, the schedule annealing over them, with no "
+        "time limit unless --time-limit is given: a budget that does not depend on the machine's speed",
+    )
+    bench.add_argument(
         "--length",
         type=_length_range,
         default=None,
@@ -720,9 +728,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.time_to_accuracy is not None:
         if not 0 < args.time_to_accuracy <= 1:
             raise UsageError("--time-to-accuracy takes a fraction in (0, 1], e.g. 0.95")
+        if args.train_images is not None and args.train_images < 1:
+            raise UsageError(f"--train-images must be at least 1 (got {args.train_images})")
+        # An image budget replaces the default 15 minutes: a recipe is then measured, not the machine.
+        default_limit = None if args.train_images else 900.0
         result = bench.time_to_accuracy(
             target=args.time_to_accuracy,
-            time_limit_s=args.time_limit or 900.0,
+            time_limit_s=args.time_limit or default_limit,
+            train_images=args.train_images,
             device=(args.device or ["auto"])[0],
             preset=(args.preset or [None])[0],
             count=args.count,

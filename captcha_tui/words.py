@@ -9,6 +9,7 @@ from .core import events as ev
 FINISH_REASONS = {
     "early_stop": "stopped early (no improvement)",
     "max_epochs": "reached the last epoch",
+    "image_budget": "trained on its budget of images",
     "stopped": "stopped by request",
     "target_reached": "reached the target accuracy",
     "time_limit": "reached the time limit",

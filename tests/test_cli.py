@@ -120,6 +120,19 @@ def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
     assert result["amp"] is resolve_amp(None, "cpu")  # the default: on where the CPU has bf16 units
 
 
+def test_bench_time_to_accuracy_on_an_image_budget_reports_each_length(capsys):
+    # 300 images of 3-5 characters: 240 train, so a budget of 600 images is two and a half epochs.
+    argv = ["bench", "--json", "--time-to-accuracy", "0.999", "--count", "300", "--length", "3-5"]
+    argv += ["--device", "cpu", "--preset", "crnn-tiny", "--train-images", "600"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reason"] == "image_budget" and result["time_limit_s"] is None
+    assert 600 <= result["images_seen"] < 600 + 100  # at the first mini-batch that reaches the budget
+    assert result["train_images"] == 600 and result["elapsed_s"] > 0 and result["test_accuracy"] is not None
+    by_length = result["test_accuracy_by_length"]
+    assert set(by_length) == {"3", "4", "5"} and all(0 <= a <= 1 for a in by_length.values())
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -131,6 +144,7 @@ def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
         (["prepare", "/nonexistent/images"], "not found"),
         (["bench", "--time-to-accuracy", "95"], "fraction"),
         (["bench", "--reference", "--tui"], "--reference compares training speed"),
+        (["bench", "--time-to-accuracy", "0.9", "--train-images", "0"], "--train-images must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_advice(argv, words, capsys):
@@ -159,6 +173,7 @@ OPTION_SAMPLES = {
     "seed": (["--seed", "5"], 5),
     "target_accuracy": (["--target", "0.9"], 0.9),
     "time_limit_s": (["--time-limit", "60"], 60.0),
+    "train_images": (["--train-images", "150000"], 150_000),
     "threads": (["--threads", "2"], 2),
     "init": (["--init", "runs/x/best.pt"], Path("runs/x/best.pt")),
 }

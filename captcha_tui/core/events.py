@@ -89,7 +89,7 @@ class Countdown:
     """After each epoch: the best so far, and which rule will end the run first if no new best comes.
 
     ``ends_by`` is a :class:`Finished` reason: ``"max_epochs"`` (the epoch budget), ``"time_limit"`` or
-    ``"early_stop"`` (patience); :meth:`summary` says it in words."""
+    ``"early_stop"`` (patience), or ``"image_budget"``; :meth:`summary` says it in words."""
 
     best_accuracy: float
     best_epoch: int
@@ -98,6 +98,7 @@ class Countdown:
     budget_left: int  # epochs left in the --epochs budget
     time_left_s: float | None  # of this session's time limit; None without one
     ends_by: str
+    images_left: int | None = None  # of the run's image budget (--train-images); None without one
 
     def summary(self) -> str:
         """``stops after 3 more epochs without improvement``, ``ends after 2 more epochs (its epoch
@@ -107,6 +108,13 @@ class Countdown:
             if left == 0:
                 return "ends now: its epoch budget is done"
             return f"ends after {left} more epoch{'s' if left != 1 else ''} (its epoch budget)"
+        if self.ends_by == "image_budget":
+            left = max(self.images_left or 0, 0)
+            return (
+                f"ends after {left:,} more images (its image budget)"
+                if left
+                else "ends now: image budget spent"
+            )
         if self.ends_by == "time_limit":
             left = max(self.time_left_s or 0.0, 0.0)
             return f"ends in about {_duration(left)} (its time limit)" if left else "ends now: out of time"
@@ -157,7 +165,7 @@ class Notice:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "early_stop", "max_epochs", "stopped", "target_reached", "time_limit"
+    reason: str  # "early_stop", "max_epochs", "image_budget", "stopped", "target_reached", "time_limit"
     epochs_run: int
     best_epoch: int
     best_val_accuracy: float

@@ -153,6 +153,15 @@ class TrainConfig:
             "flag": "--time-limit",
         },
     )
+    # A budget that does not depend on the machine's speed: recipes are compared at equal images seen.
+    train_images: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop once the run has trained on this many images in all (at the mini-batch that "
+            "reaches N); the learning-rate schedule then ends on the last of them",
+            "metavar": "N",
+        },
+    )
     report_interval_s: float = 0.1  # at most ~10 progress events a second
     threads: int | None = field(default=None, metadata={"help": "CPU threads for PyTorch"})
     init: Path | None = field(
@@ -180,6 +189,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; use onecycle or constant")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.train_images is not None and self.train_images < 1:
+            raise ValueError(f"--train-images must be at least 1 (got {self.train_images})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError("target accuracy must be in (0, 1]")
         if self.init is not None and self.resume:
@@ -312,16 +323,16 @@ def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: floa
     return peak * FINE_TUNE_LR_SHARE if fine_tune else peak
 
 
-def patience_for(patience: int | None, time_limit_s: float | None, train_images: int) -> int | None:
+def patience_for(patience: int | None, budgeted: bool, train_images: int) -> int | None:
     """The epochs without a new best that end a run early; None: no early stop.
 
-    A patience given is kept as it is. By default there is none under a time limit: the schedule anneals
-    on the clock, so stopping before it is out ends the run at a high learning rate, with time the user
-    gave unused (best.pt holds the best epoch either way). Otherwise :data:`PATIENCE` epochs, but at least
-    :data:`PATIENCE_IMAGES` images' worth."""
+    A patience given is kept as it is. By default there is none under a time limit or an image budget
+    (``budgeted``): the schedule anneals over that budget, so stopping before it is spent ends the run at a
+    high learning rate, with time the user gave unused (best.pt holds the best epoch either way).
+    Otherwise :data:`PATIENCE` epochs, but at least :data:`PATIENCE_IMAGES` images' worth."""
     if patience is not None:
         return patience
-    if time_limit_s is not None:
+    if budgeted:
         return None
     return max(PATIENCE, math.ceil(PATIENCE_IMAGES / max(train_images, 1)))
 
@@ -354,12 +365,19 @@ def schedule_progress(
 
 
 def first_limit(
-    budget_left: int, patience_left: int | None, time_left_s: float | None, epoch_s: float
+    budget_left: int,
+    patience_left: int | None,
+    time_left_s: float | None,
+    epoch_s: float,
+    images_left_epochs: float | None = None,
 ) -> str:
-    """Which rule ends the run first if no new best comes: ``"max_epochs"``, ``"time_limit"`` or
-    ``"early_stop"`` (the names of :class:`~.events.Finished` reasons; ``patience_left`` None: no early
-    stop). A tie goes to the rule that is certain: the epoch budget, then the clock, then patience."""
+    """Which rule ends the run first if no new best comes: ``"max_epochs"``, ``"image_budget"``,
+    ``"time_limit"`` or ``"early_stop"`` (the names of :class:`~.events.Finished` reasons; ``None``: that
+    rule is off). ``images_left_epochs``: the image budget left, in epochs. A tie goes to the rule that is
+    certain: the epoch budget, then the image budget, then the clock, then patience."""
     candidates = [(float(budget_left), 0, "max_epochs")]
+    if images_left_epochs is not None:
+        candidates.append((images_left_epochs, 0.5, "image_budget"))
     if patience_left is not None:
         candidates.append((float(patience_left), 2, "early_stop"))
     if time_left_s is not None:
@@ -563,7 +581,7 @@ class Trainer:
             self._emit(end)
             self._consider_best(loop, state, val, epoch)
             self._save_last(loop, state)
-            self._emit(self._countdown(state, seconds))
+            self._emit(self._countdown(loop, state, seconds))
             reason = self._stop_reason(state, end)
         return self._end(reason, loop, state)
 
@@ -579,10 +597,14 @@ class Trainer:
                 return "target_reached"
             if state.epoch >= cfg.epochs:
                 return "max_epochs"
+            if cfg.train_images is not None and state.images_seen >= cfg.train_images:
+                return "image_budget"
             if self.patience is not None and state.epoch - state.best_epoch >= self.patience:
                 return "early_stop"
         if self._stop.is_set():
             return "stopped"
+        if cfg.train_images is not None and state.images_seen >= cfg.train_images:
+            return "image_budget"
         if cfg.time_limit_s is not None and self._session_s() >= cfg.time_limit_s:
             return "time_limit"
         return None
@@ -610,7 +632,10 @@ class Trainer:
             if len(index) < 2 and state.position > 0:
                 break  # a lone leftover image: BatchNorm cannot train on a batch of one
             batch += 1
-            self._set_learning_rate(loop, state, (epoch - 1 + state.position / n) / cfg.epochs)
+            epochs_done = (epoch - 1 + state.position / n) / cfg.epochs
+            if cfg.train_images is not None:  # the image budget sets the pace where it ends the run first
+                epochs_done = max(epochs_done, state.images_seen / cfg.train_images)
+            self._set_learning_rate(loop, state, epochs_done)
             try:
                 if self._step_hook:
                     self._step_hook(epoch, batch, size)
@@ -712,12 +737,13 @@ class Trainer:
         self._save(BEST, loop, state, with_optimizer=False)
         return True
 
-    def _countdown(self, state: _State, epoch_s: float) -> ev.Countdown:
+    def _countdown(self, loop: _Loop, state: _State, epoch_s: float) -> ev.Countdown:
         cfg = self.config
         patience = self.patience
         patience_left = None if patience is None else patience - (state.epoch - state.best_epoch)
         budget_left = cfg.epochs - state.epoch
         time_left = None if cfg.time_limit_s is None else max(0.0, cfg.time_limit_s - self._session_s())
+        images_left = None if cfg.train_images is None else max(0, cfg.train_images - state.images_seen)
         return ev.Countdown(
             best_accuracy=state.best_val,
             best_epoch=state.best_epoch,
@@ -725,7 +751,14 @@ class Trainer:
             patience=patience,
             budget_left=budget_left,
             time_left_s=time_left,
-            ends_by=first_limit(budget_left, patience_left, time_left, epoch_s),
+            ends_by=first_limit(
+                budget_left,
+                patience_left,
+                time_left,
+                epoch_s,
+                None if images_left is None else images_left / max(len(loop.train_x), 1),
+            ),
+            images_left=images_left,
         )
 
     def _end(self, reason: str, loop: _Loop, state: _State) -> ev.Finished:
@@ -750,13 +783,14 @@ class Trainer:
                 )
             )
         elif (
-            # Out of time inside an epoch: the weights trained so far may still be the best ones.
-            reason == "time_limit"
+            # Out of time (or images) inside an epoch: the weights trained so far may be the best ones.
+            reason in ("time_limit", "image_budget")
             and state.position
             and len(loop.val_x)
             and self._consider_best(loop, state, self._validate(loop), state.epoch + 1)
         ):
-            self._emit(ev.Notice(f"out of time in epoch {state.epoch + 1}: its weights are the best yet"))
+            spent = "out of time" if reason == "time_limit" else "image budget spent"
+            self._emit(ev.Notice(f"{spent} in epoch {state.epoch + 1}: its weights are the best yet"))
         test = None
         if loop.best_weights is not None and loop.data.count("test"):
             loop.model.load_state_dict(loop.best_weights)
@@ -819,7 +853,8 @@ class Trainer:
                         "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
                     )
                 )
-        self.patience = patience_for(cfg.patience, cfg.time_limit_s, len(train_x))
+        budgeted = cfg.time_limit_s is not None or cfg.train_images is not None
+        self.patience = patience_for(cfg.patience, budgeted, len(train_x))
         short = short_run_notice(len(train_x), cfg.epochs)
         if short is not None and not cfg.resume:
             notices.append(short)

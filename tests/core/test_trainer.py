@@ -435,13 +435,36 @@ def test_the_countdown_names_the_rule_that_ends_the_run_first():
 def test_the_default_patience_follows_the_set_and_the_time_limit():
     defaults = TrainConfig()
     # The default 48,000 generated images: 5 epochs, which can stop a run within its 15-epoch budget.
-    assert patience_for(defaults.patience, None, 48_000) == 5 < defaults.epochs
+    assert patience_for(defaults.patience, False, 48_000) == 5 < defaults.epochs
     # 240 hand-labelled images: 50,000 images' worth, not 5 epochs (1,200 images: seconds at chance level).
-    assert patience_for(None, None, 240) == 209
-    # Under a time limit the run uses its time (the schedule anneals on the clock): no early stop.
-    assert patience_for(None, 300.0, 240) is None and patience_for(None, 1100.0, 12_800) is None
+    assert patience_for(None, False, 240) == 209
+    # Under a time limit or an image budget the run uses it all (the schedule anneals over it).
+    assert patience_for(None, True, 240) is None and patience_for(None, True, 12_800) is None
     # A patience given is kept, time limit or not.
-    assert patience_for(7, 300.0, 240) == 7 and patience_for(3, None, 48_000) == 3
+    assert patience_for(7, True, 240) == 7 and patience_for(3, False, 48_000) == 3
+
+
+def test_an_image_budget_ends_the_run_and_the_schedule_on_its_last_image(
+    prepared_dataset, tmp_path, one_thread
+):
+    events: list = []
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", device="cpu", epochs=1000, train_images=500
+    )
+    result = Trainer(config, events.append).run()
+    # 240 training images in mini-batches of 100, 100 and 40: 480 after two epochs, and the first batch of
+    # epoch 3 reaches the budget (580): the run stops before the next.
+    assert isinstance(result, ev.Finished) and result.reason == "image_budget"
+    assert result.images_seen == 580 and result.test_accuracy is not None
+    started = events_of(events, ev.RunStarted)[0]
+    assert started.patience is None  # a budget the schedule anneals over: no early stop by default
+    countdowns = events_of(events, ev.Countdown)
+    assert [(c.images_left, c.ends_by) for c in countdowns] == [(260, "image_budget"), (20, "image_budget")]
+    assert countdowns[0].summary() == "ends after 260 more images (its image budget)"
+    # The one-cycle schedule spans the 500 images, not the 1,000 epochs: well down after epoch 2.
+    rates = [e.learning_rate for e in events_of(events, ev.EpochEnd)]
+    assert rates[-1] < started.learning_rate * 0.1
+    assert "trained on its budget of images" in describe_event(result)
 
 
 def test_a_time_limited_run_on_a_small_set_is_not_stopped_early(prepared_dataset, tmp_path, one_thread):
