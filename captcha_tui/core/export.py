@@ -34,7 +34,10 @@ OUTPUT_NAME = "logits"
 LAYOUT = "NHWC uint8"
 # 18: the first opset whose Resize can antialias, as the presets' input resize does.
 OPSET = 18
-NEEDS_ONNX = "exporting to ONNX needs onnx: pip install 'captcha-tui[onnx]'"
+# Both forms: the README installs from a source checkout, where "captcha-tui[onnx]" would fetch the package
+# from the index instead of adding the extra to the checkout.
+INSTALL_ONNX = "pip install 'captcha-tui[onnx]' (from a source checkout: pip install '.[onnx]')"
+NEEDS_ONNX = f"exporting to ONNX needs onnx: {INSTALL_ONNX}"
 # Random images the export is checked on with ONNX Runtime, and how close its logits must come to PyTorch's,
 # relative to their scale: fp32 on both sides differs by rounding only (~1e-7 of the logits on a converged
 # model, ~1e-5 on a freshly trained one, whose logits are small), while a wrong graph is off by whole units.

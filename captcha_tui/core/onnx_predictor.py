@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError
-from .export import OnnxMetadata, metadata_from_props
+from .export import INSTALL_ONNX, OnnxMetadata, metadata_from_props
 from .oserrors import describe_os_error
 from .predictor import Predictor
 
-NEEDS_ONNXRUNTIME = "reading .onnx models needs onnxruntime: pip install 'captcha-tui[onnx]'"
+NEEDS_ONNXRUNTIME = f"reading .onnx models needs onnxruntime: {INSTALL_ONNX}"
 
 
 class OnnxPredictor(Predictor):

@@ -61,11 +61,40 @@ class ModelFailed(Message, bubble=False):
         self.message = message
 
 
-class PredictionsReady(Message, bubble=False):
-    """Results for one request (a file, a folder or a glob), plus problems with the request itself."""
+class ReadProgress(Message, bubble=False):
+    """How far a read of many files has got: ``done`` of ``total`` files, ``right`` of ``labelled`` so far.
 
-    def __init__(self, request: str, results: list[PathResult], problems: list[str]) -> None:
+    Posted at most ~10 times a second (see the eval screen's worker), whatever the read rate."""
+
+    def __init__(self, read_id: int, request: str, done: int, total: int, right: int, labelled: int) -> None:
+        super().__init__()
+        self.read_id = read_id
+        self.request = request
+        self.done = done
+        self.total = total
+        self.right = right
+        self.labelled = labelled
+
+
+class PredictionsReady(Message, bubble=False):
+    """Results for one request (a file, a folder or a glob), plus problems with the request itself.
+
+    ``read_id``: the read it answers (the screen ignores one a newer read replaced; None: always shown).
+    ``total``: the files the request named, when ``stopped`` (Escape) before all of them were read."""
+
+    def __init__(
+        self,
+        request: str,
+        results: list[PathResult],
+        problems: list[str],
+        read_id: int | None = None,
+        total: int | None = None,
+        stopped: bool = False,
+    ) -> None:
         super().__init__()
         self.request = request
         self.results = results
         self.problems = problems
+        self.read_id = read_id
+        self.total = len(results) if total is None else total
+        self.stopped = stopped

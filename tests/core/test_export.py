@@ -190,8 +190,13 @@ def test_exporter_failures_and_a_missing_onnx_are_one_line_errors(exported, tmp_
         "nothing was written"
     )
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(CheckpointError, match=re.escape("needs onnx: pip install 'captcha-tui[onnx]'")):
+    with pytest.raises(CheckpointError) as caught:
         export_onnx(checkpoint, tmp_path / "x.onnx")
+    # Both ways to install the extra: from the package index, and in a source checkout (as the README does).
+    assert str(caught.value) == (
+        "exporting to ONNX needs onnx: pip install 'captcha-tui[onnx]' "
+        "(from a source checkout: pip install '.[onnx]')"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -278,7 +283,10 @@ def test_without_onnxruntime_the_message_says_what_to_install(tmp_path, monkeypa
     with pytest.raises(CheckpointError) as caught:
         Predictor.load(model)
     assert str(caught.value) == NEEDS_ONNXRUNTIME
-    assert str(caught.value) == "reading .onnx models needs onnxruntime: pip install 'captcha-tui[onnx]'"
+    assert str(caught.value) == (
+        "reading .onnx models needs onnxruntime: pip install 'captcha-tui[onnx]' "
+        "(from a source checkout: pip install '.[onnx]')"
+    )
 
 
 def test_export_and_eval_from_the_command_line(exported, tiny_run, captcha_files, tmp_path, capsys):

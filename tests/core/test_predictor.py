@@ -67,3 +67,8 @@ def test_labelled_files_are_scored_and_bad_files_do_not_stop_the_rest(trained_ru
     assert unlabelled.label is None and unlabelled.correct is None and unlabelled.prediction
     assert {r.path.name: r.correct for r in results if r.label} == expected_correct
     assert accuracy(results) == (3, 5)  # the broken and the unlabelled file count neither way
+    # In chunks (what the eval screen reads with, to show progress and stop): the same results, in order,
+    # the broken file in its own chunk's place.
+    chunks = list(predictor.read_chunks(paths, chunk_size=3))
+    assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+    assert [r for chunk in chunks for r in chunk] == results

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 
 import pytest
 from textual.widgets import DataTable, Input, Static
 
 from captcha_tui.core.decoding import ReadOptions
-from captcha_tui.core.predictor import Predictor
-from captcha_tui.tui.screens.eval import EvalScreen
+from captcha_tui.core.predictor import PathResult, Predictor
+from captcha_tui.tui.messages import PredictionsReady
+from captcha_tui.tui.screens.eval import MAX_ROWS_PER_REQUEST, READ_CHUNK, EvalScreen
 from captcha_tui.tui.widgets.captcha_image import CaptchaImage
 from captcha_tui.tui.widgets.code_view import CodeView
 
@@ -240,5 +242,116 @@ def test_read_only_and_length_constrain_what_is_read(prepared_dataset, tiny_run,
             screen.query_one("#read-length", Input).value = "4"
             await _read(pilot, screen, str(image))
             assert screen.query_one(CodeView).code == expected
+
+    asyncio.run(scenario())
+
+
+def _footer(app) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
+    prepared_dataset, tiny_run, captcha_dir, captcha_files, tmp_path, monkeypatch
+):
+    assert len(captcha_files) > 2 * READ_CHUNK  # the read takes several chunks
+    # The real reader, held after its first chunk until the test has seen the progress and pressed Escape:
+    # the read is "partway" whatever this machine's speed, with no sleep to race it.
+    gate = threading.Event()
+    real_chunks = Predictor.read_chunks
+
+    def held_after_the_first_chunk(self, *args, **kwargs):
+        for index, chunk in enumerate(real_chunks(self, *args, **kwargs)):
+            if index == 1:
+                assert gate.wait(60), "the test never let the read go on"
+            yield chunk
+
+    monkeypatch.setattr(Predictor, "read_chunks", held_after_the_first_chunk)
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            message = lambda: _text(screen, "#eval-message")  # noqa: E731
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            assert "esc training" in _footer(app)
+            box = screen.query_one("#image-path", Input)
+            box.value = str(captcha_dir)
+            await pilot.press("enter")
+
+            # Before the end: a counter of the files read, with the accuracy so far.
+            progress = f" {READ_CHUNK} of {len(captcha_files)} images · accuracy so far "
+            await wait_until(pilot, lambda: progress in message(), what="the progress line")
+            assert message().startswith(f"reading {captcha_dir}… ━")
+            assert "esc stop reading" in _footer(app) and "esc training" not in _footer(app)
+
+            await pilot.press("escape")  # stops the read, and stays on the screen
+            assert app.screen is screen and message() == "stopping…"
+            gate.set()
+            stopped = f"stopped after {2 * READ_CHUNK} of {len(captcha_files)} images from {captcha_dir}"
+            await wait_until(pilot, lambda: message().startswith(stopped), what="the stopped read")
+            assert " · accuracy " in message() and "(whole code)" in message()
+            # The chunk that was being read when Escape came is kept with the one before it.
+            assert screen.query_one(DataTable).row_count == 2 * READ_CHUNK == len(screen.results)
+            assert [r.path for r in screen.results] == captcha_files[: 2 * READ_CHUNK]
+            await wait_until(pilot, lambda: "esc training" in _footer(app), what="the footer's Escape")
+
+            await pilot.press("escape")  # nothing being read: Escape goes back, as before
+            assert app.screen is app.train_screen
+
+    asyncio.run(scenario())
+
+
+def test_counts_and_accuracy_have_thousands_separators(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    # Real predictions of a few files, given to the screen as a read of 1,200 (reading that many for real
+    # would only make the test slower): what it says about them is what is tested.
+    predictor = Predictor.load(tiny_run / "best.pt")
+    read = predictor.predict_paths(captcha_files[:12])
+    results = [PathResult(r.path, r.prediction, label=r.prediction.code) for r in read] * 100
+    results[0] = PathResult(read[0].path, read[0].prediction, label="????")  # one wrong
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            screen.post_message(PredictionsReady("many", results, []))
+            await wait_until(
+                pilot, lambda: _text(screen, "#eval-message").startswith("read "), what="the answer"
+            )
+            assert _text(screen, "#eval-message") == (
+                "read 1,200 images from many · accuracy 1,199/1,200 = 99.9% (whole code)"
+                f" · table shows the first {MAX_ROWS_PER_REQUEST:,}"
+            )
+
+    asyncio.run(scenario())
+
+
+def test_the_rows_of_a_new_request_are_scrolled_into_view(
+    prepared_dataset, tiny_run, captcha_dir, captcha_files, tmp_path
+):
+    glob = f"{captcha_dir}/0001*.png"
+    matched = [path for path in captcha_files if path.name.startswith("0001")]
+    assert len(matched) == 10
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _read(pilot, screen, str(captcha_dir))  # a full table first: the new rows go below it
+            table = screen.query_one(DataTable)
+            assert table.row_count == len(captcha_files) > table.size.height
+
+            message = await _read(pilot, screen, glob)
+            assert message.startswith(f"read 10 images from {glob}")
+            await pilot.pause()
+            shown = screen_text(app)
+            assert [path.name for path in matched if path.name in shown] == [path.name for path in matched]
+            assert table.cursor_row == len(captcha_files)  # on the request's first row
 
     asyncio.run(scenario())

@@ -214,3 +214,49 @@ def test_the_folder_prompt_keeps_escape_for_an_open_list(captcha_dir, tmp_path):
             await wait_until(pilot, lambda: app.screen is app.train_screen, what="the prompt to close")
 
     asyncio.run(scenario())
+
+
+def test_a_pasted_path_ending_in_a_newline_is_read_as_if_enter_followed(
+    captcha_files, tiny_run, prepared_dataset, tmp_path
+):
+    """A bracketed paste arrives as one Paste event; its trailing newline is Enter, as in a shell."""
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+    first, second = (str(path) for path in captcha_files[:2])
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            requests = _record_requests(screen)
+            box = screen.query_one("#image-path", PathInput)
+            assert box.has_focus
+            message = screen.query_one("#eval-message")
+
+            # No newline: the path is only filled in, and waits for Enter (typed).
+            pilot.app._driver.send_message(events.Paste(first))
+            await wait_until(pilot, lambda: box.value == first, what="the pasted path")
+            await pilot.pause()
+            assert requests == []
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: str(message.content).startswith("read "), what="the typed Enter")
+            assert requests == [first]
+
+            # With one: read at once, and exactly the line (no newline in the request, nothing doubled).
+            box.value = ""
+            pilot.app._driver.send_message(events.Paste(f"{second}\n"))
+            await wait_until(pilot, lambda: len(requests) == 2, what="the pasted newline")
+            assert requests == [first, second] and box.value == second
+            await wait_until(
+                pilot, lambda: str(message.content).endswith(Path(second).name), what="the pasted read"
+            )
+            assert not box.list_shown
+
+            # A Windows line end, pasted after text already typed, reads the whole line as well.
+            box.value = second[:-4]
+            box.cursor_position = len(box.value)
+            pilot.app._driver.send_message(events.Paste(".png\r\n"))
+            await wait_until(pilot, lambda: len(requests) == 3, what="the pasted CRLF")
+            assert requests[-1] == second
+
+    asyncio.run(scenario())

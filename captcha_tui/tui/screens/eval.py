@@ -1,12 +1,16 @@
 """Read captchas with a checkpoint: a path prompt with Tab completion, the image, the code, a history.
 
 Loading the model and predicting run in thread workers; every failure (a missing checkpoint, a wrong path,
-an empty folder, a file that isn't an image) becomes an inline message and the screen carries on.
+an empty folder, a file that isn't an image) becomes an inline message and the screen carries on. A read
+of many files goes in chunks: the message line counts them with the accuracy so far, and Escape stops the
+read between two chunks, keeping what was read.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -14,20 +18,27 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.geometry import Region, Spacing
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from ...core.checkpoint import CheckpointError
 from ...core.decoding import ReadError, ReadOptions
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
 from ...words import percent
 from ..formatting import charset_preview, model_origin
-from ..messages import ModelFailed, ModelLoaded, PredictionsReady
+from ..messages import ModelFailed, ModelLoaded, PredictionsReady, ReadProgress
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
 from ..widgets.path_completion import PathInput
 
 MAX_ROWS_PER_REQUEST = 1000  # a huge folder still reports its accuracy, but the table stays light
+# Files per step of a read: progress and Escape act between steps. Small enough that Escape answers within
+# a fraction of a second on a CPU, large enough for the model to batch well.
+READ_CHUNK = 64
+PROGRESS_INTERVAL = 0.1  # seconds between progress messages: at most ~10 a second, whatever the read rate
+PROGRESS_BAR_WIDTH = 20
 PATH_WIDTH = 48
 HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("label", 8), ("", 2))
 
@@ -35,6 +46,9 @@ HISTORY_COLUMNS = (("path", PATH_WIDTH), ("code", 8), ("confidence", 10), ("labe
 class EvalScreen(Screen):
     AUTO_FOCUS = "#image-path"  # also where keys typed before the screen is up must land
     BINDINGS = [
+        # Escape stops a read in progress; otherwise it goes back. check_action enables one at a time, so
+        # the footer names the one Escape does now.
+        Binding("escape", "stop_reading", "stop reading"),
         Binding("escape", "back", "training"),
         # m where it can't be typed into a field; Ctrl+O works in the path fields too. The footer
         # shows whichever of the two works where the focus is.
@@ -50,6 +64,8 @@ class EvalScreen(Screen):
         self._predictor: Predictor | None = None
         self._predictor_key: tuple[Path, int | None] | None = None  # (path, modification time)
         self.results: list[PathResult] = []  # every good prediction so far, in table order
+        self._read_id = 0  # the newest read; answers to older ones (replaced by it) are dropped
+        self._reading: Worker | None = None  # the newest read's worker until its answer arrives
 
     def compose(self) -> ComposeResult:
         yield Static(Text("loading the model…", style="dim"), id="model-info")
@@ -85,8 +101,31 @@ class EvalScreen(Screen):
 
     # ---- actions -----------------------------------------------------------------------------------------
 
+    @property
+    def reading(self) -> bool:
+        """Whether a read is going on that Escape can still stop."""
+        worker = self._reading
+        return (
+            worker is not None
+            and not worker.is_cancelled
+            and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_reading":
+            return self.reading
+        if action == "back":
+            return not self.reading
+        return True
+
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_stop_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()  # the worker stops after its current chunk and sends what it read
+            self._say("stopping…")
+        self.refresh_bindings()
 
     def action_choose_checkpoint(self) -> None:
         checkpoint = self.query_one("#checkpoint", Input)
@@ -112,7 +151,10 @@ class EvalScreen(Screen):
         self._say(f"reading {request}…")
         # The shown result belongs to the previous request: dimmed until this one answers.
         self.query_one("#prediction-row").add_class("-stale")
-        self.predict(request, self.checkpoint, options)
+        self._read_id += 1
+        # exclusive: a new request stops the one before it (whose answer is then dropped).
+        self._reading = self.predict(request, self.checkpoint, options, self._read_id)
+        self.refresh_bindings()
 
     def _read_options(self) -> tuple[ReadOptions, str]:
         """The read-time constraints typed in (the same as eval --charset / --length); a problem, or ''."""
@@ -145,25 +187,53 @@ class EvalScreen(Screen):
     def load_model(self, path: Path) -> None:
         self._loaded_predictor(path)
 
-    @work(thread=True, group="eval-predict", exit_on_error=False)
-    def predict(self, request: str, checkpoint: Path, options: ReadOptions | None = None) -> None:
+    @work(thread=True, exclusive=True, group="eval-predict", exit_on_error=False)
+    def predict(
+        self, request: str, checkpoint: Path, options: ReadOptions | None = None, read_id: int | None = None
+    ) -> None:
+        def answer(results: list[PathResult], problems: list[str], total: int | None = None) -> None:
+            stopped = total is not None and len(results) < total
+            self.post_message(PredictionsReady(request, results, problems, read_id, total, stopped))
+
+        try:
+            self._predict(request, checkpoint, options or ReadOptions(), read_id, answer)
+        except Exception as exc:  # noqa: BLE001 - report anything, keep the screen alive
+            answer([], [f"prediction failed: {exc}"])
+
+    def _predict(
+        self,
+        request: str,
+        checkpoint: Path,
+        options: ReadOptions,
+        read_id: int | None,
+        answer: Callable[..., None],
+    ) -> None:
+        """The body of :meth:`predict` (in its thread): every way out answers once."""
+        worker = get_current_worker()
         predictor, problem = self._loaded_predictor(checkpoint)
         if predictor is None:
-            self.post_message(PredictionsReady(request, [], [f"no model to read with: {problem}"]))
+            answer([], [f"no model to read with: {problem}"])
             return
-        options = options or ReadOptions()
         try:
             predictor.plan(options)
         except ReadError as exc:  # e.g. a length a per-position model cannot read
-            self.post_message(PredictionsReady(request, [], [str(exc)]))
+            answer([], [str(exc)])
             return
-        try:
-            paths, problems = expand_paths([request])
-            results = predictor.predict_paths(paths, options=options) if paths else []
-        except Exception as exc:  # noqa: BLE001 - report anything, keep the screen alive
-            self.post_message(PredictionsReady(request, [], [f"prediction failed: {exc}"]))
-            return
-        self.post_message(PredictionsReady(request, results, problems))
+        paths, problems = expand_paths([request])
+        results: list[PathResult] = []
+        right = labelled = 0
+        posted = None  # when the last progress message went
+        for chunk in predictor.read_chunks(paths, READ_CHUNK, options):
+            results.extend(chunk)
+            if worker.is_cancelled:
+                break  # stopped (Escape; the rows read so far are kept) or replaced by a newer read
+            chunk_right, chunk_labelled = accuracy(chunk)
+            right, labelled = right + chunk_right, labelled + chunk_labelled
+            now = time.monotonic()
+            if len(results) < len(paths) and (posted is None or now - posted >= PROGRESS_INTERVAL):
+                posted = now
+                self.post_message(ReadProgress(read_id, request, len(results), len(paths), right, labelled))
+        answer(results, problems, len(paths))
 
     def _loaded_predictor(self, path: Path) -> tuple[Predictor | None, str]:
         """The model for ``path``, loaded once per version of the file (training rewrites best.pt);
@@ -202,7 +272,28 @@ class EvalScreen(Screen):
             Text(f"no model: {message.message}{hint}", style="bold red")
         )
 
+    def on_read_progress(self, message: ReadProgress) -> None:
+        if message.read_id != self._read_id or not self.reading:
+            return  # a replaced read's, or one that arrived after Escape: "stopping…" stays
+        share = message.done / message.total
+        filled = round(share * PROGRESS_BAR_WIDTH)
+        text = Text.assemble(
+            f"reading {message.request}… ",
+            ("━" * filled, "bold"),
+            ("─" * (PROGRESS_BAR_WIDTH - filled), "dim"),
+            f" {message.done:,} of {message.total:,} images",
+        )
+        if message.labelled:
+            text.append(f" · accuracy so far {_accuracy(message.right, message.labelled)}")
+        text.append(" · esc stops", style="dim")
+        self._say(text)
+
     def on_predictions_ready(self, message: PredictionsReady) -> None:
+        if message.read_id is not None and message.read_id != self._read_id:
+            return  # a newer request replaced this one: its answer would pass for the newer one's
+        if message.read_id is not None:
+            self._reading = None
+            self.refresh_bindings()
         good = [r for r in message.results if r.prediction is not None]
         bad = [r for r in message.results if r.prediction is None]
         table = self.query_one(DataTable)
@@ -214,6 +305,9 @@ class EvalScreen(Screen):
         if good:
             # The cursor on the request's first row (when it moves there, highlighting shows it too).
             table.move_cursor(row=first_row)
+            # The cursor alone scrolls its row just into view, at the bottom, with the rest of the request
+            # below it, out of sight. Once the new rows are laid out, show as many of them as fit.
+            table.call_after_refresh(_show_rows, table, first_row, table.row_count - 1)
             self.query_one(CaptchaImage).show(good[0].path)
             self.query_one(CodeView).show(good[0].prediction, good[0].label)
         else:
@@ -234,25 +328,44 @@ class EvalScreen(Screen):
         problems.extend(f"{r.path.name}: {r.error}" for r in bad[:3])
         if len(bad) > 3:
             problems.append(f"… and {len(bad) - 3} more files that could not be read")
-        if not good:
+        if message.stopped:
+            text = (
+                f"stopped after {len(message.results):,} of {message.total:,} images from {message.request}"
+            )
+        elif not good:
             self._say("\n".join(problems) or f"{message.request}: nothing to read", error=True)
             return
-        if len(message.results) == 1:
+        elif len(message.results) == 1:
             result = good[0]
             text = f"read {result.prediction.code} from {result.path.name}"
         else:
             text = f"read {len(good):,} images from {message.request}"
+        if message.stopped or len(message.results) > 1:
             right, labelled = accuracy(message.results)
             if labelled:
-                text += f" · accuracy {right}/{labelled} = {right / labelled:.1%} (whole code)"
+                text += f" · accuracy {_accuracy(right, labelled)} (whole code)"
             if len(good) > MAX_ROWS_PER_REQUEST:
                 text += f" · table shows the first {MAX_ROWS_PER_REQUEST:,}"
         self._say("\n".join([text, *problems]), error=bool(problems))
 
-    def _say(self, text: str, error: bool = False) -> None:
+    def _say(self, text: str | Text, error: bool = False) -> None:
         message = self.query_one("#eval-message", Static)
         message.update(text)
         message.set_class(error, "-error")
+
+
+def _accuracy(right: int, labelled: int) -> str:
+    return f"{right:,}/{labelled:,} = {right / labelled:.1%}"
+
+
+def _show_rows(table: DataTable, first: int, last: int) -> None:
+    """Scroll ``table`` so rows ``first``..``last`` are in view: all of them if they fit, else from
+    ``first`` down (every row here is one line high, add_row's default)."""
+    header = table.header_height if table.show_header else 0
+    visible = max(1, table.scrollable_content_region.height - header)
+    region = Region(0, header + first, 1, max(1, min(last - first + 1, visible)))
+    # The header is fixed over the first lines: the spacing keeps the rows from going under it.
+    table.scroll_to_region(region, spacing=Spacing(header, 0, 0, 0), animate=False, x_axis=False, force=True)
 
 
 def _row(result: PathResult) -> tuple:

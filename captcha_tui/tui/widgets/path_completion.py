@@ -8,7 +8,8 @@ them, with "+N more" for the rest.
 
 Keys do what the footer says: Enter submits exactly what the Input holds (and closes the list), Tab puts
 the highlighted name in, the arrows move through the list, and Escape closes an open list; with no list
-open, Tab and Escape go on to the screen (next field; back or cancel).
+open, Tab and Escape go on to the screen (next field; back or cancel). A paste whose line ends with a
+newline submits it, as Enter would (a shell runs a pasted line that ends in one).
 """
 
 from __future__ import annotations
@@ -325,3 +326,15 @@ class PathInput(Input):
     async def action_submit(self) -> None:
         self.action_close_list()
         await super().action_submit()
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        """Insert the first line, as Input does; a line break after it then acts as Enter.
+
+        A path copied with its line end (from ``ls``, a file manager, a terminal's triple-click) arrives as
+        ``path\n`` in a bracketed paste, and Input alone would drop the newline and wait for Enter."""
+        # Textual would call Input's handler after this one as well: insert once, here, before submitting.
+        event.prevent_default()
+        super()._on_paste(event)  # inserts the first line, stops the event
+        first = event.text.splitlines(keepends=True)[0] if event.text else ""
+        if first != first.rstrip("\r\n"):
+            await self.action_submit()
