@@ -474,6 +474,8 @@ def print_prepare_report(report) -> None:
         )
         width, height = report.spec.image_size
         print(f"resized {report.resized:,} images to {width}×{height}: {others}")
+    for warning in report.warnings():
+        print(f"warning: {warning}")
     if report.skipped:
         print(f"skipped {sum(report.skipped.values())} files:")
         for reason, count in sorted(report.skipped.items(), key=lambda item: -item[1]):

@@ -534,3 +534,21 @@ def test_pickled_arrays_are_refused(prepared_dataset, tmp_path) -> None:
     np.save(folder / "test_labels.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DatasetError, match="damaged"):
         load_dataset(folder)
+
+
+def test_splits_too_small_to_measure_are_warned_with_a_useful_size(captcha_files, tmp_path, capsys) -> None:
+    from captcha_tui.cli import main
+
+    folder = tmp_path / "in"
+    _copy(captcha_files[:3], folder)
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.counts == {"train": 1, "val": 1, "test": 1}
+    warnings = report.warnings()
+    assert len(warnings) == 3
+    assert warnings[0].startswith("the validation split has only 1 image: its accuracy moves 100% per image")
+    assert "300 labelled images or more give it 30" in warnings[0]
+    assert warnings[2].startswith("only 1 training image:")
+    # The command line says it; a set of the default 300 generated captchas is not warned about.
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "again"), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.count("warning: ") == 3
+    assert prepare(captcha_files[0].parent, tmp_path / "full", workers=1).warnings() == []
