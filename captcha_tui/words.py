@@ -32,6 +32,44 @@ def patience_words(patience: int | None) -> str:
     return "off" if patience is None else str(patience)
 
 
+def rough_duration(seconds: float) -> str:
+    """``75 s``, ``6 min``, ``1.2 h``: a time far ahead, said as roughly as it is known."""
+    seconds = max(0.0, seconds)
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_eta(
+    epoch_eta_s: float,
+    epoch_s: float,
+    epochs_after: int,
+    time_left_s: float | None,
+    early_stop_after: int | None,
+    image_budget_s: float | None = None,
+) -> str:
+    """The whole run's ETA, by the rule that ends it: ``run ETA ~6 min (its epoch budget)``.
+
+    ``epoch_eta_s``: the rest of this epoch; ``epoch_s``: one whole epoch; ``epochs_after``: the epoch budget
+    left after this one; ``time_left_s``: of the time limit (None without one). The budget and the clock
+    are certain, so the sooner of them is the ETA (a tie goes to the budget, as in the trainer's
+    ``first_limit``); so is the image budget (``image_budget_s``: its images left at this epoch's pace).
+    Patience is not: a new best puts an early stop off. When one could come sooner
+    (``early_stop_after`` epochs after this one, if no new best), the ETA is said as a bound.
+    """
+    budget_s = epoch_eta_s + max(0, epochs_after) * epoch_s
+    end_s, rule = budget_s, "its epoch budget"
+    if image_budget_s is not None and image_budget_s < end_s:
+        end_s, rule = image_budget_s, "its image budget"
+    if time_left_s is not None and time_left_s < end_s:
+        end_s, rule = time_left_s, "its time limit"
+    if early_stop_after is not None and epoch_eta_s + max(0, early_stop_after) * epoch_s < end_s:
+        return f"run ETA ≤ ~{rough_duration(end_s)} ({rule}; sooner on an early stop)"
+    return f"run ETA ~{rough_duration(end_s)} ({rule})"
+
+
 def characters(char_accuracy: float | None, char_error_rate: float | None) -> str:
     """``char 97.1%`` for a per-position model, ``CER 2.3%`` for a CTC one (its codes vary in length)."""
     if char_error_rate is not None:

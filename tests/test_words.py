@@ -8,7 +8,14 @@ import sys
 
 from captcha_tui.core import events as ev
 from captcha_tui.headless import HeadlessPrinter
-from captcha_tui.words import FINISH_REASONS, describe_event, format_duration, percent
+from captcha_tui.words import (
+    FINISH_REASONS,
+    describe_event,
+    format_duration,
+    percent,
+    rough_duration,
+    run_eta,
+)
 
 
 def test_words_import_no_ui_library():
@@ -43,3 +50,22 @@ def test_a_finish_reads_the_same_in_the_printer_and_the_log():
     HeadlessPrinter(out=out, err=out)(finished)
     assert out.getvalue() == line + "\n"
     assert describe_event(ev.BatchSizeReduced(old=8, new=4, epoch=1, batch=2, device="cpu")) is None
+
+
+def test_the_run_eta_names_the_rule_that_ends_the_run_and_is_a_bound_under_patience():
+    # 30 s left of this epoch, epochs of 60 s: 5 more epochs make 5.5 min by the budget.
+    assert run_eta(30.0, 60.0, 5, None, None) == "run ETA ~6 min (its epoch budget)"
+    # A time limit sooner than the budget ends the run; a later one does not.
+    assert run_eta(30.0, 60.0, 5, 120.0, None) == "run ETA ~2 min (its time limit)"
+    assert run_eta(30.0, 60.0, 5, 3600.0, None) == "run ETA ~6 min (its epoch budget)"
+    # Patience could end it after 2 more epochs (no new best): the budget is only an upper bound…
+    assert run_eta(30.0, 60.0, 5, None, 2) == "run ETA ≤ ~6 min (its epoch budget; sooner on an early stop)"
+    assert run_eta(30.0, 60.0, 5, 120.0, 0) == "run ETA ≤ ~2 min (its time limit; sooner on an early stop)"
+    # …unless the other rules end it first anyway.
+    assert run_eta(30.0, 60.0, 5, None, 5) == "run ETA ~6 min (its epoch budget)"
+    assert run_eta(30.0, 60.0, 5, 90.0, 1) == "run ETA ~90 s (its time limit)"
+    assert run_eta(12.0, 60.0, 0, None, 0) == "run ETA ~12 s (its epoch budget)"  # the last epoch
+    # An image budget (--train-images) is as certain as the clock: 1,000 epochs are not the plan.
+    assert run_eta(30.0, 60.0, 999, None, None, 200.0) == "run ETA ~3 min (its image budget)"
+    assert run_eta(30.0, 60.0, 999, 90.0, None, 200.0) == "run ETA ~90 s (its time limit)"
+    assert rough_duration(75) == "75 s" and rough_duration(330) == "6 min" and rough_duration(9000) == "2.5 h"

@@ -57,6 +57,10 @@ class BatchProgress:
     batch_size: int
     # CTC models, whose codes vary in length: edit distance ÷ characters, of the last batch reported.
     char_error_rate: float | None = None
+    # Of this session's time limit, pauses excluded (None without one): with ``eta_s`` it tells a front end
+    # which rule ends the whole run and when.
+    time_left_s: float | None = None
+    images_left: int | None = None  # of the run's image budget (--train-images); None without one
 
 
 @dataclass(frozen=True)

@@ -505,6 +505,11 @@ class Trainer:
         """Training seconds of this session: pauses excluded."""
         return self._clock() - self._session_zero - self._paused_s
 
+    def _time_left(self) -> float | None:
+        """Training seconds left of this session's time limit; None without one."""
+        limit = self.config.time_limit_s
+        return None if limit is None else max(0.0, limit - self._session_s())
+
     def _elapsed(self) -> float:
         """Training seconds of the whole run: a resumed run's earlier sessions and this one."""
         return self._before_s + self._session_s()
@@ -671,6 +676,10 @@ class Trainer:
                         images_per_s=rate,
                         eta_s=left / rate if rate else 0.0,
                         batch_size=size,
+                        time_left_s=self._time_left(),
+                        images_left=None
+                        if cfg.train_images is None
+                        else max(0, cfg.train_images - state.images_seen),
                     )
                 )
                 window.clear()
@@ -742,7 +751,7 @@ class Trainer:
         patience = self.patience
         patience_left = None if patience is None else patience - (state.epoch - state.best_epoch)
         budget_left = cfg.epochs - state.epoch
-        time_left = None if cfg.time_limit_s is None else max(0.0, cfg.time_limit_s - self._session_s())
+        time_left = self._time_left()
         images_left = None if cfg.train_images is None else max(0, cfg.train_images - state.images_seen)
         return ev.Countdown(
             best_accuracy=state.best_val,

@@ -96,9 +96,14 @@ class CaptchaApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "captcha-tui"
     BINDINGS = [
-        Binding("s", "toggle_training", "start/stop", tooltip="Start training, or stop and save last.pt"),
+        # Each key is in the footer only while it acts (check_action); s and p say what they do now.
+        Binding(
+            "s", "start_training", "start", tooltip="Start training (after a stop: carry on from last.pt)"
+        ),
+        Binding("s", "stop_training", "stop", tooltip="Stop training and save a resumable last.pt"),
         Binding("r", "resume_training", "resume", tooltip="Carry on with the run folder's last.pt"),
-        Binding("p", "toggle_pause", "pause/resume"),
+        Binding("p", "pause_training", "pause", tooltip="Pause training (p again carries on)"),
+        Binding("p", "continue_training", "continue", tooltip="Carry on with the paused training"),
         Binding("d", "pick_device", "device", tooltip="Choose the device to train on"),
         # Priority: run as the key arrives, before the keys typed after it (a path typed ahead, a
         # paste) are handed to the screen it leaves.
@@ -160,6 +165,7 @@ class CaptchaApp(App[int]):
         self._monitor = Monitor(self._on_hardware_sample, self._sampler, monitor_interval or 1.0)
         self._run_monitor = monitor_interval is not None
         self._quitting = False
+        self._stopping = False  # a stop was asked of the running trainer
         self._fresh_checkpoint: Path | None = None  # a new best.pt the eval screen hasn't picked up
         self._listing_devices = False
         self.device_picker: DevicePicker | None = None  # while one is open
@@ -217,30 +223,40 @@ class CaptchaApp(App[int]):
         return self._data_worker is not None and self._data_worker.state not in FINISHED_STATES
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide or grey out the keys that make no sense right now (the footer follows)."""
+        """Hide the keys that would do nothing right now: the footer shows only those that act. Whoever
+        changes what this reads calls ``refresh_bindings``."""
         if isinstance(self.screen, ModalScreen) and action in (
-            "toggle_training",
+            "start_training",
+            "stop_training",
             "resume_training",
-            "toggle_pause",
+            "pause_training",
+            "continue_training",
             "pick_device",
             "open_eval",
             "open_label",
         ):
             return False
-        if action == "toggle_pause":
-            return True if self.training else None
+        busy = self.training or self.making_data
+        running = self.training and not self._stopping  # a stopping run can only finish
+        paused = self.trainer is not None and self.trainer.paused
+        if action == "start_training":
+            return not busy and self.dataset is not None
+        if action == "stop_training":
+            return running
         if action == "resume_training":
-            return None if self.training or self.making_data else self._resumable()
+            return not busy and self.dataset is not None and self._resumable()
+        if action == "pause_training":
+            return running and not paused
+        if action == "continue_training":
+            return running and paused
         if action == "open_eval":
             return self.screen is not self.eval_screen
         if action == "open_label":
             return not isinstance(self.screen, LabelScreen)
         if action == "generate_data":
-            return (
-                False if self.dataset is not None else (None if self.training or self.making_data else True)
-            )
+            return not busy and self.dataset is None
         if action == "prepare_folder":
-            return None if self.training or self.making_data else True
+            return not busy
         return True
 
     def _resolved_device(self) -> str:
@@ -272,11 +288,12 @@ class CaptchaApp(App[int]):
 
     # ---- training ------------------------------------------------------------------------------------------
 
-    def action_toggle_training(self) -> None:
+    def action_start_training(self) -> None:
+        self.start_training()
+
+    def action_stop_training(self) -> None:
         if self.training:
             self._request_stop("stopping: saving a resumable checkpoint…")
-        else:
-            self.start_training()
 
     def action_resume_training(self) -> None:
         self.start_training(resume=True)
@@ -298,13 +315,15 @@ class CaptchaApp(App[int]):
         self.last_run = summary
         self.train_screen.show_last_run(summary, self.config.epochs)
 
-    def action_toggle_pause(self) -> None:
-        if self.trainer is None or not self.training:
-            return
-        if self.trainer.paused:
-            self.trainer.resume()
-        else:
+    def action_pause_training(self) -> None:
+        if self.trainer is not None and self.training:
             self.trainer.pause()
+            self.refresh_bindings()  # p now carries on
+
+    def action_continue_training(self) -> None:
+        if self.trainer is not None and self.training:
+            self.trainer.resume()
+            self.refresh_bindings()
 
     def start_training(self, resume: bool = False) -> None:
         """``resume``: carry on with last.pt, as ``captcha-tui train --resume`` does."""
@@ -322,6 +341,7 @@ class CaptchaApp(App[int]):
         if stopped or resume:  # a fine-tune carries on from its own last.pt (which names its --init)
             config = replace(config, resume=True, init=None)
         self.trainer = Trainer(config, on_event=self.event_buffer.put)
+        self._stopping = False
         self._flush_timer.resume()
         self._train_worker = self._run_trainer(self.trainer)
         self.refresh_bindings()
@@ -339,6 +359,8 @@ class CaptchaApp(App[int]):
     def _request_stop(self, message: str) -> None:
         if self.trainer is not None:
             self.trainer.request_stop()
+        self._stopping = True
+        self.refresh_bindings()  # no stop or pause keys while it saves
         self.train_screen.set_state("stopping")
         self.train_screen.log_line(message, "yellow")
 
@@ -519,7 +541,7 @@ class CaptchaApp(App[int]):
     def _training_ended(self, worker: Worker) -> None:
         self.flush_training_events()  # the last events (Finished or Failed) right away
         self._flush_timer.pause()
-        self.trainer = None
+        self.trainer, self._stopping = None, False
         compact_heap()  # let the finished run's objects go
         result = worker.result
         if isinstance(result, (ev.Finished, ev.Failed)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from dataclasses import replace
 
 import pynvml
 from textual.widgets import DataTable
@@ -65,6 +66,35 @@ def test_sparklines_reach_the_panel_edge_on_a_wide_screen(prepared_dataset, tmp_
                 for label in ("loss", "acc "):
                     row = rows[label]
                     assert len(row) == content.width and row[-1] in SPARK_BARS, (count, row)
+
+    asyncio.run(scenario())
+
+
+def test_the_accuracy_sparkline_keeps_a_fixed_0_to_100_percent_scale(prepared_dataset, tmp_path):
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"))
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.train_screen.query_one(BatchPanel)
+
+            async def shown(accuracies: list[float]) -> tuple[str, str]:
+                """The accuracy and loss bars after these reports (the panel keeps the earlier ones)."""
+                start = len(panel.accuracies) + 1
+                for index, accuracy in enumerate(accuracies, start=start):
+                    panel.show_batch(replace(_batch(index), accuracy=accuracy))
+                await pilot.pause()
+                rows = {row[:4]: row for row in _rows(app, panel.content_region)}
+                drawn = slice(6, 6 + len(panel.accuracies))
+                return rows["acc "][drawn], rows["loss"][drawn]
+
+            # A model that reads nothing yet, and one lucky batch at 0.4%: no full-height spike.
+            accuracy, loss = await shown([0.0] * 10 + [0.004] + [0.0] * 10)
+            assert accuracy == SPARK_BARS[0] * 21, accuracy
+            assert loss[0] == SPARK_BARS[-1] and loss[-1] == SPARK_BARS[0]  # loss still spans its values
+            accuracy, _ = await shown([0.5])  # half way up, not the top of a 0-50% scale
+            assert accuracy[-1] == SPARK_BARS[4], accuracy
+            accuracy, _ = await shown([1.0])
+            assert accuracy == SPARK_BARS[0] * 21 + SPARK_BARS[4] + SPARK_BARS[-1], accuracy
 
     asyncio.run(scenario())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import weakref
 
@@ -40,6 +41,7 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
             screen = app.train_screen
             batch_panel = screen.query_one(BatchPanel)
             countdown_before = str(screen.query_one(CountdownLine).content)
+            etas = _record_results(batch_panel, "run_eta")
             await pilot.press("s")
             await wait_until(pilot, lambda: batch_panel.last is not None, what="a batch report")
             await wait_until(pilot, lambda: not app.training, timeout=120, what="the run to finish")
@@ -47,7 +49,12 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
 
             assert batch_panel.losses and batch_panel.accuracies
             assert batch_panel.batches_done > 0
-            assert "img/s · ETA" in screen_text(app)
+            text = screen_text(app)
+            assert "img/s · epoch ETA" in text
+            # No time limit, and patience 5 cannot end two epochs early: the epoch budget ends the run.
+            drawn = [eta for eta in etas if eta]  # "" once the run has ended
+            assert drawn and all(re.fullmatch(r"run ETA ~\d+ s \(its epoch budget\)", e) for e in drawn), etas
+            assert "run ETA" not in text  # the run is over: no ETA left on the screen
             chart = screen.query_one(HistoryChart)
             assert chart.epochs == [1, 2]
             assert len(chart.val_accuracy) == 2 and chart.best is not None
@@ -75,6 +82,19 @@ def test_training_fills_the_dashboard(prepared_dataset, dataset_summary, tmp_pat
             assert "new best" in screen_text(app)
 
     asyncio.run(scenario())
+
+
+def _record_results(obj, name: str) -> list:
+    """Wrap ``obj.name`` on the instance so each call's result is recorded."""
+    results: list = []
+    real = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    setattr(obj, name, wrapper)
+    return results
 
 
 def _batch_report(batch: int, batches: int = 1000) -> ev.BatchProgress:
@@ -289,6 +309,12 @@ def test_a_relaunch_shows_the_last_run_and_r_resumes_it(prepared_dataset, run_co
             await wait_until(pilot, lambda: chart.epochs == [1], what="the last run's history in the chart")
             assert chart.val_accuracy == [saved[0]["val_accuracy"]]
             assert chart.best == (1, saved[0]["val_accuracy"])
+            # The line under the chart speaks of the epoch the chart shows, not of one still to come…
+            countdown = app.train_screen.query_one(CountdownLine)
+            old_run = f"best {saved[0]['val_accuracy']:.3f} at epoch 1 · last run: up to epoch 1"
+            assert str(countdown.content) == old_run
+            app.train_screen.show_config(app.config, "cpu")  # …even when the device is shown again
+            assert str(countdown.content) == old_run
             log = _log_text(app)
             assert _flat(f"last run in {run_copy}: 1 epoch,") in log
             assert _flat(f"best validation {saved[0]['val_accuracy'] * 100:.1f}% at epoch 1") in log
@@ -369,3 +395,83 @@ def test_the_heap_is_compacted_after_start_up_frozen_when_a_run_starts_and_compa
 
     asyncio.run(scenario())
     assert calls == [("compact", False, False), ("freeze", True, True), ("compact", True, False)]
+
+
+def _footer(app) -> dict[str, str]:
+    """The keys the footer offers now, with what each says; every one must act (none greyed out)."""
+    shown = {key: b for key, b in app.screen.active_bindings.items() if b.binding.show}
+    assert all(b.enabled for b in shown.values()), {k: b.binding.description for k, b in shown.items()}
+    return {key: b.binding.description for key, b in shown.items()}
+
+
+def test_the_footer_offers_only_the_keys_that_act_now(prepared_dataset, run_copy, one_thread):
+    # A budget and patience that cannot run out while the keys are pressed: the test stops the run.
+    config = training_config(prepared_dataset, run_copy, epochs=100_000, patience=100_000, batch_size=4)
+    app = make_app(config)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: "r" in _footer(app), what="the last run's last.pt to be offered")
+            keys = _footer(app)
+            assert keys["s"] == "start" and keys["r"] == "resume" and "p" not in keys
+            assert "g" not in keys  # there is a dataset already
+
+            await pilot.press("r")
+            panel = app.train_screen.query_one(BatchPanel)
+            await wait_until(pilot, lambda: panel.last is not None, what="training to be under way")
+            keys = _footer(app)
+            assert "r" not in keys and "o" not in keys  # nothing to resume or prepare while it trains
+            assert keys["s"] == "stop" and keys["p"] == "pause"
+
+            await send_keys(pilot, "p")
+            await wait_until(pilot, lambda: app.trainer.paused, what="the pause")
+            assert _footer(app)["p"] == "continue" and "r" not in _footer(app)
+            await wait_until(pilot, lambda: "p continue" in screen_text(app), what="the footer to say it")
+            await send_keys(pilot, "p")
+            await wait_until(pilot, lambda: not app.trainer.paused, what="training to carry on")
+            assert _footer(app)["p"] == "pause"
+
+            # s, as its binding runs it; read the footer's keys before the loop can end the run (a stop
+            # takes a batch: waiting here for the stopping state would race the training thread).
+            await app.run_action(app.screen.active_bindings["s"].binding.action)
+            keys = _footer(app)  # stopping: it saves last.pt, no key can hurry or undo that
+            assert "s" not in keys and "p" not in keys and "r" not in keys
+            await wait_until(pilot, lambda: not app.training, timeout=60, what="the stop")
+            await pilot.pause()
+            assert app.last_result.reason == "stopped"
+            keys = _footer(app)
+            assert keys["s"] == "start" and keys["r"] == "resume" and "p" not in keys
+            await wait_until(pilot, lambda: "r resume" in screen_text(app), what="the footer to offer r")
+            assert "pause" not in screen_text(app).splitlines()[-1]
+
+    asyncio.run(scenario())
+
+
+def test_the_whole_runs_eta_names_the_time_limit_and_is_a_bound_under_patience(
+    prepared_dataset, tmp_path, one_thread
+):
+    # A time limit far sooner than a budget of a million epochs, and patience short of both: the ETA is
+    # the time limit's, said as a bound (an early stop may come first).
+    config = training_config(
+        prepared_dataset, tmp_path / "run", epochs=1_000_000, patience=2, time_limit_s=3600.0
+    )
+    app = make_app(config)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.train_screen.query_one(BatchPanel)
+            etas = _record_results(panel, "run_eta")  # each one drawn
+            await pilot.press("s")
+            await wait_until(pilot, lambda: any(etas), what="a batch report")
+            assert panel.last.time_left_s is not None and 0 < panel.last.time_left_s <= 3600
+            await send_keys(pilot, "s")  # or an early stop ends it: either way the run ends soon
+            await wait_until(pilot, lambda: not app.training, timeout=60, what="the end of the run")
+            await pilot.pause()
+            assert all(
+                re.fullmatch(r"run ETA ≤ ~\d+ min \(its time limit; sooner on an early stop\)", eta)
+                for eta in etas
+                if eta  # "" once the run has ended
+            ), etas
+            assert "run ETA" not in screen_text(app)
+
+    asyncio.run(scenario())

@@ -93,11 +93,13 @@ class TrainScreen(Screen):
     def show_last_run(self, run: RunSummary, max_epochs: int) -> None:
         """A relaunch: the run folder's history in the chart and a line on what the keys do with it."""
         self.query_one(HistoryChart).show_history(run.epochs, run.best)
+        self.query_one(CountdownLine).show_last_run(run)
+        resumable = run.has_last and len(run.epochs) < max_epochs
         count = len(run.epochs)
         parts = [f"last run in {run.path}: {count} epoch{'' if count == 1 else 's'}"]
         if run.best is not None:
             parts[0] += f", best validation {percent(run.best.val_accuracy)} at epoch {run.best.epoch}"
-        if run.has_last and len(run.epochs) < max_epochs:
+        if resumable:
             parts.append(f"r resumes it (up to epoch {max_epochs})")
         elif run.has_last:
             parts.append(f"its {max_epochs} epochs are done")
@@ -134,23 +136,29 @@ class TrainScreen(Screen):
                 self.query_one(DatasetSetup).display = False
                 self.query_one(RunHeader).show_run(event)
                 self.query_one(BatchPanel).show_run(event)
-                self.query_one(HistoryChart).start_run(event.start_epoch)
-                self.query_one(CountdownLine).show_patience(event.patience)
+                chart = self.query_one(HistoryChart)
+                chart.start_run(event.start_epoch)
+                # A resumed run keeps the epochs before it in the chart: the line says their best too.
+                self.query_one(CountdownLine).show_start(event.patience, event.start_epoch, chart.best)
                 self.query_one(FinishBanner).clear()
                 self.set_state("running")
             case ev.EpochEnd():
                 self.query_one(HistoryChart).add_epoch(event)
+                self.query_one(BatchPanel).show_epoch(event)
             case ev.NewBest():
                 self.query_one(HistoryChart).mark_best(event.epoch, event.val_accuracy)
             case ev.Countdown():
                 self.query_one(CountdownLine).show(event)
+                self.query_one(BatchPanel).show_countdown(event)
             case ev.BatchSizeReduced():
                 self.query_one(RunHeader).show_batch_size(event.new)
             case ev.StateChanged():
                 self.set_state(event.state)
             case ev.Finished():
+                self.query_one(BatchPanel).show_end()
                 self.query_one(FinishBanner).show_finished(event)
                 self.set_state("finished")
             case ev.Failed():
+                self.query_one(BatchPanel).show_end()
                 self.query_one(FinishBanner).show_failed(event)
                 self.set_state("failed")
