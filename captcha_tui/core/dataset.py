@@ -26,11 +26,12 @@ import numpy as np
 from .images import MODEL_IMAGE_SIZE, ImageError, decode_rgb, peek_size, read_bytes, to_model_array
 from .labels import (
     LABEL_FILES,
+    NOTE_REASONS,
     LabelError,
     infer_charset,
     label_from_name,
     normalise,
-    read_label_file,
+    read_label_rows,
 )
 from .model import WIDE_CTC_PRESET, ctc_steps_needed, time_steps
 from .oserrors import describe_os_error
@@ -296,7 +297,7 @@ def _find_labelled_images(
     folder's labels.csv/.tsv if it has one, else from the file names."""
     label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
     try:
-        listed = read_label_file(label_file) if label_file else None
+        listed = read_label_rows(label_file) if label_file else None
     except LabelError as exc:
         raise DatasetError(str(exc)) from None
     labelled: list[tuple[Path, str]] = []
@@ -304,10 +305,16 @@ def _find_labelled_images(
     for path in _find_files(image_dir, exclude=out_dir):
         if listed is not None:
             found.add(path.resolve())
-            code = listed.get(path.resolve())
-            if code is None:
+            row = listed.get(path.resolve())
+            if row is None:
                 skipped.add(path, "not listed in " + label_file.name)
                 continue
+            # The label screen's notes say why a row has no label (marked unreadable, undone); an empty
+            # label with no such note is left to the spec check ("empty label").
+            if not row.label and row.note in NOTE_REASONS:
+                skipped.add(path, NOTE_REASONS[row.note])
+                continue
+            code = row.label
         else:
             code = label_from_name(path.name)
             if code is None:

@@ -6,9 +6,11 @@ one row per answer, written with a single ``write`` and ``fsync``-ed before the 
 crash or ``kill -9`` loses at most the answer being typed; the next session reads the file back and asks
 only about the images still unanswered. An existing file is never rewritten or truncated.
 
-Rows are ``path,label,note`` (``path`` relative to the folder). An image marked unreadable gets an empty
-label and the note ``unreadable``: it is not asked about again, and ``prepare`` skips it ("empty label").
-A skipped image is not written down: the next session asks about it again.
+Rows are ``path,label,note`` (``path`` relative to the folder), and the last row for an image wins. An
+image marked unreadable gets an empty label and the note ``unreadable``: it is not asked about again, and
+``prepare`` skips it ("marked unreadable"). Undoing an answer appends a row with an empty label and the
+note ``undone``: the image is unlabelled again, asked about again, and skipped by ``prepare`` until it is
+answered again. A skipped image is not written down: the next session asks about it again.
 
 The order: the images the model is least sure of first (the product of its per-character confidences),
 as those teach it the most. Scoring runs in chunks so that the first image can be shown while the rest
@@ -30,12 +32,11 @@ import numpy as np
 
 from .checkpoint import sync_folder
 from .images import MODEL_IMAGE_SIZE, ImageError, load_image
-from .labels import LABEL_FILES, CutRow, LabelError, LabelTable, read_label_table
+from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
 from .oserrors import describe_os_error
 from .predictor import IMAGE_SUFFIXES, Prediction, Predictor
 
 HEADER = ("path", "label", "note")
-UNREADABLE = "unreadable"  # the note of an image nobody can read: not asked about again
 CUT_SHORT = "cut short"  # the note of a row that replaces one whose label a crash cut short
 FIRST_CHUNK = 64  # images scored before the first is shown (the least confident of them)
 SCORE_CHUNK = 256  # images decoded and scored per step after that
@@ -103,19 +104,20 @@ class LabelFile:
         self.path = path
         self.delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         self.answered: set[Path] = set()  # resolved paths of the images already answered
+        self.unreadable: set[Path] = set()  # those of them marked unreadable
         self._before_next_row = ""  # what must precede the next row (a line end after a cut-short write)
         self._stale = False  # a write failed part-way: read the file's end again before the next one
         self._read()
 
     def _read(self) -> None:
         if not self.path.exists():
-            self.answered, self._before_next_row = set(), ""
+            self.answered, self.unreadable, self._before_next_row = set(), set(), ""
             return
         try:
             table = read_label_table(self.path)
         except LabelError as exc:
             raise LabellingError(f"cannot use {self.path}: {exc}; it was left as it is") from None
-        self.answered = _answered(table)
+        self.answered, self.unreadable = _answered(table)
         self._before_next_row = self._repair(table)
 
     def _row(self, *cells: str) -> str:
@@ -178,13 +180,21 @@ class LabelFile:
         if new:
             sync_folder(self.path.parent)  # the new file's name must survive a crash too
         self._before_next_row = ""
-        self.answered.add(candidate.path.resolve())
+        path = candidate.path.resolve()
+        # As read back: the last row wins, so an undone answer leaves the image unanswered.
+        self.answered.discard(path)
+        self.unreadable.discard(path)
+        if label or note == UNREADABLE:
+            self.answered.add(path)
+            if not label:
+                self.unreadable.add(path)
 
 
-def _answered(table: LabelTable) -> set[Path]:
-    """Images whose last row gives a label or marks them unreadable."""
+def _answered(table: LabelTable) -> tuple[set[Path], set[Path]]:
+    """Images whose last row gives a label or marks them unreadable, and those marked unreadable."""
     last = {row.path: row for row in table.rows}
-    return {path for path, row in last.items() if row.label or row.note == UNREADABLE}
+    unreadable = {path for path, row in last.items() if not row.label and row.note == UNREADABLE}
+    return {path for path, row in last.items() if row.label} | unreadable, unreadable
 
 
 @dataclass(frozen=True)
@@ -196,10 +206,17 @@ class FolderScan:
     images: int
     unlabelled: list[Candidate]
     cannot_save: str | None  # why answers could not be saved here, or None
+    unreadable: int = 0  # images marked unreadable before (answered, but with no label)
+
+    @property
+    def answered(self) -> int:
+        """Images answered before: labelled or marked unreadable."""
+        return self.images - len(self.unlabelled)
 
     @property
     def labelled(self) -> int:
-        return self.images - len(self.unlabelled)
+        """Images given a label before."""
+        return self.answered - self.unreadable
 
 
 def scan_folder(folder: str | Path) -> FolderScan:
@@ -219,18 +236,22 @@ def scan_folder(folder: str | Path) -> FolderScan:
         raise LabellingError(f"no images in {folder} (looked for {suffixes})")
     label_file = LabelFile(label_file_in(folder))
     answered = {str(path) for path in label_file.answered}
+    marked = {str(path) for path in label_file.unreadable}
     root = str(folder.resolve())
 
     def resolved(name: str, link: bool) -> str:
         # The label file's paths are resolved; resolve only links here, the rest is string work.
         return os.path.realpath(os.path.join(folder, name)) if link else os.path.join(root, name)
 
-    unlabelled = [
-        Candidate(folder / name, name, order)
-        for order, (name, link) in enumerate(images)
-        if not answered or resolved(name, link) not in answered
-    ]
-    return FolderScan(folder, label_file, len(images), unlabelled, label_file.problem_saving())
+    unlabelled: list[Candidate] = []
+    unreadable = 0
+    for order, (name, link) in enumerate(images):
+        key = resolved(name, link) if answered else ""
+        if key not in answered:
+            unlabelled.append(Candidate(folder / name, name, order))
+        elif key in marked:
+            unreadable += 1
+    return FolderScan(folder, label_file, len(images), unlabelled, label_file.problem_saving(), unreadable)
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------
@@ -327,6 +348,22 @@ class Tally:
         return self.accepted / judged if judged else None
 
 
+# How an image was answered in this session: each is the name of the Tally field it counts in.
+ACCEPTED = "accepted"
+CORRECTED = "corrected"
+TYPED = "typed"
+MARKED_UNREADABLE = "unreadable"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of this session, kept so that it can be undone."""
+
+    candidate: Candidate
+    kind: str  # ACCEPTED … SKIPPED
+
+
 @dataclass
 class LabellingSession:
     """One pass over a folder: the queue, the image shown now, the answers so far."""
@@ -338,6 +375,7 @@ class LabellingSession:
     broken: list[tuple[Candidate, str]] = field(default_factory=list)
     current: Candidate | None = None
     scored: int = 0  # images scored so far (good and broken)
+    history: list[Answer] = field(default_factory=list)  # this session's answers and skips, in order
 
     @property
     def label_file(self) -> LabelFile:
@@ -349,9 +387,19 @@ class LabellingSession:
         return self.scan.images - len(self.broken)
 
     @property
+    def labelled(self) -> int:
+        """Images given a label, before this session and in it."""
+        return self.scan.labelled + self.tally.labelled
+
+    @property
+    def unreadable(self) -> int:
+        """Images marked unreadable, before this session and in it."""
+        return self.scan.unreadable + self.tally.unreadable
+
+    @property
     def done(self) -> int:
-        """Images answered, before this session and in it."""
-        return self.scan.labelled + self.tally.labelled + self.tally.unreadable
+        """Images answered (labelled or marked unreadable), before this session and in it."""
+        return self.labelled + self.unreadable
 
     @property
     def scoring(self) -> bool:
@@ -385,12 +433,12 @@ class LabellingSession:
             raise LabellingError(f"{label!r} holds a space: a code has none")
         self.label_file.append(candidate, label)
         if candidate.prediction is None:
-            self.tally.typed += 1
+            kind = TYPED
         elif self._same(label, candidate.prediction.code):
-            self.tally.accepted += 1
+            kind = ACCEPTED
         else:
-            self.tally.corrected += 1
-        return self._next()
+            kind = CORRECTED
+        return self._moved_on(candidate, kind)
 
     def mark_unreadable(self) -> Candidate | None:
         """Record the image on show as unreadable (never asked about again) and move on."""
@@ -398,14 +446,37 @@ class LabellingSession:
         if candidate is None:
             raise LabellingError("no image to mark")
         self.label_file.append(candidate, "", UNREADABLE)
-        self.tally.unreadable += 1
-        return self._next()
+        return self._moved_on(candidate, MARKED_UNREADABLE)
 
     def skip(self) -> Candidate | None:
         """Move on without an answer: nothing is written, the next session asks again."""
         if self.current is None:
             return None
-        self.tally.skipped += 1
+        return self._moved_on(self.current, SKIPPED)
+
+    def undo(self) -> Candidate:
+        """Take back this session's last answer (or skip) and show its image again; returns it.
+
+        The file is never rewritten: a row with an empty label and the note ``undone`` is appended, and
+        as the last row wins, the image is unlabelled again. The image on show goes back in the queue.
+        Raises :class:`LabellingError` (nothing changed) when there is nothing to undo or the row could
+        not be saved.
+        """
+        if not self.history:
+            raise LabellingError("nothing to undo")
+        last = self.history[-1]
+        if last.kind != SKIPPED:  # a skip wrote nothing
+            self.label_file.append(last.candidate, "", UNDONE)
+        self.history.pop()
+        setattr(self.tally, last.kind, getattr(self.tally, last.kind) - 1)
+        if self.current is not None:
+            self.queue.add([self.current])
+        self.current = last.candidate
+        return last.candidate
+
+    def _moved_on(self, candidate: Candidate, kind: str) -> Candidate | None:
+        setattr(self.tally, kind, getattr(self.tally, kind) + 1)
+        self.history.append(Answer(candidate, kind))
         return self._next()
 
     def _same(self, label: str, reading: str) -> bool:

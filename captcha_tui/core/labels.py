@@ -12,6 +12,9 @@ from .spec import LabelError
 
 __all__ = [
     "LABEL_FILES",
+    "NOTE_REASONS",
+    "UNDONE",
+    "UNREADABLE",
     "CutRow",
     "LabelError",
     "LabelRow",
@@ -21,12 +24,19 @@ __all__ = [
     "label_from_name",
     "normalise",
     "read_label_file",
+    "read_label_rows",
     "read_label_table",
 ]
 
 LABEL_FILES = ("labels.csv", "labels.tsv")
 _PATH_HEADERS = ("path", "file", "filename", "file_name", "image", "name")
 _LABEL_HEADERS = ("label", "code", "text", "answer")
+
+# Notes the label screen writes in a row's third cell, with an empty label.
+UNREADABLE = "unreadable"  # nobody can read the image: never asked about again, left out of a dataset
+UNDONE = "undone"  # the answer before it was taken back: the image is unlabelled again
+# Why ``prepare`` leaves out an image whose last row has no label but one of these notes.
+NOTE_REASONS = {UNREADABLE: "marked unreadable", UNDONE: "answer undone, not labelled again"}
 
 
 def label_from_name(name: str | Path) -> str | None:
@@ -113,9 +123,15 @@ def read_label_table(path: Path) -> LabelTable:
     return LabelTable(out, ends_with_newline, cut)
 
 
+def read_label_rows(path: Path) -> dict[Path, LabelRow]:
+    """Each listed image's last row: a later row for the same image wins (an answer corrected or undone
+    is a new row, as the file is only ever appended to)."""
+    return {row.path: row for row in read_label_table(path).rows}
+
+
 def read_label_file(path: Path) -> dict[Path, str]:
     """Each listed image's label (the last row wins), from :func:`read_label_table`."""
-    return {row.path: row.label for row in read_label_table(path).rows}
+    return {image: row.label for image, row in read_label_rows(path).items()}
 
 
 def infer_length(codes: list[str]) -> int:

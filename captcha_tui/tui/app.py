@@ -186,7 +186,7 @@ class CaptchaApp(App[int]):
         if self.start_screen == "eval":
             await self.action_open_eval()
         elif self.start_screen == "label" and self.label_dir is not None:
-            self.open_label(self.label_dir)
+            self.open_label(self.label_dir, standalone=True)
         elif self.autostart and self.dataset is not None:
             self.start_training()
 
@@ -513,10 +513,14 @@ class CaptchaApp(App[int]):
             chosen,
         )
 
-    def open_label(self, folder: Path) -> None:
+    def open_label(self, folder: Path, standalone: bool = False) -> None:
+        """``standalone``: started by `captcha-tui label`, so Escape leaves the app, not to a dashboard the
+        user never asked for."""
         # A fresh screen each time: the folder's labels.csv, not the screen, holds the answers so far.
         self.label_dir = folder
-        self.push_screen(LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer))
+        self.push_screen(
+            LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer, standalone)
+        )
 
     # ---- workers ending ----------------------------------------------------------------------------------------
 

@@ -552,3 +552,28 @@ def test_splits_too_small_to_measure_are_warned_with_a_useful_size(captcha_files
     assert main(["prepare", str(folder), "--out", str(tmp_path / "again"), "--workers", "1"]) == 0
     assert capsys.readouterr().out.count("warning: ") == 3
     assert prepare(captcha_files[0].parent, tmp_path / "full", workers=1).warnings() == []
+
+
+def test_the_label_screens_notes_are_reasons_and_the_last_row_wins(captcha_files, tmp_path) -> None:
+    folder = tmp_path / "in"
+    _copy(captcha_files[:6], folder)
+    names = sorted(p.name for p in folder.iterdir())
+    code = {n: n.split("-")[1][:4] for n in names}
+    rows = [
+        "path,label,note",
+        *(f"{n},{code[n]}," for n in names[:3]),
+        f"{names[3]},,unreadable",
+        f"{names[4]},{code[names[4]]},",
+        f"{names[4]},,undone",  # answered, then undone: unlabelled again
+        f"{names[5]},,unreadable",
+        f"{names[5]},,undone",
+        f"{names[5]},{code[names[5]]},",  # marked, undone, then labelled
+        f"{names[0]},,undone",
+        f"{names[0]},{code[names[0]]},",
+    ]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.total == 4
+    assert report.skipped == {"marked unreadable": 1, "answer undone, not labelled again": 1}
+    assert Path(report.examples["marked unreadable"]).name == names[3]
+    assert Path(report.examples["answer undone, not labelled again"]).name == names[4]

@@ -13,6 +13,7 @@ from captcha_tui.core import labelling
 from captcha_tui.core.dataset import prepare
 from captcha_tui.core.labelling import (
     HEADER,
+    UNDONE,
     UNREADABLE,
     LabelFile,
     LabellingError,
@@ -150,7 +151,9 @@ def test_a_relaunch_asks_only_about_the_rest_and_never_writes_a_row_twice(
     again = _session(tmp_path, predictor)
     remaining = {c.name for c in again.scan.unlabelled}
     assert remaining.isdisjoint([*answered, unreadable]) and skipped in remaining
-    assert len(remaining) == 4 and again.done == 4 and again.scan.labelled == 4
+    assert len(remaining) == 4 and again.done == 4
+    # "labelled": given a label; the unreadable one is answered, but not labelled.
+    assert (again.scan.labelled, again.scan.unreadable, again.labelled, again.unreadable) == (3, 1, 3, 1)
     while again.current is not None:
         again.answer("wxyz")
     rows = _lines(tmp_path)[1:]
@@ -192,7 +195,7 @@ def test_a_last_line_cut_short_never_merges_with_the_next_row(
     assert all(len(label) in (0, 4) for label in labels.values())  # no merged or cut-short label counts
 
 
-def test_prepare_skips_unreadable_images_as_empty_labels(captcha_files, tmp_path) -> None:
+def test_prepare_skips_unreadable_images_as_marked_unreadable(captcha_files, tmp_path) -> None:
     folder = tmp_path / "mine"
     codes = _folder(captcha_files[:30], folder)
     session = _session(folder)  # no model: the input starts empty, the user types every code
@@ -207,8 +210,72 @@ def test_prepare_skips_unreadable_images_as_empty_labels(captcha_files, tmp_path
     assert session.tally.typed == 28 and session.tally.model_accuracy is None
     report = prepare(folder, tmp_path / "dataset", workers=1)
     assert report.total == 28
-    assert report.skipped == {"empty label": 2}
-    assert Path(report.examples["empty label"]).name in unreadable
+    assert report.skipped == {"marked unreadable": 2}
+    assert Path(report.examples["marked unreadable"]).name in unreadable
+
+
+def test_undo_appends_a_row_that_retracts_the_answer_and_asks_again(
+    captcha_files, predictor, tmp_path
+) -> None:
+    codes = _folder(captcha_files[:6], tmp_path)
+    session = _session(tmp_path, predictor)
+    with pytest.raises(LabellingError, match="nothing to undo"):
+        session.undo()
+
+    first = session.current
+    session.answer(codes[first.name])
+    second = session.current
+    session.mark_unreadable()
+    third = session.current
+    session.skip()
+    fourth = session.current
+    before = (tmp_path / "labels.csv").read_bytes()
+    assert session.done == 2 and session.labelled == 1 and session.unreadable == 1
+
+    # Newest first: the skip (nothing written), the unreadable mark, the label.
+    assert session.undo() is third and session.current is third and session.tally.skipped == 0
+    assert (tmp_path / "labels.csv").read_bytes() == before
+    assert session.undo() is second and session.tally.unreadable == 0
+    assert session.undo() is first and session.tally.labelled == 0 and session.done == 0
+    after = (tmp_path / "labels.csv").read_bytes()
+    assert after.startswith(before)  # appended to, never rewritten
+    assert _lines(tmp_path)[-2:] == [f"{second.name},,{UNDONE}", f"{first.name},,{UNDONE}"]
+    with pytest.raises(LabellingError, match="nothing to undo"):
+        session.undo()
+
+    # The images that were on show come back, in order; the first one is answered again.
+    session.answer("wxyz")
+    assert {session.current, *session.queue.peek(len(session.queue))} >= {second, third, fourth}
+    again = scan_folder(tmp_path)
+    remaining = {c.name for c in again.unlabelled}
+    assert first.name not in remaining and {second.name, third.name, fourth.name} <= remaining
+    assert (again.labelled, again.unreadable) == (1, 0)
+    labels = read_label_file(tmp_path / "labels.csv")  # the last row wins
+    assert labels[first.path.resolve()] == "wxyz" and labels[second.path.resolve()] == ""
+
+    # prepare: the undone image is not labelled, and says so.
+    while session.current is not None:
+        if session.current is second:
+            session.skip()
+        else:
+            session.answer(codes[session.current.name])
+    report = prepare(tmp_path, tmp_path / "dataset", workers=1)
+    assert report.total == 5 and report.skipped == {"answer undone, not labelled again": 1}
+    assert Path(report.examples["answer undone, not labelled again"]).name == second.name
+
+
+def test_an_undo_that_cannot_be_saved_changes_nothing(captcha_files, tmp_path, monkeypatch) -> None:
+    _folder(captcha_files[:3], tmp_path)
+    session = _session(tmp_path)
+    first = session.current
+    session.answer("abcd")
+    shown = session.current
+    _refuse_writes_under(tmp_path, monkeypatch, code=errno.ENOSPC)
+    with pytest.raises(LabellingError, match="not saved: .*the disk is full"):
+        session.undo()
+    assert session.current is shown and session.tally.typed == 1 and session.done == 1
+    monkeypatch.undo()
+    assert session.undo() is first and _lines(tmp_path)[-1] == f"{first.name},,{UNDONE}"
 
 
 def test_an_existing_tsv_is_appended_to_in_its_own_format(captcha_files, tmp_path) -> None:

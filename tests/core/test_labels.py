@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from captcha_tui.core.labels import (
+    UNDONE,
     LabelError,
     infer_charset,
     infer_length,
     label_from_name,
     normalise,
     read_label_file,
+    read_label_rows,
 )
 from captcha_tui.core.spec import CodeSpec
 
@@ -93,3 +95,15 @@ def test_unparsable_csv_is_a_label_error(tmp_path) -> None:
     (tmp_path / "labels.csv").write_text("a.png," + "x" * 200_000 + "\n")  # over csv's field limit
     with pytest.raises(LabelError, match="labels.csv"):
         read_label_file(tmp_path / "labels.csv")
+
+
+def test_the_last_row_for_an_image_wins_with_its_note(tmp_path) -> None:
+    (tmp_path / "labels.csv").write_text(
+        "path,label,note\na.png,abcd,\nb.png,,unreadable\na.png,,undone\nb.png,,undone\nb.png,wxyz,\n",
+        encoding="utf-8",
+    )
+    rows = read_label_rows(tmp_path / "labels.csv")
+    a, b = rows[(tmp_path / "a.png").resolve()], rows[(tmp_path / "b.png").resolve()]
+    assert (a.label, a.note, a.line) == ("", UNDONE, 4)
+    assert (b.label, b.note, b.line) == ("wxyz", "", 6)
+    assert read_label_file(tmp_path / "labels.csv") == {a.path: "", b.path: "wxyz"}

@@ -21,7 +21,7 @@ from captcha_tui.tui.widgets import captcha_image
 from captcha_tui.tui.widgets.captcha_image import CaptchaImage
 
 from ..core.test_labelling import _refuse_writes_under
-from .helpers import SIZE, make_app, screen_text, training_config, wait_until
+from .helpers import SIZE, make_app, screen_text, training_config, wait_for_exit, wait_until
 
 # textual-image 0.12 still calls Pillow's deprecated Image.getdata.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_image")
@@ -79,14 +79,27 @@ def _rows(folder: Path) -> list[str]:
     return (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
 
 
-async def _burst(pilot, keys: str, folder: Path) -> None:
-    """Hand every key to the driver at once, as a fast typist's terminal would; the keys end with Enter,
-    so wait for the row it writes."""
-    before = _rows(folder) if (folder / "labels.csv").exists() else []
+def _key(key: str) -> events.Key:
+    """A key as a terminal sends it: a character, "\n" for Enter, or a name like "ctrl+z"."""
+    if key == "\n":
+        return events.Key("enter", "\r")
+    if key.startswith("ctrl+"):
+        return events.Key(key, chr(ord(key[-1]) - ord("a") + 1))
+    return events.Key(key, key)
+
+
+async def _burst(pilot, keys: str | list[str], folder: Path, rows: int = 1) -> None:
+    """Hand every key to the driver at once, as a fast typist's terminal would; wait for the ``rows``
+    rows they write."""
+    before = len(_rows(folder)) if (folder / "labels.csv").exists() else 1
     for key in keys:
-        name, char = ("enter", "\r") if key == "\n" else (key, key)
-        pilot.app._driver.send_message(events.Key(name, char))
-    await wait_until(pilot, lambda: (folder / "labels.csv").exists() and _rows(folder) != before, what=keys)
+        pilot.app._driver.send_message(_key(key))
+    await wait_until(
+        pilot,
+        lambda: (folder / "labels.csv").exists() and len(_rows(folder)) >= before + rows,
+        what=repr(keys),
+    )
+    await pilot.pause()  # the keys after the last row's
 
 
 def test_accept_correct_skip_and_unreadable_least_confident_first(
@@ -105,7 +118,7 @@ def test_accept_correct_skip_and_unreadable_least_confident_first(
             screen = await _ready(pilot)
             box = _input(screen)
             assert box.has_focus and "model tiny" in _text(screen, "#label-status")
-            assert "labelled 0 / 12" in _text(screen, "#label-progress")
+            assert "answered 0 / 12" in _text(screen, "#label-progress")
             seen = []
 
             # 1. Enter accepts the model's reading as it stands.
@@ -142,9 +155,9 @@ def test_accept_correct_skip_and_unreadable_least_confident_first(
             await pilot.press("tab")
             assert len(_rows(folder)) == 5
 
-            # 6. Ctrl+U: unreadable, recorded with an empty label.
+            # 6. Ctrl+R: unreadable, recorded with an empty label.
             seen.append(_shown(screen))
-            await pilot.press("ctrl+u")
+            await pilot.press("ctrl+r")
             assert _rows(folder)[-1] == f"{seen[-1]},,unreadable"
 
             # The next image is drawn before it is asked for.
@@ -165,8 +178,8 @@ def test_accept_correct_skip_and_unreadable_least_confident_first(
                 for name, label in zip(seen[1:4], ["wxyz", "kmnp", fixed], strict=True)
             )
             progress = _text(screen, "#label-progress")
-            assert "labelled 5 / 12" in progress
-            assert "4 labelled" in progress and "2 skipped" in progress and "1 unreadable" in progress
+            assert "answered 5 / 12: 4 labelled · 1 unreadable" in progress
+            assert "this session: 4 labelled" in progress and "1 unreadable · 2 skipped" in progress
             assert f"{accepted}/4 = {accepted / 4:.1%}" in progress
 
     asyncio.run(scenario())
@@ -189,7 +202,7 @@ def test_a_relaunch_after_a_crash_carries_on_and_never_duplicates_a_row(
             screen = await _ready(pilot)
             names = {c.name for c in screen.session.scan.unlabelled}
             assert names == {"cap0002.png", "cap0003.png", "cap0004.png", "cap0005.png"}
-            assert "labelled 2 / 6" in _text(screen, "#label-progress")
+            assert "answered 2 / 6" in _text(screen, "#label-progress")
             first = _shown(screen)
             await pilot.press("q", "r", "s", "t", "enter")  # over the selected reading
             return first
@@ -209,7 +222,7 @@ def test_a_relaunch_after_a_crash_carries_on_and_never_duplicates_a_row(
         async with again.run_test(size=SIZE) as pilot:
             screen = await _ready(pilot)
             assert first not in {c.name for c in screen.session.scan.unlabelled}
-            assert "labelled 3 / 6" in _text(screen, "#label-progress")
+            assert "answered 3 / 6" in _text(screen, "#label-progress")
             while screen.session.current is not None:
                 await pilot.press("enter")
             assert "every image" in _text(screen, "#label-status")
@@ -236,8 +249,8 @@ def test_a_read_only_folder_is_said_and_nothing_is_saved(
             assert f"cannot save answers in {folder}" in status and "read-only file system" in status
             assert "nothing is asked" in _text(screen, "#label-message")
             assert _input(screen).disabled
-            await pilot.press("enter", "ctrl+u", "ctrl+s")
-            assert "labelled 0 / 3" in _text(screen, "#label-progress")
+            await pilot.press("enter", "ctrl+r", "ctrl+z", "ctrl+s")
+            assert "answered 0 / 3" in _text(screen, "#label-progress")
 
     asyncio.run(scenario())
     assert not (folder / "labels.csv").exists()
@@ -253,13 +266,18 @@ def test_a_write_failing_later_keeps_the_image_and_says_so(
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = await _ready(pilot)
+            first = _shown(screen)
             await pilot.press("enter")
             current = _shown(screen)
             _refuse_writes_under(folder, monkeypatch, code=errno.ENOSPC)  # the disk filled up meanwhile
             await pilot.press("enter")
             message = _text(screen, "#label-message")
             assert message.startswith(f"{current}: not saved") and "the disk is full" in message
-            assert _shown(screen) == current and "labelled 1 / 3" in _text(screen, "#label-progress")
+            assert _shown(screen) == current and "answered 1 / 3" in _text(screen, "#label-progress")
+            await pilot.press("ctrl+z")  # an undo that cannot be saved changes nothing either
+            message = _text(screen, "#label-message")
+            assert message.startswith(f"{first}: not saved") and "the disk is full" in message
+            assert _shown(screen) == current and "answered 1 / 3" in _text(screen, "#label-progress")
             monkeypatch.undo()
             await pilot.press("enter")
             assert _shown(screen) != current and _text(screen, "#label-message") == f"{current}: saved"
@@ -282,7 +300,7 @@ def test_without_a_model_the_input_starts_empty(prepared_dataset, captcha_files,
             assert _input(screen).value == ""
             progress = _text(screen, "#label-progress")
             assert "1 image cannot be read" in progress and "broken.png: not an image" in progress
-            assert "labelled 0 / 3" in progress
+            assert "answered 0 / 3" in progress
             name = _shown(screen)
             await _burst(pilot, codes[name] + "\n", folder)
             assert _rows(folder)[-1] == f"{name},{codes[name]},"
@@ -345,3 +363,169 @@ def test_the_label_command_checks_its_input(captcha_files, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("captcha-tui: error:") and words in err, (argv, err)
     assert os.listdir(folder) == ["cap0000.png"]
+
+
+def _footer(app) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+def _ranked(folder: Path, model: Path) -> list[str]:
+    """The folder's images in the order the screen asks about them, with the model's readings."""
+    predictor = Predictor.load(model)
+    readings = {path.name: predictor.predict_image(path) for path in folder.glob("*.png")}
+    return sorted(readings, key=lambda name: (readings[name].confidence, name)), readings
+
+
+def test_ctrl_u_clears_the_line_as_in_any_text_field(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:4], folder)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            box = _input(screen)
+            await wait_until(pilot, lambda: "^r unreadable" in _footer(app), what="the footer")
+            assert "^z undo" in _footer(app) and "^u" not in _footer(app)
+            first = _shown(screen)
+
+            # Slowly: Ctrl+U clears the selected reading, then what was typed; nothing is saved.
+            await pilot.press("ctrl+u")
+            assert box.value == "" and _shown(screen) == first
+            for key in "wx":
+                await pilot.press(key)
+                await pilot.pause(0.05)
+            await pilot.press("ctrl+u")
+            assert box.value == "" and _shown(screen) == first
+            assert not (folder / "labels.csv").exists()
+            for key in "wxyz":
+                await pilot.press(key)
+                await pilot.pause(0.05)
+            await pilot.press("enter")
+            assert _rows(folder) == ["path,label,note", f"{first},wxyz,"]
+
+            # In one burst: each Ctrl+U clears what came before it, not the keys typed after it.
+            second = _shown(screen)
+            await _burst(pilot, ["ctrl+u", *"ab", "ctrl+u", *"kmnp", "\n"], folder)
+            assert _rows(folder)[-1] == f"{second},kmnp,"
+            assert len(_rows(folder)) == 3  # no image marked unreadable on the way
+
+    asyncio.run(scenario())
+
+
+def test_ctrl_z_undoes_the_last_answer_and_asks_again(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:3], folder)
+    model = tiny_run / "best.pt"
+    (a, b, c), readings = _ranked(folder, model)
+    app = _app(prepared_dataset, tmp_path, folder, model)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            box = _input(screen)
+            progress = lambda: _text(screen, "#label-progress")  # noqa: E731
+
+            # Slowly, key by key. An answer undone: a row retracts it, and its image is asked again.
+            await pilot.press("enter")
+            assert _shown(screen) == b
+            await pilot.press("ctrl+z")
+            assert _rows(folder)[1:] == [f"{a},{readings[a].code},", f"{a},,undone"]
+            assert _shown(screen) == a and box.value == readings[a].code
+            assert _text(screen, "#label-message") == f"{a}: undone, answer it again"
+            assert "answered 0 / 3: 0 labelled" in progress() and "this session: 0 labelled" in progress()
+            for key in "wxyz":
+                await pilot.press(key)
+                await pilot.pause(0.05)
+            await pilot.press("enter")
+            assert _rows(folder)[-1] == f"{a},wxyz," and _shown(screen) == b  # b was put back in line
+
+            # An unreadable mark undone; a skip undone (nothing was written for it, nothing is).
+            await pilot.press("ctrl+r")
+            assert _rows(folder)[-1] == f"{b},,unreadable" and _shown(screen) == c
+            await pilot.press("ctrl+z")
+            assert _rows(folder)[-1] == f"{b},,undone" and _shown(screen) == b
+            assert "answered 1 / 3: 1 labelled · 0 unreadable" in progress()
+            await pilot.press("ctrl+s")
+            assert _shown(screen) == c
+            await pilot.press("ctrl+z")
+            assert _shown(screen) == b and len(_rows(folder)) == 6
+            await pilot.press("enter")
+            assert _rows(folder)[-1] == f"{b},{readings[b].code}," and _shown(screen) == c
+
+            # In one burst: the last image answered, then undone at once, before anything else.
+            await _burst(pilot, [*"efgh", "\n", "ctrl+z"], folder, rows=2)
+            assert _rows(folder)[-2:] == [f"{c},efgh,", f"{c},,undone"]
+            await wait_until(pilot, lambda: not box.disabled, what="the input back")
+            assert _shown(screen) == c and box.value == readings[c].code
+            # And again, answering it the second time in the same burst.
+            await _burst(pilot, ["\n", "ctrl+z", *"qrst", "\n"], folder, rows=3)
+            assert _rows(folder)[-3:] == [f"{c},{readings[c].code},", f"{c},,undone", f"{c},qrst,"]
+            assert "every image" in _text(screen, "#label-status") and box.disabled
+            assert "answered 3 / 3: 3 labelled · 0 unreadable" in progress()
+            assert "this session: 3 labelled" in progress()
+
+            # Back to the first answer, one undo at a time, then nothing left to undo.
+            for _ in range(3):
+                await pilot.press("ctrl+z")
+            assert _shown(screen) == a and not box.disabled and box.has_focus
+            rows = len(_rows(folder))
+            await pilot.press("ctrl+z")
+            assert _text(screen, "#label-message") == "nothing to undo" and len(_rows(folder)) == rows
+
+    asyncio.run(scenario())
+    table = read_label_table(folder / "labels.csv")
+    assert [row.note for row in table.rows].count("undone") == 7
+    # The last row wins: every image is unlabelled again, and a new session asks about all three.
+    assert set(read_label_file(folder / "labels.csv").values()) == {""}
+    again = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def relaunch():
+        async with again.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            assert {c.name for c in screen.session.scan.unlabelled} == {a, b, c}
+            assert "answered 0 / 3" in _text(screen, "#label-progress")
+
+    asyncio.run(relaunch())
+
+
+def test_the_two_counters_agree(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:8], folder)
+    # One image marked unreadable in an earlier session, one labelled.
+    (folder / "labels.csv").write_text("path,label,note\ncap0000.png,,unreadable\ncap0001.png,abcd,\n")
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            assert "answered 2 / 8: 1 labelled · 1 unreadable" in _text(screen, "#label-progress")
+            await pilot.press("enter", "ctrl+s")
+            await _burst(pilot, [*"kmnp", "\n"], folder)
+            await pilot.press("ctrl+r", "enter")
+            progress = _text(screen, "#label-progress")
+            # 3 labels, 1 skip, 1 unreadable: "labelled" means the same in both lines.
+            assert "answered 6 / 8: 4 labelled · 2 unreadable" in progress
+            assert "this session: 3 labelled" in progress and "1 unreadable · 1 skipped" in progress
+
+    asyncio.run(scenario())
+
+
+def test_escape_leaves_the_app_when_the_label_command_started_it(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:2], folder)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            await wait_until(pilot, lambda: "esc quit" in _footer(app), what="the footer")
+            assert "esc back" not in _footer(app)
+            await pilot.press("escape")
+            await wait_for_exit(app)
+            assert app.screen is screen  # never the dashboard
+
+    asyncio.run(scenario())
+    assert app.return_code == 0

@@ -1,10 +1,12 @@
 """Label your own captchas: one image at a time, large, the model's reading typed in already.
 
 Enter saves the input's text as the label (typing over the selected reading corrects it), Ctrl+S skips,
-Ctrl+U marks the image unreadable. Every answer is in the folder's labels.csv, synced, before the next
-image shows (``core.labelling``). Listing the folder, loading the model and scoring the images run in a
-thread worker that posts one message per chunk of images; the UI thread only pops the next image off an
-in-memory queue and shows it. What makes that quick (Enter to the next image on screen):
+Ctrl+R marks the image unreadable, Ctrl+Z takes back the last answer and shows its image again. The
+input keeps its own editing keys (Ctrl+U clears the line, as in every text field). Every answer, and every
+undo, is a row in the folder's labels.csv, synced, before the next image shows (``core.labelling``).
+Listing the folder, loading the model and scoring the images run in a thread worker that posts one message
+per chunk of images; the UI thread only pops the next image off an in-memory queue and shows it. What
+makes that quick (Enter to the next image on screen):
 
 * the next images' half cells are drawn ahead by another worker, a moment after an image shows (not at
   once: that thread would hold the GIL while the frame is being drawn);
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -49,7 +51,10 @@ DRAW_AHEAD_AFTER_S = 0.1  # how long after an image shows the next ones are draw
 # Background work (scoring, drawing ahead) holds off this long after each key: its Python code would
 # hold the GIL the UI thread needs to draw the next frame.
 QUIET_AFTER_KEY_S = 0.25
-KEYS_HINT = "Enter saves the text as the label · Ctrl+S skips (asked again next time) · Ctrl+U: unreadable"
+KEYS_HINT = (
+    "Enter saves the text as the label · Ctrl+S skips (asked again next time) · Ctrl+R: unreadable"
+    " · Ctrl+Z: undo"
+)
 
 
 class FolderScanned(Message, bubble=False):
@@ -80,20 +85,61 @@ class LabellingFailed(Message, bubble=False):
         self.message = message
 
 
+# The screen's keys that act on the image on show: run in the order typed (see LabelInput).
+ANSWER_ACTIONS = ("answer", "skip", "unreadable", "undo")
+
+
+class LabelInput(Input):
+    """The answer field: its keys and the screen's answer keys run in the order typed, a burst included.
+
+    Textual runs a focused widget's bindings, and the screen's, once the key has bubbled up to the app; by
+    then the characters typed after it are in. In a burst (a fast typist, a paste, tmux send-keys), Enter
+    then a code would save the code with it, Ctrl+U then a code would clear the code, and Ctrl+Z right
+    after Enter would undo the answer before.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable:
+            return  # Input._on_key inserts it
+        screen = self.screen
+        chain = [
+            (screen, b)
+            for b in screen._bindings.key_to_bindings.get(event.key, ())
+            if b.action in ANSWER_ACTIONS
+        ]
+        chain += [(self, b) for b in self._bindings.key_to_bindings.get(event.key, ())]
+        for node, binding in chain:
+            if await self.app.run_action(binding.action, node):
+                event.stop()
+                event.prevent_default()
+                return
+
+
 class LabelScreen(Screen):
+    # Keys the input (Textual 8's Input) does not use for editing: an answer is never one keystroke away
+    # from a line edit typed out of habit (Ctrl+U clears the line there, as in every text field).
     BINDINGS = [
+        Binding("enter", "answer", "save", show=False),
         Binding("ctrl+s", "skip", "skip"),
         Binding("tab", "skip", "skip", show=False),
-        # The input uses Ctrl+U (delete to the start); here it means "unreadable", so it goes first.
-        Binding("ctrl+u", "unreadable", "unreadable", priority=True),
+        Binding("ctrl+r", "unreadable", "unreadable"),
+        Binding("ctrl+z", "undo", "undo"),
+        # One of the two shows, by check_action: started on its own (`captcha-tui label`), Escape leaves.
         Binding("escape", "back", "back"),
+        Binding("escape", "leave", "quit"),
     ]
 
     def __init__(
-        self, folder: Path, checkpoint: Path | None, device: str = "cpu", image_renderer: str = "auto"
+        self,
+        folder: Path,
+        checkpoint: Path | None,
+        device: str = "cpu",
+        image_renderer: str = "auto",
+        standalone: bool = False,
     ) -> None:
         super().__init__(id="label-screen")
         self.folder = Path(folder)
+        self.standalone = standalone  # the app's only screen in use: Escape quits instead of going back
         self.checkpoint = checkpoint
         self.device = device
         self._image_renderer = image_renderer
@@ -109,7 +155,7 @@ class LabelScreen(Screen):
             yield CaptchaImage(self._image_renderer, id="label-image")
             yield CodeView(id="label-reading")
         yield Static(KEYS_HINT, id="label-keys")
-        yield Input(placeholder="the code in the image", id="label-input")
+        yield LabelInput(placeholder="the code in the image", id="label-input")
         yield Static("", id="label-message")
         yield Static("", id="label-progress")
         yield Footer()
@@ -226,9 +272,9 @@ class LabelScreen(Screen):
 
     # ---- answers ----------------------------------------------------------------------------------------
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._act(lambda session: session.answer(event.value), "saved")
+    def action_answer(self) -> None:
+        value = self.query_one("#label-input", Input).value  # read now: the keys after Enter are not in yet
+        self._act(lambda session: session.answer(value), "saved")
 
     def action_skip(self) -> None:
         self._act(lambda session: session.skip(), "skipped")
@@ -236,8 +282,32 @@ class LabelScreen(Screen):
     def action_unreadable(self) -> None:
         self._act(lambda session: session.mark_unreadable(), "marked unreadable")
 
+    def action_undo(self) -> None:
+        session = self.session
+        if session is None or session.scan.cannot_save:
+            return
+        self._hold_background()
+        last = session.history[-1].candidate.name + ": " if session.history else ""
+        try:
+            undone = session.undo()
+        except LabellingError as exc:
+            self._say(f"{last}{exc}", error=True)
+            return
+        self._say(f"{undone.name}: undone, answer it again")
+        self._show_current()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back":
+            return not self.standalone
+        if action == "leave":
+            return self.standalone
+        return True
+
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    async def action_leave(self) -> None:
+        await self.app.action_quit()
 
     def _act(self, step, done: str) -> None:
         session = self.session
@@ -248,7 +318,7 @@ class LabelScreen(Screen):
         try:
             step(session)
         except LabellingError as exc:
-            hint = " (type the code, or Ctrl+U if it cannot be read)" if "typed" in str(exc) else ""
+            hint = " (type the code, or Ctrl+R if it cannot be read)" if "typed" in str(exc) else ""
             self._say(f"{answered.name}: {exc}{hint}", error=True)
             return
         self._say(f"{answered.name}: {done}")
@@ -319,11 +389,13 @@ class LabelScreen(Screen):
             )
         self._status(Text("\n").join(status))
 
+        # "labelled" means given a label, here and in the session line; "answered" adds the unreadable.
         lines = [
             Text.assemble(
-                ("labelled ", "dim"),
+                ("answered ", "dim"),
                 (f"{session.done:,} / {session.total:,}", "bold"),
-                (f" in {scan.label_file.path}", "dim"),
+                f": {session.labelled:,} labelled · {session.unreadable:,} unreadable",
+                (f" · in {scan.label_file.path}", "dim"),
             )
         ]
         if session.broken:
@@ -339,7 +411,7 @@ class LabelScreen(Screen):
         lines.append(
             Text(
                 f"this session: {tally.labelled} labelled ({tally.accepted} as read, {tally.corrected} corrected)"
-                f" · {tally.skipped} skipped · {tally.unreadable} unreadable"
+                f" · {tally.unreadable} unreadable · {tally.skipped} skipped"
             )
         )
         accuracy = tally.model_accuracy
