@@ -184,7 +184,7 @@ class CaptchaApp(App[int]):
             self._monitor.start()
         self.call_after_refresh(compact_heap)  # the screens are built: freeze what start-up made
         if self.start_screen == "eval":
-            await self.action_open_eval()
+            await self.action_open_eval(standalone=True)
         elif self.start_screen == "label" and self.label_dir is not None:
             self.open_label(self.label_dir, standalone=True)
         elif self.autostart and self.dataset is not None:
@@ -483,9 +483,12 @@ class CaptchaApp(App[int]):
 
     # ---- eval --------------------------------------------------------------------------------------------------
 
-    async def action_open_eval(self) -> None:
+    async def action_open_eval(self, standalone: bool = False) -> None:
+        """``standalone``: started by `captcha-tui eval`, so Escape leaves the app (as for label)."""
         if self.eval_screen is None:
-            self.eval_screen = EvalScreen(self.eval_checkpoint, self.eval_device, self.image_renderer)
+            self.eval_screen = EvalScreen(
+                self.eval_checkpoint, self.eval_device, self.image_renderer, standalone
+            )
             self.install_screen(self.eval_screen, name="eval")
         elif self._fresh_checkpoint is not None:
             self.eval_screen.use_checkpoint(self._fresh_checkpoint)

@@ -17,7 +17,7 @@ from captcha_tui.tui.screens.eval import MAX_ROWS_PER_REQUEST, READ_CHUNK, EvalS
 from captcha_tui.tui.widgets.captcha_image import CaptchaImage
 from captcha_tui.tui.widgets.code_view import CodeView
 
-from .helpers import SIZE, make_app, screen_text, training_config, wait_until
+from .helpers import SIZE, make_app, screen_text, training_config, wait_for_exit, wait_until
 
 # textual-image 0.12 still calls Pillow's deprecated Image.getdata.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_image")
@@ -95,12 +95,12 @@ def test_a_missing_or_corrupt_checkpoint_is_reported_inline(
     corrupt.write_bytes((tiny_run / "best.pt").read_bytes()[:500])
     good = tmp_path / "good.pt"
     shutil.copy(tiny_run / "best.pt", good)
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tmp_path / "none.pt"
-    )
+    # Opened from the dashboard (e): Escape goes back to it, and e comes back to the same screen.
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), model=tmp_path / "none.pt")
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
             screen = app.eval_screen
             info = lambda: _text(screen, "#model-info")  # noqa: E731
             await wait_until(pilot, lambda: "checkpoint not found" in info(), what="the missing checkpoint")
@@ -275,7 +275,7 @@ def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
             screen = app.eval_screen
             message = lambda: _text(screen, "#eval-message")  # noqa: E731
             await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
-            assert "esc training" in _footer(app)
+            assert "esc quit" in _footer(app)  # `captcha-tui eval` opened it: no dashboard to go back to
             box = screen.query_one("#image-path", Input)
             box.value = str(captcha_dir)
             await pilot.press("enter")
@@ -284,7 +284,7 @@ def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
             progress = f" {READ_CHUNK} of {len(captcha_files)} images · accuracy so far "
             await wait_until(pilot, lambda: progress in message(), what="the progress line")
             assert message().startswith(f"reading {captcha_dir}… ━")
-            assert "esc stop reading" in _footer(app) and "esc training" not in _footer(app)
+            assert "esc stop reading" in _footer(app) and "esc quit" not in _footer(app)
 
             await pilot.press("escape")  # stops the read, and stays on the screen
             assert app.screen is screen and message() == "stopping…"
@@ -295,12 +295,14 @@ def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
             # The chunk that was being read when Escape came is kept with the one before it.
             assert screen.query_one(DataTable).row_count == 2 * READ_CHUNK == len(screen.results)
             assert [r.path for r in screen.results] == captcha_files[: 2 * READ_CHUNK]
-            await wait_until(pilot, lambda: "esc training" in _footer(app), what="the footer's Escape")
+            await wait_until(pilot, lambda: "esc quit" in _footer(app), what="the footer's Escape")
 
-            await pilot.press("escape")  # nothing being read: Escape goes back, as before
-            assert app.screen is app.train_screen
+            await pilot.press("escape")  # nothing being read: Escape leaves, as the label command's does
+            await wait_for_exit(app)
+            assert app.screen is screen  # never the dashboard
 
     asyncio.run(scenario())
+    assert app.return_code == 0
 
 
 def test_counts_and_accuracy_have_thousands_separators(prepared_dataset, tiny_run, captcha_files, tmp_path):

@@ -164,16 +164,16 @@ def test_enter_closes_the_list_escape_closes_it_then_leaves_and_q_quits(
     captcha_dir, tiny_run, prepared_dataset, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(captcha_dir)
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    # Opened from the dashboard (e), so Escape goes back to it (`captcha-tui eval`'s screen quits instead).
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), model=tiny_run / "best.pt")
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
             screen = app.eval_screen
             box = screen.query_one("#image-path", PathInput)
             footer = lambda: screen_text(app).splitlines()[-1]  # noqa: E731
-            assert "esc training" in footer()
+            await wait_until(pilot, lambda: "esc training" in footer(), what="the footer")
             await pilot.press("0", "0", "0")
             await wait_until(pilot, lambda: box.list_shown, what="the list")
             assert "esc close list" in footer()

@@ -50,13 +50,17 @@ class EvalScreen(Screen):
         # the footer names the one Escape does now.
         Binding("escape", "stop_reading", "stop reading"),
         Binding("escape", "back", "training"),
+        Binding("escape", "leave", "quit"),  # the screen `captcha-tui eval` opened: there is no dashboard
         # m where it can't be typed into a field; Ctrl+O works in the path fields too. The footer
         # shows whichever of the two works where the focus is.
         Binding("m,ctrl+o", "choose_checkpoint", "checkpoint"),
     ]
 
-    def __init__(self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto") -> None:
+    def __init__(
+        self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto", standalone: bool = False
+    ) -> None:
         super().__init__(id="eval-screen")
+        self.standalone = standalone  # the app's only screen in use: Escape quits instead of going back
         self.checkpoint = Path(checkpoint)
         self.device = device
         self._image_renderer = image_renderer
@@ -115,11 +119,16 @@ class EvalScreen(Screen):
         if action == "stop_reading":
             return self.reading
         if action == "back":
-            return not self.reading
+            return not self.reading and not self.standalone
+        if action == "leave":
+            return not self.reading and self.standalone
         return True
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    async def action_leave(self) -> None:
+        await self.app.action_quit()
 
     def action_stop_reading(self) -> None:
         if self._reading is not None:
