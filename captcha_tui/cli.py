@@ -4,102 +4,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import signal
 import sys
-import typing
 from pathlib import Path
 
 from . import __version__
+from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
-from .core.images import MODEL_IMAGE_SIZE
 from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
+from .options import (
+    EXIT_USAGE,
+    PROG,
+    TRAIN_DEST,
+    UsageError,
+    add_train_option,
+    check_device,
+    image_size,
+    length_range,
+    train_fields,
+)
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
-EXIT_USAGE = 2
-PROG = "captcha-tui"  # how every error line starts: "captcha-tui: error: …"
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one message, exit code 2."""
-
 
 # ---- argument parsing --------------------------------------------------------------------------------
 
 
-def _length_range(text: str) -> tuple[int, int]:
-    from .core.spec import parse_length_range
-
-    try:
-        return parse_length_range(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 120x50, got {text!r}") from None
-    return width, height
-
-
-# The train options are built from TrainConfig's fields (their metadata holds each help text), parsed
-# under their own names so that `prepare --out` or `eval --device` never mix with them, and with no
-# default: only what was typed is in the namespace and TrainConfig fills in the rest. That is why
-# `captcha-tui --epochs 3 train` and `captcha-tui train --epochs 3` read the same.
-TRAIN_DEST = "config."
-
-
-def _train_fields(config_type: type = TrainConfig) -> list[tuple[dataclasses.Field, str, type]]:
-    """(field, flag, value type) for each of ``config_type``'s fields that is an option."""
-    hints = typing.get_type_hints(config_type)
-    out = []
-    for f in dataclasses.fields(config_type):
-        if "help" not in f.metadata:
-            continue
-        hint = hints[f.name]
-        kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
-        optional_bool = kinds == [bool] and hint is not bool
-        name = f.name.replace("_", "-")
-        flag = f.metadata.get("flag") or (f"--no-{name}" if hint is bool and f.default else f"--{name}")
-        out.append((f, flag, bool | None if optional_bool else kinds[0]))
-    return out
-
-
-def _add_train_option(parser, f: dataclasses.Field, flag: str, kind, **overrides) -> None:
-    help_text = f.metadata["help"]
-    options: dict = {"dest": TRAIN_DEST + f.name, "default": argparse.SUPPRESS}
-    if kind is bool:
-        options["action"] = "store_false" if f.default else "store_true"
-    elif kind == bool | None:
-        options["action"] = argparse.BooleanOptionalAction
-    else:
-        options["type"] = kind
-        if "choices" in f.metadata:
-            options["choices"] = f.metadata["choices"]
-        else:
-            options["metavar"] = (
-                f.metadata.get("metavar") or flag.removeprefix("--").replace("-", "_").upper()
-            )
-        if f.default is not None and f.default is not dataclasses.MISSING:
-            help_text += f" (default: {f.default})"
-    options["help"] = help_text.replace("%", "%%")
-    options.update(overrides)
-    parser.add_argument(flag, **options)
-
-
 def _add_train_options(parser: argparse.ArgumentParser, config_type: type = TrainConfig) -> None:
     group = parser.add_argument_group("training")
-    for f, flag, kind in _train_fields(config_type):
-        _add_train_option(group, f, flag, kind)
-
-
-def _add_amp_option(parser) -> None:
-    """``--amp/--no-amp`` for commands other than train: the same words, an ``amp`` of None by default."""
-    f, flag, kind = next(option for option in _train_fields() if option[0].name == "amp")
-    _add_train_option(parser, f, flag, kind, dest="amp", default=None)
+    for f, flag, kind in train_fields(config_type):
+        add_train_option(group, f, flag, kind)
 
 
 def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
@@ -124,7 +58,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=DEFAULT_IMAGE_DIR, help="folder (default: %(default)s)")
     gen.add_argument(
         "--length",
-        type=_length_range,
+        type=length_range,
         default=(DEFAULT_LENGTH, DEFAULT_LENGTH),
         metavar="N|MIN-MAX",
         help=f"code length, or a range drawn evenly such as 4-6 (default: {DEFAULT_LENGTH})",
@@ -138,7 +72,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         default="lower",
         help="letters as in the charset, upper-cased, or each one either way; file names carry the case drawn",
     )
-    gen.add_argument("--size", type=_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
+    gen.add_argument("--size", type=image_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     prep = commands.add_parser(
@@ -162,7 +96,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     )
     prep.add_argument(
         "--length",
-        type=_length_range,
+        type=length_range,
         default=None,
         metavar="N|MIN-MAX",
         help="code lengths to keep, e.g. 5 or 4-6 (default: every length found; several lengths train a CTC model)",
@@ -171,7 +105,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     prep.add_argument(
         "--size",
-        type=_size,
+        type=image_size,
         default=None,
         metavar="WxH",
         help="WIDTHxHEIGHT images are packed at (default: the most common size among them)",
@@ -229,106 +163,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
 
     commands.add_parser("devices", help="what PyTorch can compute on")
 
-    bench = commands.add_parser("bench", help="time training and prediction on each device")
-    bench.add_argument("--device", action="append", help="device to time (repeatable; default: every device)")
-    bench.add_argument(
-        "--preset", action="append", help="model preset (repeatable; default: fast and resnet18)"
-    )
-    bench.add_argument("--batch-size", type=int, default=100)
-    bench.add_argument("--images", type=int, default=800, help="chunk size (default: 800, as the reference)")
-    bench.add_argument(
-        "--size",
-        type=_size,
-        default=MODEL_IMAGE_SIZE,
-        metavar="WxH",
-        help="WIDTHxHEIGHT the chunk is packed at (default: 120x50, as `prepare`; the reference used 56x24)",
-    )
-    bench.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
-    _add_amp_option(bench)
-    bench.add_argument("--json", action="store_true", help="one JSON object")
-    bench.add_argument(
-        "--reference",
-        action="store_true",
-        help="also time the reference script's recipe (ResNet-18, softmax + BCELoss, Adam, fp32, 56x24) in"
-        " the same run and show each preset's speed as a multiple of it",
-    )
-    bench.add_argument(
-        "--time-to-accuracy",
-        type=float,
-        default=None,
-        metavar="ACC",
-        help="train from scratch to this validation accuracy",
-    )
-    bench.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="seconds allowed: with --time-to-accuracy (default 900, data included) and with --fine-tune "
-        "(default 300 a run)",
-    )
-    bench.add_argument(
-        "--count", type=int, default=DEFAULT_COUNT, help="with --time-to-accuracy: images to generate"
-    )
-    bench.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="with --time-to-accuracy: epoch budget of the schedule (default: the time limit alone)",
-    )
-    bench.add_argument(
-        "--train-images",
-        type=int,
-        default=None,
-        metavar="N",
-        help="with --time-to-accuracy: train on N images in all, the schedule annealing over them, with no "
-        "time limit unless --time-limit is given: a budget that does not depend on the machine's speed",
-    )
-    bench.add_argument(
-        "--length",
-        type=_length_range,
-        default=None,
-        metavar="N|MIN-MAX",
-        help="with --time-to-accuracy: code lengths to generate, e.g. 4-6 (default: 4)",
-    )
-    bench.add_argument(
-        "--keep",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="with --time-to-accuracy: keep the run folder (best.pt, history) in DIR",
-    )
-    bench.add_argument(
-        "--tui",
-        action="store_true",
-        help="the dashboard's cost: key-to-repaint latency and training speed vs headless",
-    )
-    bench.add_argument(
-        "--label",
-        type=int,
-        nargs="?",
-        const=10_000,
-        default=None,
-        metavar="N",
-        help="the label screen on a folder of N captchas (default 10,000): Enter to the next image on "
-        "screen, with the base model (or --model)",
-    )
-    bench.add_argument("--model", type=Path, default=None, help="with --label: the checkpoint to read with")
-    bench.add_argument(
-        "--fine-tune",
-        action="store_true",
-        help="captchas of another style (drawn by the `captcha` package: pip install captcha): train on "
-        "--labelled of them from the base model and from scratch, score both on --unseen more",
-    )
-    bench.add_argument("--labelled", type=int, default=300, help="with --fine-tune: images to train on")
-    bench.add_argument("--unseen", type=int, default=1000, help="with --fine-tune: images to score on")
-    bench.add_argument(
-        "--onnx",
-        type=Path,
-        default=None,
-        metavar="CHECKPOINT",
-        help="export CHECKPOINT and compare ONNX Runtime with PyTorch on the CPU: codes and logits on "
-        "--images captchas, one-image latency",
-    )
+    add_bench_parser(commands)
     return parser
 
 
@@ -354,7 +189,7 @@ def _refuse_train_options_before(command: str, args: argparse.Namespace) -> None
     dropped without a word (eval reads its own --device), so say so instead."""
     if command == "train":
         return
-    flags = {f.name: flag for f, flag, _ in _train_fields()}
+    flags = {f.name: flag for f, flag, _ in train_fields()}
     given = [flags[name] for name in _given_train_options(args)]
     if given:
         raise UsageError(
@@ -362,15 +197,6 @@ def _refuse_train_options_before(command: str, args: argparse.Namespace) -> None
             f"{'a training option' if len(given) == 1 else 'training options'}, which `{command}` does not read; "
             f"put {command}'s own options after it (see captcha-tui {command} --help)"
         )
-
-
-def _check_device(spec: str) -> None:
-    from .core.devices import DeviceError, resolve_device
-
-    try:
-        resolve_device(spec)
-    except DeviceError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _progress(label: str):
@@ -495,7 +321,7 @@ def describe_folders(folders: dict[Path, int], shown: int = 5) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
-    _check_device(config.device)
+    check_device(config.device)
     if not config.resume or not (config.out / "last.pt").exists():
         _check_dataset(config.data)
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
@@ -550,7 +376,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.decoding import ReadError, ReadOptions
     from .core.predictor import Predictor, accuracy, expand_paths
 
-    _check_device(args.device)
+    check_device(args.device)
     model, is_base = (args.model, False) if args.model else default_model(DEFAULT_RUN_DIR)
     try:
         predictor = Predictor.load(model, args.device)
@@ -676,93 +502,7 @@ def cmd_devices(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
-
-    for spec in args.device or []:
-        _check_device(spec)
-    if args.batch_size < 1:
-        raise UsageError("batch size must be at least 1")
-    if args.reference and (args.tui or args.time_to_accuracy is not None):
-        raise UsageError("--reference compares training speed: use it without --tui and --time-to-accuracy")
-    if args.tui:
-        from .bench_tui import main as tui_bench
-
-        options = ["--device", (args.device or ["cpu"])[0], "--preset", (args.preset or ["fast"])[0]]
-        return tui_bench(options)  # prints a summary and the same figures as JSON
-    if args.onnx is not None:
-        from .core.checkpoint import CheckpointError
-
-        try:
-            result = bench.onnx_vs_torch(args.onnx, images=args.images)
-        except CheckpointError as exc:
-            raise UsageError(str(exc)) from None
-        print(json.dumps(result) if args.json else bench.format_onnx(result))
-        return 0
-    if args.label is not None:
-        from .bench_label import format_result
-        from .bench_label import run as label_bench
-
-        if args.label < 100:
-            raise UsageError("--label takes at least 100 images")
-        result = label_bench(images=args.label, model=args.model)
-        result["machine"] = bench.machine_info()
-        print(json.dumps(result) if args.json else format_result(result))
-        return 0
-    if args.fine_tune:
-        from .bench_finetune import FineTuneBenchError
-        from .bench_finetune import run as fine_tune_bench
-
-        if args.labelled < 10 or args.unseen < 1:
-            raise UsageError("--labelled takes at least 10 images and --unseen at least 1")
-        try:
-            result = fine_tune_bench(
-                labelled=args.labelled,
-                unseen=args.unseen,
-                time_limit_s=args.time_limit or 300.0,
-                device=(args.device or ["cpu"])[0],
-                on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
-            )
-        except FineTuneBenchError as exc:
-            raise UsageError(str(exc)) from None
-        result["machine"] = bench.machine_info()
-        print(json.dumps(result) if args.json else f"machine: {result['machine']}")
-        return 0
-    if args.time_to_accuracy is not None:
-        if not 0 < args.time_to_accuracy <= 1:
-            raise UsageError("--time-to-accuracy takes a fraction in (0, 1], e.g. 0.95")
-        if args.train_images is not None and args.train_images < 1:
-            raise UsageError(f"--train-images must be at least 1 (got {args.train_images})")
-        # An image budget replaces the default 15 minutes: a recipe is then measured, not the machine.
-        default_limit = None if args.train_images else 900.0
-        result = bench.time_to_accuracy(
-            target=args.time_to_accuracy,
-            time_limit_s=args.time_limit or default_limit,
-            train_images=args.train_images,
-            device=(args.device or ["auto"])[0],
-            preset=(args.preset or [None])[0],
-            count=args.count,
-            epochs=args.epochs,
-            amp=args.amp,
-            batch_size=args.batch_size,
-            quiet=args.json,
-            length=args.length,
-            keep=args.keep,
-        )
-        print(json.dumps(result) if args.json else bench.format_tta(result))
-        return 0
-    report = bench.throughput(
-        devices=args.device,
-        presets=args.preset,
-        batch_size=args.batch_size,
-        images=args.images,
-        repeats=args.repeats,
-        amp=args.amp,
-        progress=not args.json,
-        size=args.size,
-        with_reference=args.reference,
-    )
-    print(json.dumps(report) if args.json else bench.format_table(report))
-    return 0
+    return args.run_benchmark(args)  # the subcommand's own main (captcha_tui.bench)
 
 
 def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "train") -> int:
@@ -816,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command is None:
             config = _train_config(args)
-            _check_device(config.device)
+            check_device(config.device)
             if not (sys.stdin.isatty() and sys.stdout.isatty()):
                 raise UsageError(
                     "the dashboard needs a terminal; use `captcha-tui train --headless` in scripts"

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench
+from .bench import accuracy, speed
+from .bench.common import machine_info
 from .core.hardware import HardwareSampler, Monitor
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     quick = args.quick
-    report: dict = {"machine": bench.machine_info()}
+    report: dict = {"machine": machine_info()}
     print(json.dumps(report["machine"]), flush=True)
 
     # 1. The CUDA-marked tests.
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     # as the time-to-accuracy run trains on.
     chunk = 200 if quick else 800
     presets = ["tiny"] if quick else None
-    ref = bench.REFERENCE_IMAGE_SIZE
-    report["bench_fp32"] = bench.throughput(
+    ref = speed.REFERENCE_IMAGE_SIZE
+    report["bench_fp32"] = speed.throughput(
         [args.device],
         presets,
         images=chunk,
@@ -95,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         size=ref,
         with_reference=True,
     )
-    report["bench_amp"] = bench.throughput(
+    report["bench_amp"] = speed.throughput(
         [args.device], presets, images=chunk, repeats=3, amp=True, progress=False, size=ref
     )
-    report["bench_amp_batch512"] = bench.throughput(
+    report["bench_amp_batch512"] = speed.throughput(
         [args.device],
         presets or ["resnet18"],
         batch_size=512,
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=False,
     )
     for key in ("bench_fp32", "bench_amp", "bench_amp_batch512"):
-        print(bench.format_table(report[key]), flush=True)
+        print(speed.format_table(report[key]), flush=True)
 
     # 3. The dashboard on this device, with the real NVML backend.
     from .core.dataset import prepare
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         utilization.extend(g.utilization for g in sample.gpus if g.index == 0 and g.utilization is not None)
 
     with Monitor(on_sample, HardwareSampler(device=args.device), interval=0.5):
-        tta = bench.time_to_accuracy(
+        tta = accuracy.time_to_accuracy(
             target=0.99,
             time_limit_s=30 if quick else 240,
             device=args.device,
@@ -160,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("bench_fp32", "bench_amp", "bench_amp_batch512"):
         for r in report[key]["results"]:
             print(
-                f"{key:19s} {r['preset']:9s} {bench.size_text(r['image_size']):>6} batch {r['batch_size']:4d}: "
+                f"{key:19s} {r['preset']:9s} {speed.size_text(r['image_size']):>6} batch {r['batch_size']:4d}: "
                 f"train {r['train_images_per_s']:>10,.0f} "
                 f"img/s, predict {r['predict_images_per_s']:>10,.0f} img/s, one image {r['predict_one_ms']:.2f} ms, "
                 f"{r['fraction_of_matmul']:.1%} of matmul"
             )
-    print(bench.format_tta(tta))
+    print(accuracy.format_tta(tta))
     print(f"epochs: {[(c['epoch'], c['val_accuracy'], c['elapsed_s']) for c in tta['curve']]}")
     print(
         f"GPU utilization while training (NVML): median {tta['gpu_utilization_median']}% "

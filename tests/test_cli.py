@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from captcha_tui.cli import _train_config, _train_fields, build_parser, main
-from captcha_tui.core.devices import resolve_amp
+from captcha_tui.cli import _train_config, build_parser, main
 from captcha_tui.core.model import PRESETS
 from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.options import train_fields
 
 
 def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
@@ -61,78 +61,6 @@ def test_devices_lists_the_cpu(capsys):
     assert "CUDA available:" in out and "cpu" in out and "threads" in out
 
 
-def test_bench_json_has_the_agreed_fields(capsys):
-    code = main(
-        [
-            "bench",
-            "--json",
-            "--device",
-            "cpu",
-            "--preset",
-            "tiny",
-            "--images",
-            "40",
-            "--batch-size",
-            "20",
-            "--repeats",
-            "1",
-            "--amp",
-            "--size",
-            "56x24",
-        ]
-    )
-    assert code == 0
-    report = json.loads(capsys.readouterr().out)
-    row = report["results"][0]
-    assert row["image_size"] == [56, 24]  # the reference's size, as asked for
-    for key in ("device", "preset", "batch_size", "train_images_per_s", "predict_images_per_s"):
-        assert key in row
-    assert row["device"] == "cpu" and row["preset"] == "tiny" and row["batch_size"] == 20
-    assert row["amp"] is True  # asked for: bf16 autocast on the CPU, whatever the default would be
-    assert (
-        row["train_images_per_s"] > 0 and row["predict_images_per_s"] > 0 and row["train_gflop_per_image"] > 0
-    )
-
-
-def test_bench_time_to_accuracy_smoke(capsys, tmp_path):
-    code = main(
-        [
-            "bench",
-            "--json",
-            "--time-to-accuracy",
-            "0.99",
-            "--time-limit",
-            "30",
-            "--count",
-            "120",
-            "--device",
-            "cpu",
-            "--preset",
-            "tiny",
-            "--epochs",
-            "1",
-        ]
-    )
-    assert code == 0
-    result = json.loads(capsys.readouterr().out)
-    assert {"reached", "elapsed_s", "test_accuracy", "epochs", "images_seen"} <= result.keys()
-    assert result["epochs"] == 1 and result["images_seen"] > 0 and result["reached"] is False
-    assert result["amp"] is resolve_amp(None, "cpu")  # the default: on where the CPU has bf16 units
-
-
-def test_bench_time_to_accuracy_on_an_image_budget_reports_each_length(capsys):
-    # 300 images of 3-5 characters: 240 train, so a budget of 600 images is two and a half epochs.
-    argv = ["bench", "--json", "--time-to-accuracy", "0.999", "--count", "300", "--length", "3-5"]
-    argv += ["--device", "cpu", "--preset", "crnn-tiny", "--train-images", "600"]
-    assert main(argv) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["reason"] == "image_budget" and result["time_limit_s"] is None
-    assert 600 <= result["images_seen"] < 600 + 100  # at the first mini-batch that reaches the budget
-    assert result["train_images"] == 600 and result["elapsed_s"] > 0 and result["test_accuracy"] is not None
-    by_length = result["test_accuracy_by_length"]
-    assert set(by_length) == {"3", "4", "5"} and all(0 <= a <= 1 for a in by_length.values())
-
-
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -142,9 +70,6 @@ def test_bench_time_to_accuracy_on_an_image_budget_reports_each_length(capsys):
         (["train", "--headless", "--device", "cpu", "--data", "/nonexistent/data"], "captcha-tui prepare"),
         (["eval", "--model", "/nonexistent/best.pt", "x.png"], "not found"),
         (["prepare", "/nonexistent/images"], "not found"),
-        (["bench", "--time-to-accuracy", "95"], "fraction"),
-        (["bench", "--reference", "--tui"], "--reference compares training speed"),
-        (["bench", "--time-to-accuracy", "0.9", "--train-images", "0"], "--train-images must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_advice(argv, words, capsys):
@@ -184,7 +109,7 @@ def _config(argv: list[str], config_type=TrainConfig) -> TrainConfig:
 
 
 def test_every_train_option_reads_the_same_before_and_after_the_command():
-    assert set(OPTION_SAMPLES) == {f.name for f, _, _ in _train_fields()}
+    assert set(OPTION_SAMPLES) == {f.name for f, _, _ in train_fields()}
     default = TrainConfig()
     for name, (words, value) in OPTION_SAMPLES.items():
         after = _config(["train", "--headless", *words])
@@ -223,11 +148,11 @@ def test_the_cli_defaults_are_trainconfigs():
 def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: each help text on one line
     texts = {}
-    for argv in (["--help"], ["train", "--help"], ["bench", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["bench", "speed", "--help"]):
         with pytest.raises(SystemExit):
             main(argv)
         texts[argv[0]] = capsys.readouterr().out
-    for f, flag, _ in _train_fields():
+    for f, flag, _ in train_fields():
         described = f.metadata["help"]
         if f.default is not None and not isinstance(f.default, bool):
             described += f" (default: {f.default})"

@@ -6,7 +6,7 @@ Which one a run gets depends on how many training images it has (:func:`augmenta
   fonts, rotation and size on every image, and cheap.
 - ``warp``: a random affine transform per image (rotation, scale, shear, shift) and a random contrast,
   brightness and colour gain. For a few hundred captchas labelled by hand, where every epoch shows the
-  same images again: measured with ``bench --fine-tune`` (docs/performance.md), it is what makes 240
+  same images again: measured with ``bench fine-tune`` (docs/performance.md), it is what makes 240
   training images go far, and it needs no extra library.
 """
 

@@ -66,7 +66,7 @@ WARMUP = 0.1  # share of the one-cycle schedule spent warming up
 # A fine-tune starts from weights that already read captchas: a third of the preset's peak is enough to
 # adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
 FINE_TUNE_LR_SHARE = 1 / 3
-# About what bench --fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
+# About what bench fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
 SMALL_SET_IMAGES_SEEN = 60_000
 FINE_TUNE_WARMUP = 0.05
 
@@ -315,7 +315,7 @@ def lr_factor(progress: float, schedule: str, warmup: float = WARMUP) -> float:
 def peak_learning_rate(preset: str, train_images: int, fine_tune: bool, lr: float | None = None) -> float:
     """The one-cycle schedule's peak: ``lr`` if given; else the preset's (model.py) for a generated-size
     set, but never above the per-position default for a small one (under ``SMALL_SET``), and a third of
-    that for a fine-tune. Measured with ``bench --fine-tune`` (docs/performance.md): from scratch on 240
+    that for a fine-tune. Measured with ``bench fine-tune`` (docs/performance.md): from scratch on 240
     images, a CTC preset read 59.1% at 3e-3 and 44.1% at its own 6e-3."""
     if lr is not None:
         return lr
@@ -339,7 +339,7 @@ def patience_for(patience: int | None, budgeted: bool, train_images: int) -> int
 
 def short_run_notice(train_images: int, epochs: int) -> ev.Notice | None:
     """A warning when a small set would be seen too few times to learn from: the default 15 epochs suit
-    48,000 generated images, while 240 hand-labelled ones want a few hundred (bench --fine-tune's five
+    48,000 generated images, while 240 hand-labelled ones want a few hundred (bench fine-tune's five
     minutes show them about 250 times, docs/performance.md)."""
     if not 0 < train_images < SMALL_SET or epochs * train_images >= SMALL_SET_IMAGES_SEEN // 3:
         return None

@@ -331,12 +331,12 @@ def test_the_docs_snippet_reads_what_captcha_tui_reads(exported, captcha_files, 
 
 
 def test_bench_compares_onnx_runtime_with_pytorch(exported, capsys):
-    from captcha_tui import bench
+    from captcha_tui.bench import onnx
 
     checkpoint, _ = exported["ctc"]
-    result = bench.onnx_vs_torch(checkpoint, images=20, runs=3)
+    result = onnx.onnx_vs_torch(checkpoint, images=20, runs=3)
     assert result["same_codes"] == 20 and result["max_logit_difference"] <= 1e-4
     assert result["torch_one_image_ms"] > 0 and result["onnx_one_image_ms"] > 0 and result["runs"] == 3
-    assert "same codes on 20/20 captchas" in bench.format_onnx(result)
-    assert main(["bench", "--onnx", "/nonexistent/best.pt"]) == 2
+    assert "same codes on 20/20 captchas" in onnx.format_onnx(result)
+    assert main(["bench", "onnx", "/nonexistent/best.pt"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

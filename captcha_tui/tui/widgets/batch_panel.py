@@ -5,7 +5,7 @@ One widget that draws all of it, line by line (Textual's line API). It repaints 
 training, and on a 2-core CPU the UI thread's time is taken from training. Measured with a synthetic
 10 Hz event stream, the UI thread used about 7% of a core when this panel was a tree of eight widgets
 (Textual's Sparkline and ProgressBar, Statics), 5.5% drawn with Rich tables and Textual's sparkline
-renderable, 3.9% as one Text, and about 3% as lines (also 3% during real training: ``bench --tui``).
+renderable, 3.9% as one Text, and about 3% as lines (also 3% during real training: ``bench tui``).
 Its height never changes, so a repaint needs no layout pass.
 """
 

@@ -1,10 +1,10 @@
-"""``bench --label`` drives the real label screen: each Enter saves a row and shows another image."""
+"""``bench label`` drives the real label screen: each Enter saves a row and shows another image."""
 
 from __future__ import annotations
 
 import pytest
 
-from captcha_tui.bench_label import format_result, run
+from captcha_tui.bench.label import format_result, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_image")
 

@@ -1,10 +1,10 @@
-"""The dashboard-cost benchmark (``captcha-tui bench --tui``) on a tiny run: it measures what it says."""
+"""The dashboard-cost benchmark (``captcha-tui bench tui``) on a tiny run: it measures what it says."""
 
 from __future__ import annotations
 
 import asyncio
 
-from captcha_tui.bench_tui import latency_run, throughput
+from captcha_tui.bench.tui import latency_run, throughput
 from captcha_tui.core.trainer import TrainConfig
 
 

@@ -1,4 +1,4 @@
-"""``bench --fine-tune``: its message without the other generator, and a tiny real run where it is."""
+"""``bench fine-tune``: its message without the other generator, and a tiny real run where it is."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import builtins
 
 import pytest
 
-from captcha_tui import bench_finetune
-from captcha_tui.bench_finetune import FineTuneBenchError, draw_other_style, run
+from captcha_tui.bench import fine_tune
+from captcha_tui.bench.fine_tune import FineTuneBenchError, draw_other_style, run
 from captcha_tui.core.labels import label_from_name
 
 
@@ -35,7 +35,7 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
     for row in runs.values():
         assert 0 <= row["unseen_accuracy"] <= 1 and row["images_seen"] > 0
     assert 0 <= result["base_unseen_accuracy"] <= 1
-    assert bench_finetune.OTHER_STYLE_SIZE == (160, 60)
+    assert fine_tune.OTHER_STYLE_SIZE == (160, 60)
 
 
 def test_the_other_style_is_drawn_the_same_every_time(tmp_path):

@@ -1,8 +1,10 @@
-"""The reference script's training recipe, rebuilt for ``captcha-tui bench --reference``.
+"""The reference script's training recipe, rebuilt for ``captcha-tui bench speed --reference``.
 
-The reference is a blog article's ResNet-18 captcha trainer. Its published speed was measured on another
-machine, so the only fair comparison is to time its recipe here, in the same process and run as our
-presets. This module is that recipe, written from its description (none of its code):
+"The reference", wherever captcha-tui says it, is the script this project grew from: a blog article's
+ResNet-18 captcha trainer, whose recipe and published figures were the baseline to beat. Its published
+speed was measured on another machine, so the only fair comparison is to time its recipe here, in the same
+process and run as our presets. This module is that recipe, written from its description (none of its
+code):
 
 - ResNet-18: a 3×3 stride-1 stem (convolution, BatchNorm, ReLU) with no max-pool, four stages of two
   BasicBlocks (64, 128, 256, 512 channels; stages 2–4 halve the map), global average pooling and one

@@ -1,4 +1,4 @@
-"""How quickly the label screen moves on: ``captcha-tui bench --label [--images 10000]``.
+"""How quickly the label screen moves on: ``captcha-tui bench label [--images 10000]``.
 
 A folder of ``images`` real captchas (none labelled) is opened in the label screen with the base model
 (or ``--model``), headless under ``run_test``, at a person's pace. Each Enter accepts the reading shown;
@@ -6,31 +6,36 @@ the latency is from the key's hand-off to the driver (as a terminal key arrives)
 shows the next image, so it includes saving the answer (append, flush, fsync) and drawing the picture.
 It is measured twice: while the folder is still being scored in the background (the first minutes of a
 session on a large folder), and after. Frames are caught where the app hands them to the terminal
-(``App._display``, as in ``bench --tui``); writing them to a real terminal is not included.
+(``App._display``, as in ``bench tui``); writing them to a real terminal is not included.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
 from pathlib import Path
 
-from textual import events
+from ..core.generator import generate
+from ..core.labels import read_label_table
+from ..options import UsageError
+from .common import add_json_option, machine_info, print_result, summarize
 
-from .bench_tui import summarize
-from .core.generator import generate
-from .core.labels import read_label_table
-from .tui.app import CaptchaApp
-from .tui.screens.label import LabelScreen
-from .tui.widgets.captcha_image import CaptchaImage
-
+# The app (textual and the screens) is imported where it is used: this module is loaded whenever the
+# command line is built, and a plain `captcha-tui --help` should not pay for the dashboard.
+SUMMARY = "the label screen on a folder of captchas: Enter to the next image on screen, in ms"
 SIZE = (120, 40)
 PACE_S = 0.15  # between keys: a quick person
 
 
-async def _enters(app: CaptchaApp, screen: LabelScreen, presses: int, while_scoring: bool) -> list[float]:
-    """Press Enter ``presses`` times; each latency in ms until a frame shows another image."""
+async def _enters(app, screen, presses: int, while_scoring: bool) -> list[float]:
+    """Press Enter ``presses`` times in ``app``'s label ``screen``; each latency in ms until a frame
+    shows another image."""
+    from textual import events
+
+    from ..tui.widgets.captcha_image import CaptchaImage
+
     image = screen.query_one(CaptchaImage)
     frames: list[tuple[float, Path | None]] = []
     original = app._display
@@ -64,7 +69,10 @@ async def _enters(app: CaptchaApp, screen: LabelScreen, presses: int, while_scor
 
 
 async def _session(folder: Path, model: Path, presses: int) -> dict:
-    from .core.trainer import TrainConfig
+    from ..core.trainer import TrainConfig
+    from ..tui.app import CaptchaApp
+    from ..tui.screens.label import LabelScreen
+    from ..tui.widgets.captcha_image import CaptchaImage
 
     app = CaptchaApp(
         TrainConfig(data=folder / "no-dataset", out=folder / "no-run"),
@@ -103,7 +111,7 @@ async def _session(folder: Path, model: Path, presses: int) -> dict:
 
 
 def run(images: int = 10_000, presses: int = 40, model: Path | None = None) -> dict:
-    from .core.base_model import base_model_path
+    from ..core.base_model import base_model_path
 
     model = model or base_model_path()
     if model is None:
@@ -129,3 +137,26 @@ def format_result(result: dict) -> str:
                 f"p95 {r['p95_ms']} ms, max {r['max_ms']} ms ({r['n']} presses)"
             )
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=int, default=10_000, help="unlabelled captchas in the folder")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="the checkpoint whose readings are shown (default: the base model)",
+    )
+    add_json_option(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.images < 100:
+        raise UsageError("bench label takes at least 100 --images")
+    if args.model is not None and not args.model.is_file():
+        raise UsageError(f"checkpoint not found: {args.model}")
+    result = run(images=args.images, model=args.model)
+    result["machine"] = machine_info()
+    print_result(result, args.json, format_result)
+    return 0

@@ -1,4 +1,4 @@
-"""``captcha-tui bench --fine-tune``: does the base model pay off on captchas it has never seen?
+"""``captcha-tui bench fine-tune``: does the base model pay off on captchas it has never seen?
 
 Another generator from PyPI (the ``captcha`` package: install it for this benchmark only, it is no
 dependency of captcha-tui) draws captchas in a style the base model never saw. ``labelled`` of them (300 by
@@ -10,20 +10,26 @@ that neither run saw. The clock of each run covers its training only; drawing th
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-from .core import events as ev
-from .core.base_model import BASE_MODEL, base_model_path
-from .core.checkpoint import load_checkpoint
-from .core.dataset import prepare
-from .core.predictor import Predictor, accuracy
-from .core.trainer import TrainConfig, Trainer
+from ..core import events as ev
+from ..core.base_model import BASE_MODEL, base_model_path
+from ..core.checkpoint import load_checkpoint
+from ..core.dataset import prepare
+from ..core.predictor import Predictor, accuracy
+from ..core.trainer import TrainConfig, Trainer
+from ..options import UsageError, check_device
+from .common import add_json_option, machine_info
 
+SUMMARY = "the base model against training from scratch, on a few hundred captchas of a style it never saw"
 OTHER_STYLE_SIZE = (160, 60)  # the ``captcha`` package's default image size
 
 
@@ -56,7 +62,7 @@ def draw_other_style(
         import captcha.image
     except ImportError:
         raise FineTuneBenchError(
-            "bench --fine-tune draws its captchas with another generator: pip install captcha "
+            "bench fine-tune draws its captchas with another generator: pip install captcha "
             "(for the benchmark only; captcha-tui does not need it)"
         ) from None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +120,7 @@ def run(
                 out=work / name.replace(" ", "-"),
                 preset=meta.preset,  # the base model's: the from-scratch run gets the same network
                 device=device,
-                epochs=1000,  # the time limit alone shapes the schedule, as in bench --time-to-accuracy
+                epochs=1000,  # the time limit alone shapes the schedule, as in bench accuracy
                 patience=1000,  # both runs use the whole budget; best.pt is the best validation epoch
                 time_limit_s=time_limit_s,
                 init=init,
@@ -137,3 +143,36 @@ def run(
                 f"({row['epochs']} epochs, {row['elapsed_s']:.0f} s)"
             )
     return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--labelled",
+        type=int,
+        default=300,
+        help="images to train on, about what a person labels in a sitting",
+    )
+    parser.add_argument("--unseen", type=int, default=1000, help="images of the same style to score on")
+    parser.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS", help="seconds a run")
+    parser.add_argument("--device", default="cpu", help="device to train on")
+    add_json_option(parser, "the progress lines go to stderr")
+
+
+def main(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    if args.labelled < 10 or args.unseen < 1:
+        raise UsageError("--labelled takes at least 10 images and --unseen at least 1")
+    try:
+        result = run(
+            labelled=args.labelled,
+            unseen=args.unseen,
+            time_limit_s=args.time_limit,
+            device=args.device,
+            on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
+        )
+    except FineTuneBenchError as exc:
+        raise UsageError(str(exc)) from None
+    result["machine"] = machine_info()
+    # Without --json the lines printed as it ran are the summary; only the machine is left to say.
+    print(json.dumps(result) if args.json else f"machine: {result['machine']}")
+    return 0

@@ -1,4 +1,4 @@
-"""``bench --reference``: the reference recipe is what it claims to be, and the ratios divide what was timed."""
+"""``bench speed --reference``: the reference recipe is what it claims to be, and the ratios divide what was timed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from captcha_tui import bench, reference
+from captcha_tui.bench import reference, speed
 from captcha_tui.cli import main
 from captcha_tui.core.generator import DEFAULT_CHARSET
 
@@ -89,14 +89,14 @@ def test_reference_input_is_contiguous_float_in_unit_range():
     assert x[0, :, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
 
 
-def _logging_recipe(name: str, log: list, images: int = 2) -> bench.Recipe:
+def _logging_recipe(name: str, log: list, images: int = 2) -> speed.Recipe:
     """A stand-in recipe that only records which passes ran, in order."""
 
     def predict_batch(start: int, end: int) -> torch.Tensor:
         log.append(("predict", name))
         return torch.zeros(min(end, images) - start, 4, CLASSES)
 
-    return bench.Recipe(
+    return speed.Recipe(
         row={"preset": name},
         images=images,
         batch_size=images,  # one mini-batch a pass
@@ -108,7 +108,7 @@ def _logging_recipe(name: str, log: list, images: int = 2) -> bench.Recipe:
 
 def test_recipes_are_timed_in_alternating_rounds():
     log: list = []
-    rows = bench.time_recipes(
+    rows = speed.time_recipes(
         torch.device("cpu"), [_logging_recipe("reference", log), _logging_recipe("fast", log)], repeats=3
     )
     warm_up = [("train", "reference"), ("predict", "reference")] + [("predict", "reference")] * 3
@@ -171,11 +171,11 @@ def test_ratios_are_per_round_and_pair_each_preset_with_the_reference_on_its_dev
             )
         return rows
 
-    monkeypatch.setattr(bench, "preset_recipe", fake_preset_recipe)
-    monkeypatch.setattr(bench, "reference_recipe", fake_reference_recipe)
-    monkeypatch.setattr(bench, "time_recipes", fake_time_recipes)
-    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 500.0)
-    report = bench.throughput(["cpu"], ["fast", "tiny"], images=4, progress=False, with_reference=True)
+    monkeypatch.setattr(speed, "preset_recipe", fake_preset_recipe)
+    monkeypatch.setattr(speed, "reference_recipe", fake_reference_recipe)
+    monkeypatch.setattr(speed, "time_recipes", fake_time_recipes)
+    monkeypatch.setattr(speed, "matmul_gflops", lambda device: 500.0)
+    report = speed.throughput(["cpu"], ["fast", "tiny"], images=4, progress=False, with_reference=True)
 
     # The presets get the chunk at the size asked for, the reference its own 56×24 of the same captchas.
     assert sorted(built) == [("fast", 120, 50), ("reference", 56, 24), ("tiny", 120, 50)]
@@ -185,20 +185,21 @@ def test_ratios_are_per_round_and_pair_each_preset_with_the_reference_on_its_dev
     (reference_row,) = report["reference"]
     assert reference_row["preset"] == "reference" and reference_row["fraction_of_matmul"] == 0.1
     assert "train_vs_reference" not in reference_row
-    table = bench.format_table(report)
+    table = speed.format_table(report)
     assert "2.50×" in table and "0.50×" in table
 
-    without = bench.throughput(["cpu"], ["fast"], images=4, progress=False)
+    without = speed.throughput(["cpu"], ["fast"], images=4, progress=False)
     assert "reference" not in without and "train_vs_reference" not in without["results"][0]
 
 
 def test_bench_reference_times_the_reference_in_the_same_run(capsys, monkeypatch, one_thread):
     monkeypatch.setattr(
-        bench, "matmul_gflops", lambda device: 100.0
+        speed, "matmul_gflops", lambda device: 100.0
     )  # a 4096² product: seconds, not the point
     code = main(
         [
             "bench",
+            "speed",
             "--json",
             "--reference",
             "--device",
@@ -235,8 +236,54 @@ def test_bench_reference_times_the_reference_in_the_same_run(capsys, monkeypatch
 @pytest.mark.parametrize("preset", ["tiny", "crnn-tiny"])
 def test_the_speed_benchmark_times_every_kind_of_preset(capsys, monkeypatch, one_thread, preset):
     # CTC presets crashed here once: the spec handed to them named the per-position decoder (issue 22).
-    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 100.0)
-    argv = ["bench", "--json", "--device", "cpu", "--preset", preset, "--images", "8", "--batch-size", "4"]
+    monkeypatch.setattr(speed, "matmul_gflops", lambda device: 100.0)
+    argv = [
+        "bench",
+        "speed",
+        "--json",
+        "--device",
+        "cpu",
+        "--preset",
+        preset,
+        "--images",
+        "8",
+        "--batch-size",
+        "4",
+    ]
     assert main([*argv, "--repeats", "1"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["results"]
     assert row["preset"] == preset and row["train_images_per_s"] > 0 and row["train_gflop_per_image"] > 0
+
+
+def test_bench_json_has_the_agreed_fields(capsys):
+    code = main(
+        [
+            "bench",
+            "speed",
+            "--json",
+            "--device",
+            "cpu",
+            "--preset",
+            "tiny",
+            "--images",
+            "40",
+            "--batch-size",
+            "20",
+            "--repeats",
+            "1",
+            "--amp",
+            "--size",
+            "56x24",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    row = report["results"][0]
+    assert row["image_size"] == [56, 24]  # the reference's size, as asked for
+    for key in ("device", "preset", "batch_size", "train_images_per_s", "predict_images_per_s"):
+        assert key in row
+    assert row["device"] == "cpu" and row["preset"] == "tiny" and row["batch_size"] == 20
+    assert row["amp"] is True  # asked for: bf16 autocast on the CPU, whatever the default would be
+    assert (
+        row["train_images_per_s"] > 0 and row["predict_images_per_s"] > 0 and row["train_gflop_per_image"] > 0
+    )

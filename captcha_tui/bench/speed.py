@@ -1,54 +1,39 @@
-"""`captcha-tui bench`: training and prediction speed per device, and time to accuracy.
+"""``captcha-tui bench speed``: training and prediction speed per device and preset.
 
 Numbers are medians of repeated timed passes over a seed-sized chunk (800 real captchas, mini-batches of
 100), measured in one run so that ratios between devices and presets are fair on a noisy machine. With
-``--reference`` the reference script's recipe (:mod:`captcha_tui.reference`) is timed in the same run, and
-each preset's speed is also given as a multiple of it.
+``--reference`` the reference script's recipe (:mod:`captcha_tui.bench.reference`) is timed in the same
+run, and each preset's speed is also given as a multiple of it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
-import platform
-import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core.devices import list_devices, resolve_device
+from ..core.generator import DEFAULT_CHARSET, DEFAULT_LENGTH
+from ..core.images import MODEL_IMAGE_SIZE
+from ..core.model import PRESETS, build_model, prefers_channels_last, preset_spec, to_model_input
+from ..core.objectives import objective_for
+from ..core.spec import CodeSpec
+from ..core.trainer import mixed_precision, train_step
+from ..options import UsageError, add_amp_option, check_device, image_size
 from . import reference
-from .core.devices import cpu_name, list_devices, resolve_amp, resolve_device
-from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, random_code, render_captcha
-from .core.images import MODEL_IMAGE_SIZE, to_model_array
-from .core.model import build_model, prefers_channels_last, preset_spec, to_model_input
-from .core.objectives import objective_for
-from .core.spec import CodeSpec
-from .core.trainer import TrainConfig, mixed_precision, train_step
+from .common import add_json_option, machine_info, make_chunk, print_result
 
+SUMMARY = "training and prediction speed (images/s) per device and preset, optionally against the reference"
 DEFAULT_PRESETS = ("fast", "resnet18")
 REFERENCE_IMAGE_SIZE = reference.IMAGE_SIZE  # what the reference script trains on
-
-
-def make_chunk(
-    count: int, seed: int = 0, size: tuple[int, int] = MODEL_IMAGE_SIZE
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` real captchas packed at ``size`` (width, height), made in memory: (N, H, W, 3) uint8 and
-    (N, 4) labels."""
-    images, labels = [], []
-    for index in range(count):
-        rng = random.Random(f"bench:{seed}:{index}")
-        code = random_code(rng, DEFAULT_LENGTH, DEFAULT_CHARSET)
-        images.append(to_model_array(render_captcha(code, rng), size))
-        labels.append([DEFAULT_CHARSET.index(c) for c in code])
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def _sync(device: torch.device) -> None:
@@ -224,7 +209,7 @@ REFERENCE_ROW = "reference"
 
 
 def reference_recipe(device: torch.device, images: np.ndarray, labels: np.ndarray) -> Recipe:
-    """The reference script's recipe (:mod:`captcha_tui.reference`) on ``images`` already at its 56×24:
+    """The reference script's recipe (:mod:`captcha_tui.bench.reference`) on ``images`` already at its 56×24:
     its mini-batch of 100 and float32, whatever ``--batch-size`` and ``--amp`` say for the presets."""
     if (images.shape[2], images.shape[1]) != REFERENCE_IMAGE_SIZE:
         raise ValueError(f"the reference trains on {size_text(REFERENCE_IMAGE_SIZE)} images")
@@ -272,18 +257,6 @@ def add_reference_ratios(rows: list[dict], reference_row: dict) -> None:
         row["predict_vs_reference"] = ratio_to_reference(
             row["predict_rounds"], reference_row["predict_rounds"]
         )
-
-
-def machine_info() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
 
 
 def throughput(
@@ -371,210 +344,57 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-FINAL_EVAL_SHARE = 0.02
-
-
-def time_to_accuracy(
-    target: float,
-    time_limit_s: float | None,
-    device: str = "auto",
-    preset: str | None = None,
-    count: int = DEFAULT_COUNT,
-    epochs: int | None = None,
-    amp: bool | None = None,
-    batch_size: int = 100,
-    quiet: bool = False,
-    workdir: str | Path | None = None,
-    length: tuple[int, int] | None = None,
-    keep: Path | None = None,
-    train_images: int | None = None,
-) -> dict:
-    """Generate and prepare the default data (codes of ``length``: one or a (min, max) range) and train
-    until validation accuracy reaches ``target``, or time (``time_limit_s``, data included) or the image
-    budget (``train_images``) runs out; the clock covers all of it. The test split is only scored at the
-    end. ``keep``: copy the run folder there."""
-    from .core.dataset import prepare
-    from .core.events import EpochEnd, Failed, Finished
-    from .core.generator import generate
-    from .core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET
-    from .core.trainer import Trainer
-    from .headless import HeadlessPrinter
-
-    resolved = resolve_device(device)
-    length = length or (DEFAULT_LENGTH, DEFAULT_LENGTH)
-    fixed = length[0] == length[1]
-    preset = preset or (
-        DEFAULT_CTC_PRESET if not fixed else DEFAULT_PRESET if resolved.type == "cpu" else "resnet18"
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", action="append", help="device to time (repeatable; default: every device)"
     )
-    printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
-    curve: list[dict] = []
-
-    def on_event(event):
-        if isinstance(event, EpochEnd):
-            curve.append(
-                {
-                    "epoch": event.epoch,
-                    "val_accuracy": round(event.val_accuracy, 4),
-                    "elapsed_s": round(time.perf_counter() - started, 1),
-                }
-            )
-        if printer:
-            printer(event)
-
-    with tempfile.TemporaryDirectory(prefix="captcha-tta-", dir=workdir) as tmp:
-        started = time.perf_counter()
-        generate(Path(tmp) / "images", count, seed=0, length=length)
-        prepare(Path(tmp) / "images", Path(tmp) / "dataset", seed=0)
-        data_s = time.perf_counter() - started
-        config = TrainConfig(
-            data=Path(tmp) / "dataset",
-            out=Path(tmp) / "run",
-            preset=preset,
-            device=str(resolved),
-            # No epoch budget given: the time limit or the image budget shapes the learning-rate schedule.
-            epochs=epochs or 1000,
-            batch_size=batch_size,
-            amp=amp,
-            target_accuracy=target,
-            patience=1000,  # on a budget: only the target, the time limit or the image budget ends it
-            # Keep back a little for scoring the last weights on the validation and test splits.
-            time_limit_s=None
-            if time_limit_s is None
-            else max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
-            train_images=train_images,
-        )
-        result = Trainer(config, on_event).run()
-        elapsed = time.perf_counter() - started
-        by_length = (
-            accuracy_by_length(Path(tmp) / "run" / "best.pt", Path(tmp) / "dataset")
-            if isinstance(result, Finished) and result.best_checkpoint
-            else {}
-        )
-        if keep is not None:
-            shutil.copytree(Path(tmp) / "run", keep, dirs_exist_ok=True)
-    if isinstance(result, Failed):
-        raise RuntimeError(result.message)
-    return {
-        "target": target,
-        "reached": result.reason == "target_reached",
-        "elapsed_s": round(elapsed, 1),
-        "data_s": round(data_s, 1),
-        "test_accuracy": result.test_accuracy,
-        "test_char_error_rate": result.test_char_error_rate,
-        "test_accuracy_by_length": by_length,
-        "length": list(length),
-        "best_val_accuracy": round(result.best_val_accuracy, 4),
-        "epochs": result.epochs_run,
-        "images_seen": result.images_seen,
-        "train_images": train_images,
-        "time_limit_s": time_limit_s,
-        "reason": result.reason,
-        "device": str(resolved),
-        "preset": preset,
-        "amp": resolve_amp(amp, resolved),
-        "count": count,
-        "curve": curve,
-        "machine": machine_info(),
-    }
-
-
-def accuracy_by_length(checkpoint: Path, dataset_dir: Path, split: str = "test") -> dict[str, float]:
-    """Whole-code accuracy of ``checkpoint`` on ``split``, by code length ({"4": 0.97, …}): where a
-    varying-length reader loses its codes."""
-    from .core.dataset import load_dataset
-    from .core.predictor import Predictor
-
-    data = load_dataset(dataset_dir)
-    reader = Predictor.load(checkpoint, "cpu")
-    images, labels = data.images[split], data.labels[split]
-    hits: dict[int, list[bool]] = {}
-    for start in range(0, len(images), 500):
-        predictions = reader.predict_arrays(images[start : start + 500])
-        for prediction, row in zip(predictions, labels[start : start + 500], strict=True):
-            code = data.spec.decode(row)
-            hits.setdefault(len(code), []).append(prediction.code == code)
-    return {str(n): round(sum(h) / len(h), 4) for n, h in sorted(hits.items())}
-
-
-def format_tta(r: dict) -> str:
-    verdict = "reached" if r["reached"] else "did not reach"
-    test = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.1%}"
-    return (
-        f"{verdict} {r['target']:.1%} validation accuracy: {r['elapsed_s']:.0f} s in all "
-        f"({r['data_s']:.0f} s making data), {r['epochs']} epochs, {r['images_seen']:,} images seen\n"
-        f"test accuracy of the best weights: {test}  [{r['preset']} on {r['device']}, amp {'on' if r['amp'] else 'off'}]"
-        + (
-            "\nby length: " + ", ".join(f"{n}: {a:.1%}" for n, a in r["test_accuracy_by_length"].items())
-            if len(r.get("test_accuracy_by_length") or {}) > 1
-            else ""
-        )
+    parser.add_argument(
+        "--preset",
+        action="append",
+        choices=sorted(PRESETS),
+        help=f"model preset (repeatable; default: {' and '.join(DEFAULT_PRESETS)})",
     )
-
-
-LATENCY_RUNS = 200
-
-
-def onnx_vs_torch(checkpoint: str | Path, images: int = 1000, runs: int = LATENCY_RUNS) -> dict:
-    """Export ``checkpoint`` to a temporary ONNX file and compare ONNX Runtime with PyTorch on the CPU:
-    the codes and largest logit difference over ``images`` real captchas, and the median time of ``runs``
-    one-image reads each (interleaved, so both see the same noise on a shared machine)."""
-    from .core.export import export_onnx
-    from .core.predictor import Predictor
-
-    torch_reader = Predictor.load(checkpoint, "cpu")
-    with tempfile.TemporaryDirectory() as folder:
-        onnx_reader = Predictor.load(export_onnx(checkpoint, Path(folder) / "model.onnx"), "cpu")
-    spec = torch_reader.spec
-    chunk, _ = make_chunk(images, seed=7, size=spec.image_size)
-    same, difference = 0, 0.0
-    for start in range(0, images, 100):
-        batch = chunk[start : start + 100]
-        expected, got = torch_reader.logits(batch), onnx_reader.logits(batch)
-        difference = max(difference, float((got - expected).abs().max()))
-        same += sum(
-            a.code == b.code
-            for a, b in zip(
-                torch_reader.predict_arrays(batch), onnx_reader.predict_arrays(batch), strict=True
-            )
-        )
-    one = chunk[:1]
-    timings: dict[str, list[float]] = {"torch": [], "onnx": []}
-    for reader in (torch_reader, onnx_reader):
-        for _ in range(10):  # warm-up: first calls allocate and pick kernels
-            reader.predict_arrays(one)
-    for _ in range(runs):
-        for name, reader in (("torch", torch_reader), ("onnx", onnx_reader)):
-            started = time.perf_counter()
-            reader.predict_arrays(one)
-            timings[name].append((time.perf_counter() - started) * 1e3)
-    torch_ms, onnx_ms = (statistics.median(timings[name]) for name in ("torch", "onnx"))
-    import onnxruntime
-
-    return {
-        "machine": {**machine_info(), "onnxruntime": onnxruntime.__version__},
-        "checkpoint": str(checkpoint),
-        "preset": torch_reader.meta.preset,
-        "decoder": spec.decoder,
-        "images": images,
-        "same_codes": same,
-        "max_logit_difference": difference,
-        "runs": runs,
-        "torch_one_image_ms": round(torch_ms, 3),
-        "onnx_one_image_ms": round(onnx_ms, 3),
-        "torch_over_onnx": round(torch_ms / onnx_ms, 2),
-    }
-
-
-def format_onnx(r: dict) -> str:
-    machine = r["machine"]
-    return "\n".join(
-        [
-            f"{machine['cpu']}, {machine['threads']} threads; PyTorch {machine['torch']}, "
-            f"ONNX Runtime {machine['onnxruntime']}",
-            f"{r['preset']} ({r['decoder']}) from {r['checkpoint']}",
-            f"same codes on {r['same_codes']}/{r['images']} captchas; logits differ by at most "
-            f"{r['max_logit_difference']:.2g}",
-            f"one image, median of {r['runs']}: PyTorch {r['torch_one_image_ms']:.2f} ms, ONNX Runtime "
-            f"{r['onnx_one_image_ms']:.2f} ms ({r['torch_over_onnx']:.2f}× as fast)",
-        ]
+    parser.add_argument("--batch-size", type=int, default=100, help="mini-batch of the presets")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=reference.CHUNK,
+        help="images in the timed chunk: the reference's training share of one of its files",
     )
+    parser.add_argument(
+        "--size",
+        type=image_size,
+        default="x".join(map(str, MODEL_IMAGE_SIZE)),  # a string: shown as typed, parsed by image_size
+        metavar="WxH",
+        help="WIDTHxHEIGHT the chunk is packed at: `prepare`'s default; the reference used "
+        f"{'x'.join(map(str, REFERENCE_IMAGE_SIZE))}",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
+    add_amp_option(parser)
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the reference's recipe (ResNet-18, softmax + BCELoss, Adam, fp32, 56x24) in the same "
+        "rounds and show each preset's speed as a multiple of it",
+    )
+    add_json_option(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    for spec in args.device or []:
+        check_device(spec)
+    if args.batch_size < 1:
+        raise UsageError("batch size must be at least 1")
+    report = throughput(
+        devices=args.device,
+        presets=args.preset,
+        batch_size=args.batch_size,
+        images=args.images,
+        repeats=args.repeats,
+        amp=args.amp,
+        progress=not args.json,
+        size=args.size,
+        with_reference=args.reference,
+    )
+    print_result(report, args.json, format_table)
+    return 0

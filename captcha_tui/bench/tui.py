@@ -1,4 +1,4 @@
-"""How much the dashboard costs: ``captcha-tui bench --tui`` (or ``python -m captcha_tui.bench_tui [--preset fast] [--images 2000]``).
+"""How much the dashboard costs: ``captcha-tui bench tui [--preset fast] [--images 8000]``.
 
 (a) Key-to-repaint latency while a real training run (CPU) goes on in the same process, and while idle.
     Method: the app runs headless under ``run_test``; ``App._display`` (what the screen calls with each
@@ -37,16 +37,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from textual import events
 
-from .core.dataset import prepare
-from .core.generator import generate
-from .core.hardware import HardwareSampler
-from .core.trainer import HISTORY, TrainConfig, Trainer
-from .tui.app import CaptchaApp
-from .tui.screens.device_picker import DevicePicker
-from .tui.widgets.batch_panel import BatchPanel
+from ..core.dataset import prepare
+from ..core.generator import generate
+from ..core.model import PRESETS
+from ..core.trainer import HISTORY, TrainConfig, Trainer
+from ..options import UsageError, check_device
+from .common import summarize
 
+# The app (textual, the screens, the hardware monitor) is imported where it is used: this module is
+# loaded whenever the command line is built, and a plain `captcha-tui --help` should not pay for it.
+SUMMARY = "the dashboard's cost: key-to-repaint latency, and training speed under it against headless"
 SIZE = (120, 40)
 UI_COST_FILE = "ui_cost.json"
 
@@ -54,7 +55,7 @@ UI_COST_FILE = "ui_cost.json"
 class FrameRecorder:
     """Wraps ``app._display`` to note when each frame was produced and which screen it showed."""
 
-    def __init__(self, app: CaptchaApp) -> None:
+    def __init__(self, app) -> None:
         self.frames: list[tuple[float, object]] = []
         original = app._display
 
@@ -65,7 +66,7 @@ class FrameRecorder:
 
         app._display = display
 
-    def first_after(self, start: float, screen_type: type | None, app: CaptchaApp) -> float | None:
+    def first_after(self, start: float, screen_type: type | None, app) -> float | None:
         for stamp, screen in self.frames:
             if stamp < start:
                 continue
@@ -76,8 +77,12 @@ class FrameRecorder:
         return None
 
 
-async def measure_keys(app: CaptchaApp, presses: int) -> list[float]:
-    """Alternate d / escape ``presses`` times; return key-to-frame latencies in ms."""
+async def measure_keys(app, presses: int) -> list[float]:
+    """Alternate d / escape ``presses`` times in ``app``; return key-to-frame latencies in ms."""
+    from textual import events
+
+    from ..tui.screens.device_picker import DevicePicker
+
     recorder = FrameRecorder(app)
     latencies = []
     for i in range(presses):
@@ -97,21 +102,14 @@ async def measure_keys(app: CaptchaApp, presses: int) -> list[float]:
     return latencies
 
 
-def summarize(values: list[float]) -> dict:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "n": len(values),
-        "median_ms": round(statistics.median(values), 1),
-        "p95_ms": round(p95, 1),
-        "max_ms": round(max(values), 1),
-    }
-
-
 async def latency_run(config: TrainConfig, presses: int) -> dict:
     """Key-to-frame latencies idle and while ``config`` trains. The run is given work that cannot run out
     (no epoch budget, patience, target or time limit to end it) and is stopped once the presses are done,
     so a fast machine cannot finish it first."""
+    from ..core.hardware import HardwareSampler
+    from ..tui.app import CaptchaApp
+    from ..tui.widgets.batch_panel import BatchPanel
+
     endless = 10**9
     config = replace(config, epochs=endless, patience=endless, target_accuracy=None, time_limit_s=None)
     app = CaptchaApp(config, Path("unused"), devices=[], sampler=HardwareSampler(device=config.device))
@@ -152,6 +150,9 @@ def run_in_thread(config: TrainConfig) -> list[float]:
 
 
 async def _run_tui(config: TrainConfig) -> None:
+    from ..core.hardware import HardwareSampler
+    from ..tui.app import CaptchaApp
+
     app = CaptchaApp(
         config, Path("unused"), devices=[], autostart=True, sampler=HardwareSampler(device=config.device)
     )
@@ -181,7 +182,8 @@ def run_fresh(mode: str, config: TrainConfig) -> list[float]:
     OpenMP thread pool behind that slows a later run on another thread (measured: 25% on 2 cores).
     The real app never computes on its main thread, so each mode gets a clean process.
     """
-    command = [sys.executable, "-m", "captcha_tui.bench_tui", "--one-run", mode, "--data", str(config.data)]
+    command = [sys.executable, "-m", "captcha_tui.cli", "bench", "tui", "--one-run", mode]
+    command += ["--data", str(config.data)]
     command += ["--out", str(config.out), "--device", config.device]
     command += ["--preset", config.preset] if config.preset else []  # None: the trainer picks from the data
     command += ["--epochs", str(config.epochs)]
@@ -227,27 +229,30 @@ def throughput(base: TrainConfig, work: Path, rounds: int, epochs: int) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m captcha_tui.bench_tui", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--preset", default="fast")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast", help="model preset")
+    parser.add_argument("--device", default="cpu", help="device to train on")
     parser.add_argument("--images", type=int, default=8000, help="captchas to generate for the runs")
-    parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--presses", type=int, default=30, help="keys pressed idle, and again while training")
     parser.add_argument("--rounds", type=int, default=3, help="times each mode runs for the throughput")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput run")
-    parser.add_argument("--device", default="cpu")
-    # Internal: one throughput run in this (fresh) process.
+    # Internal: one throughput run in this (fresh) process; see run_fresh.
     parser.add_argument("--one-run", choices=sorted(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Prints a summary and the same figures as JSON."""
+    check_device(args.device)
     if args.one_run:
         config = TrainConfig(
             data=args.data, out=args.out, preset=args.preset, device=args.device, epochs=args.epochs
         )
         MODES[args.one_run](config)
         return 0
+    if min(args.images, args.presses, args.rounds, args.epochs) < 1:
+        raise UsageError("--images, --presses, --rounds and --epochs take at least 1")
 
     with tempfile.TemporaryDirectory(prefix="captcha-latency-") as tmp:
         work = Path(tmp)
@@ -282,7 +287,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
