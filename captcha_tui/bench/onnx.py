@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CHECKPOINT",
         help="checkpoint to export and compare, e.g. runs/default/best.pt",
     )
-    parser.add_argument("--images", type=int, default=800, help="captchas both read")
+    parser.add_argument("--images", type=int, default=1000, help="captchas both read")
     add_json_option(parser)
 
 
