@@ -448,7 +448,8 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.export import export_onnx, read_onnx_metadata
+    from .core.export import export_onnx
+    from .core.onnx_format import read_onnx_metadata
 
     try:
         path = export_onnx(args.checkpoint, args.out, force=args.force)

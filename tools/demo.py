@@ -15,7 +15,6 @@ from pathlib import Path
 from captcha_tui.core import events as ev
 from captcha_tui.core.generator import DEFAULT_CHARSET
 from captcha_tui.core.hardware import (
-    FakeNvmlBackend,
     HardwareSampler,
     HostSample,
     Sample,
@@ -28,6 +27,7 @@ from captcha_tui.core.trainer import first_limit
 from captcha_tui.core.units import GiB
 from captcha_tui.tui.dataset_info import DatasetSummary
 from captcha_tui.tui.messages import HardwareSampled, TrainingUpdate
+from tests.fake_nvml import FakeNvmlBackend
 
 DEMO_TRAIN, DEMO_VAL, DEMO_TEST = 16_000, 2_000, 2_000
 DEMO_BATCHES = 160

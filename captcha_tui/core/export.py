@@ -1,21 +1,19 @@
-"""Export a checkpoint to one self-describing ONNX file, and read back what it says about itself.
+"""Export a checkpoint to one self-describing ONNX file (the format and its metadata: ``onnx_format.py``).
 
 The graph takes what :class:`~captcha_tui.core.predictor.Predictor` feeds a model: a (N, H, W, 3) uint8
 batch at the spec's image size (N free), with the permute, the normalisation and any resize inside, and
 returns the raw logits: (N, length, classes) for a per-position model, (N, steps, classes + 1) for a CTC
-one, the blank last. Everything needed to decode them is in the file's metadata under :data:`METADATA_KEY`,
-as JSON: the checkpoint's :class:`CheckpointMeta` plus the input name, layout and blank position. It is
-read with ``json`` and validated by ``CheckpointMeta.from_dict``; nothing in the file is ever executed.
+one, the blank last. Where ONNX Runtime is installed the graph is checked against PyTorch before anything
+is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,89 +21,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, CheckpointMeta, file_exists_error, write_atomically
+from .checkpoint import CheckpointError, file_exists_error, write_atomically
 from .model import to_model_input
-from .spec import SpecError
+from .onnx_format import INPUT_NAME, METADATA_KEY, NEEDS_ONNX, OUTPUT_NAME, OnnxMetadata
+from .predictor import Predictor, is_onnx_file
 
-FORMAT = "captcha-tui-onnx/1"
-METADATA_KEY = "captcha_tui"
-INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
-LAYOUT = "NHWC uint8"
 # 18: the first opset whose Resize can antialias, as the presets' input resize does.
 OPSET = 18
-# Both forms: the README installs from a source checkout, where "captcha-tui[onnx]" would fetch the package
-# from the index instead of adding the extra to the checkout.
-INSTALL_ONNX = "pip install 'captcha-tui[onnx]' (from a source checkout: pip install '.[onnx]')"
-NEEDS_ONNX = f"exporting to ONNX needs onnx: {INSTALL_ONNX}"
 # Random images the export is checked on with ONNX Runtime, and how close its logits must come to PyTorch's,
 # relative to their scale: fp32 on both sides differs by rounding only (~1e-7 of the logits on a converged
 # model, ~1e-5 on a freshly trained one, whose logits are small), while a wrong graph is off by whole units.
 CHECK_IMAGES = 3
 CHECK_TOLERANCE = 1e-3
-
-
-@dataclass(frozen=True)
-class OnnxMetadata:
-    """What an exported file says about its graph: the checkpoint's metadata and how to call it."""
-
-    meta: CheckpointMeta
-    steps: int | None = None  # CTC: time steps per image
-    input: str = INPUT_NAME
-    output: str = OUTPUT_NAME
-    exported_with: str = ""
-    checked: float | None = None  # max |logit difference| from PyTorch at export; None: not checked
-
-    def to_json(self) -> str:
-        data = {
-            **self.meta.to_dict(),
-            "format": FORMAT,
-            "input": self.input,
-            "output": self.output,
-            "layout": LAYOUT,
-            "blank": "last",
-            "steps": self.steps,
-            "exported_with": self.exported_with,
-            "max_logit_difference": self.checked,
-        }
-        return json.dumps(data, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str, name: str) -> OnnxMetadata:
-        """Parse and check :data:`METADATA_KEY`'s value; raises :class:`CheckpointError` saying what is wrong."""
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise CheckpointError(f"{name}: its {METADATA_KEY!r} metadata is not JSON") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else None
-            raise CheckpointError(
-                f"{name}: its metadata is in format {found!r}, not {FORMAT!r} (exported by another version?)"
-            )
-        try:
-            meta = CheckpointMeta.from_dict(data)
-        except (SpecError, ValueError) as exc:
-            raise CheckpointError(f"{name}: {exc}") from None
-        if data.get("layout") != LAYOUT or data.get("blank", "last") != "last":
-            raise CheckpointError(
-                f"{name}: its input layout {data.get('layout')!r} or blank {data.get('blank')!r} is not "
-                f"{LAYOUT!r} with the blank last"
-            )
-        steps = data.get("steps")
-        if meta.spec.decoder == "ctc" and not (isinstance(steps, int) and steps >= 1):
-            raise CheckpointError(f"{name}: a CTC model, but its steps {steps!r} are not a positive number")
-        names = data.get("input"), data.get("output")
-        if not all(isinstance(n, str) and n for n in names):
-            raise CheckpointError(f"{name}: its input or output name is missing")
-        checked = data.get("max_logit_difference")
-        return cls(
-            meta=meta,
-            steps=steps if meta.spec.decoder == "ctc" else None,
-            input=names[0],
-            output=names[1],
-            exported_with=str(data.get("exported_with", "")),
-            checked=float(checked) if isinstance(checked, (int, float)) else None,
-        )
 
 
 class _NhwcReader(nn.Module):
@@ -131,8 +58,12 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path | None = None,
     the graph is first run on a few images and refused unless it agrees with PyTorch. Raises
     :class:`CheckpointError` with a one-line reason.
     """
-    from .. import __version__
-    from .predictor import Predictor, is_onnx_file
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        exported_with = f"captcha-tui {version('captcha-tui')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        exported_with = "captcha-tui (not installed)"
 
     checkpoint_path = Path(checkpoint_path)
     out = Path(out_path) if out_path is not None else default_out_path(checkpoint_path)
@@ -160,7 +91,7 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path | None = None,
     info = OnnxMetadata(
         meta=predictor.meta,
         steps=predictor.steps,
-        exported_with=f"captcha-tui {__version__}, torch {torch.__version__}",
+        exported_with=f"{exported_with}, torch {torch.__version__}",
     )
     model.doc_string = (
         f"captcha-tui model ({predictor.meta.preset}): metadata {METADATA_KEY!r} says how to read it"
@@ -280,25 +211,3 @@ def _antialiased_resize() -> Iterator[None]:
         yield
     finally:
         torch.onnx.unregister_custom_op_symbolic(_RESIZE_AA, OPSET)
-
-
-def read_onnx_metadata(path: str | Path) -> OnnxMetadata:
-    """The metadata of an exported file, read with ``onnx`` (no session is made); raises CheckpointError."""
-    try:
-        import onnx
-    except ImportError:
-        raise CheckpointError(NEEDS_ONNX) from None
-    path = Path(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - untrusted bytes: any failure is a bad file
-        raise CheckpointError(f"{path.name} is truncated or corrupt: not a readable ONNX model") from None
-    return metadata_from_props({p.key: p.value for p in model.metadata_props}, path.name)
-
-
-def metadata_from_props(props: dict[str, str], name: str) -> OnnxMetadata:
-    if METADATA_KEY not in props:
-        raise CheckpointError(
-            f"{name} is an ONNX model, but not one exported by captcha-tui (no {METADATA_KEY!r} metadata)"
-        )
-    return OnnxMetadata.from_json(props[METADATA_KEY], name)

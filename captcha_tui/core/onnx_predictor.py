@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError
-from .export import INSTALL_ONNX, OnnxMetadata, metadata_from_props
+from .onnx_format import INSTALL_ONNX, OnnxMetadata, metadata_from_props
 from .oserrors import describe_os_error
 from .predictor import Predictor
 

@@ -15,10 +15,11 @@ import torch
 
 from captcha_tui.cli import main
 from captcha_tui.core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
-from captcha_tui.core.export import METADATA_KEY, disagreement, export_onnx, read_onnx_metadata
+from captcha_tui.core.export import disagreement, export_onnx
 from captcha_tui.core.generator import DEFAULT_CHARSET
 from captcha_tui.core.images import load_image
 from captcha_tui.core.model import build_model
+from captcha_tui.core.onnx_format import METADATA_KEY, read_onnx_metadata
 from captcha_tui.core.onnx_predictor import NEEDS_ONNXRUNTIME, OnnxPredictor
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.spec import CodeSpec

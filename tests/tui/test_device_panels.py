@@ -6,9 +6,10 @@ import asyncio
 
 import pynvml
 
-from captcha_tui.core.hardware import FakeNvmlBackend, HardwareSampler
+from captcha_tui.core.hardware import HardwareSampler
 from captcha_tui.tui.widgets.device_panels import DevicePanels
 from captcha_tui.tui.widgets.host_panel import HostPanel
+from tests.fake_nvml import FakeNvmlBackend
 
 from .helpers import SIZE, make_app, screen_text, training_config, wait_until
 

@@ -13,13 +13,14 @@ from textual.widgets import DataTable
 
 from captcha_tui.core import events as ev
 from captcha_tui.core.devices import list_devices
-from captcha_tui.core.hardware import FakeNvmlBackend, HardwareSampler
+from captcha_tui.core.hardware import HardwareSampler
 from captcha_tui.tui import app as app_module
 from captcha_tui.tui.screens.device_picker import DevicePicker
 from captcha_tui.tui.widgets.batch_panel import SPARK_BARS, BatchPanel
 from captcha_tui.tui.widgets.device_panels import DevicePanels
 from captcha_tui.tui.widgets.history_chart import HistoryChart
 from captcha_tui.tui.widgets.path_completion import PathInput
+from tests.fake_nvml import FakeNvmlBackend
 
 from .helpers import SIZE, make_app, screen_text, training_config, wait_until
 

@@ -198,7 +198,8 @@ def test_a_real_run_reaches_the_ui_only_through_the_drains(prepared_dataset, tmp
 def test_quit_while_training_saves_last_checkpoint_and_leaves_no_thread(
     prepared_dataset, tmp_path, one_thread
 ):
-    from captcha_tui.core.hardware import FakeNvmlBackend, HardwareSampler
+    from captcha_tui.core.hardware import HardwareSampler
+    from tests.fake_nvml import FakeNvmlBackend
 
     run_dir = tmp_path / "run"
     config = training_config(prepared_dataset, run_dir, epochs=50, batch_size=10)

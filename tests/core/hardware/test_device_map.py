@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from captcha_tui.core.hardware import FakeNvmlBackend, cuda_to_nvml_indices, fake_gpus, normalize_pci_bus_id
+from captcha_tui.core.hardware import cuda_to_nvml_indices, normalize_pci_bus_id
+from tests.fake_nvml import FakeNvmlBackend, fake_gpus
 
 
 def started(backend: FakeNvmlBackend) -> FakeNvmlBackend:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from captcha_tui.core.hardware import FakeNvmlBackend, HardwareSampler, Monitor, Sample, fake_gpus
+from captcha_tui.core.hardware import HardwareSampler, Monitor, Sample
+from tests.fake_nvml import FakeNvmlBackend, fake_gpus
 
 
 def test_monitor_delivers_and_stops_promptly():

@@ -10,15 +10,13 @@ import pynvml
 import pytest
 
 from captcha_tui.core.hardware import (
-    FakeGpu,
-    FakeNvmlBackend,
     HardwareSampler,
     PynvmlBackend,
     Sample,
     TorchMemorySample,
-    fake_gpus,
 )
 from captcha_tui.core.units import GiB, MiB
+from tests.fake_nvml import FakeGpu, FakeNvmlBackend, fake_gpus
 
 
 def assert_host_present(sample: Sample) -> None:
@@ -208,7 +206,8 @@ def test_no_torch_memory_for_cpu_or_without_cuda():
     # In a fresh interpreter, where nothing has started CUDA yet (in this one, earlier tests may have).
     probe = (
         "import torch\n"
-        "from captcha_tui.core.hardware import FakeNvmlBackend, HardwareSampler\n"
+        "from captcha_tui.core.hardware import HardwareSampler\n"
+        "from tests.fake_nvml import FakeNvmlBackend\n"
         "sample = HardwareSampler(FakeNvmlBackend(), device='cuda:0').sample()\n"
         "print(sample.torch is None, torch.cuda.is_initialized())\n"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pynvml
 import pytest
 
-from captcha_tui.core.hardware import FakeNvmlBackend, fake_gpus
+from tests.fake_nvml import FakeNvmlBackend, fake_gpus
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""A pretend NVML for tests and demos.
+"""A pretend NVML for tests and demos (development only: not in the wheel; tools/demo.py uses it too).
 
 It behaves like a real card where it matters to the sampler: values move over time (deterministically,
 from a tick counter), unsupported queries and faults raise the real ``pynvml.NVMLError`` subclasses, and
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..units import GiB
+from captcha_tui.core.units import GiB
 
 #: Query names accepted in ``FakeGpu.unsupported`` and ``FakeNvmlBackend.set_error`` (the backend methods).
 FAKE_FIELDS = frozenset(
