@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, serve
 from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
 from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
@@ -36,6 +37,17 @@ def _add_train_options(parser: argparse.ArgumentParser, config_type: type = Trai
         add_train_option(group, f, flag, kind)
 
 
+def _add_dashboard_options(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """What the dashboard takes: the train options and its image folder (for the top level and serve)."""
+    _add_train_options(parser, config_type)
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=argparse.SUPPRESS,  # unset: DEFAULT_IMAGE_DIR (where the app reads it)
+        help=f"image folder the app generates into or prepares from (default: {DEFAULT_IMAGE_DIR})",
+    )
+
+
 def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     """The whole command line; ``config_type`` (TrainConfig, or a variant in tests) gives the train options."""
     parser = argparse.ArgumentParser(
@@ -43,13 +55,7 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         description="Teach a CNN to read text captchas and watch it learn. With no command: open the dashboard.",
     )
     parser.add_argument("--version", action="version", version=f"captcha-tui {__version__}")
-    _add_train_options(parser, config_type)
-    parser.add_argument(
-        "--images",
-        type=Path,
-        default=DEFAULT_IMAGE_DIR,
-        help="image folder the app generates into or prepares from",
-    )
+    _add_dashboard_options(parser, config_type)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = commands.add_parser("generate", help="write a synthetic captcha image set")
@@ -163,6 +169,15 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
 
     commands.add_parser("devices", help="what PyTorch can compute on")
 
+    served = commands.add_parser(
+        "serve",
+        help="the dashboard in a browser (textual-serve): captcha-tui serve [--host H] [--port P] [options]",
+        description="Serve the dashboard to a browser: each tab opens its own, with the options given here "
+        "(as for `captcha-tui [options]` in a terminal).",
+    )
+    serve.add_arguments(served)
+    _add_dashboard_options(served, config_type)
+
     add_bench_parser(commands)
     return parser
 
@@ -191,6 +206,9 @@ def _refuse_train_options_before(command: str, args: argparse.Namespace) -> None
         return
     flags = {f.name: flag for f, flag, _ in train_fields()}
     given = [flags[name] for name in _given_train_options(args)]
+    if command == "serve":  # serve takes them too (for the dashboard): only those typed before it are lost
+        before = args.argv[: args.argv.index("serve")]
+        given = [flag for flag in given if any(word.split("=")[0] == flag for word in before)]
     if given:
         raise UsageError(
             f"{', '.join(given)} before `{command}`: "
@@ -539,6 +557,38 @@ def outcome_lines(result, run_dir: Path) -> list[str]:
     return lines
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    # The dashboard's options exactly as typed after `serve` (its own --host/--port taken out), so each
+    # browser tab starts `captcha-tui OPTIONS` as a terminal would: nothing is rebuilt from parsed values.
+    tail = args.argv[args.argv.index("serve") + 1 :]
+    app_args = serve.dashboard_args(tail)
+
+    def check_dashboard_args(app_args: list[str]) -> None:
+        parsed = _parse_quietly(app_args)
+        if parsed.command is not None:
+            raise UsageError(
+                f"serve opens the dashboard; `{parsed.command}` is another command (give the dashboard's "
+                "options only, e.g. --data data/mine)"
+            )
+        check_device(_train_config(parsed).device)
+
+    return serve.main(args, app_args, check_dashboard_args)
+
+
+def _parse_quietly(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed as the whole command line would be; argparse's complaint becomes a UsageError."""
+    parser = build_parser()
+
+    def refuse(message: str):
+        raise UsageError(f"the dashboard's options: {message}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    try:
+        return parser.parse_args(argv)
+    except SystemExit:  # a subcommand's own parser complained (on stderr, above)
+        raise UsageError("the dashboard's options: see the complaint above") from None
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "prepare": cmd_prepare,
@@ -548,17 +598,21 @@ COMMANDS = {
     "export": cmd_export,
     "devices": cmd_devices,
     "bench": cmd_bench,
+    "serve": cmd_serve,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # as typed: serve hands the dashboard's part on verbatim
     try:
         if args.command is None:
             config = _train_config(args)
             check_device(config.device)
-            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            served = os.environ.get(serve.SERVED_ENV)  # textual-serve's web driver: the browser is the screen
+            if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
                 raise UsageError(
                     "the dashboard needs a terminal; use `captcha-tui train --headless` in scripts"
                 )
