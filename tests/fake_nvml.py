@@ -26,6 +26,7 @@ FAKE_FIELDS = frozenset(
         "power_usage",
         "power_limit",
         "process_memory",
+        "processes",
     }
 )
 
@@ -110,7 +111,7 @@ class FakeNvmlBackend:
         self._init_error: int | None = None
         self._lost: set[int] = set()
         self._errors: dict[tuple[int, str], int] = {}
-        self._processes: dict[int, dict[int, int]] = {}  # index -> pid -> bytes
+        self._processes: dict[int, dict[int, int | None]] = {}  # index -> pid -> bytes (None: no figure)
 
     # --- fault injection and setup ---------------------------------------------------------------------
 
@@ -138,6 +139,10 @@ class FakeNvmlBackend:
             procs.pop(pid, None)
         else:
             procs[pid] = used
+
+    def add_process_without_figure(self, i: int, pid: int) -> None:
+        """List ``pid`` on card ``i`` with no memory figure, as NVML does under WDDM or MIG."""
+        self._processes.setdefault(i, {})[pid] = None
 
     def advance(self, ticks: int = 1) -> None:
         with self._lock:
@@ -179,7 +184,7 @@ class FakeNvmlBackend:
     def memory(self, i: int) -> tuple[int, int]:
         gpu = self._gpu(i, "memory")
         # Our own processes plus a slow swell, so the bar visibly moves but never exceeds the card.
-        base = sum(self._processes.get(i, {}).values())
+        base = sum(used or 0 for used in self._processes.get(i, {}).values())
         wave = int(gpu.memory_total * (0.25 + 0.15 * math.sin(self.tick * 0.1 + i)))
         return min(gpu.memory_total, base + wave), gpu.memory_total
 
@@ -202,6 +207,10 @@ class FakeNvmlBackend:
     def process_memory(self, i: int, pid: int) -> int | None:
         self._gpu(i, "process_memory")
         return self._processes.get(i, {}).get(pid)
+
+    def processes(self, i: int) -> dict[int, int | None]:
+        self._gpu(i, "processes")
+        return dict(self._processes.get(i, {}))
 
     # --- internals -------------------------------------------------------------------------------------
 

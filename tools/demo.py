@@ -8,7 +8,6 @@ fixed ticks with a fixed host, so the same pictures come out on any machine.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,12 +151,18 @@ def batch_reports(count: int = 60) -> list[ev.BatchProgress]:
     return reports
 
 
+DEMO_PID = 4242  # the pictures show the same process list whoever makes them
+
+
 def hardware_samples(count: int = 40, gpus: int = 2) -> list[Sample]:
     """Fake GPUs at ticks 0..count-1, a fixed host, and torch memory on cuda:0 (the training device)."""
     backend = FakeNvmlBackend.with_gpus(gpus)
     backend.auto_advance = False
-    backend.set_process_memory(0, os.getpid(), int(2.6 * GiB))
-    sampler = HardwareSampler(backend=backend, device="cuda:0", env={})
+    backend.set_process_memory(0, DEMO_PID, int(2.6 * GiB))
+    # A fixed owner and command line: the pictures must not show whoever runs them.
+    sampler = HardwareSampler(
+        backend=backend, device="cuda:0", env={}, pid=DEMO_PID, who=lambda pid: ("alice", "captcha-tui train")
+    )
     torch_memory = TorchMemorySample(
         "cuda:0", allocated=int(1.1 * GiB), reserved=int(2.0 * GiB), peak=int(1.7 * GiB)
     )

@@ -72,3 +72,26 @@ def test_without_nvml_the_host_panel_shows_cpu_and_memory(prepared_dataset, tmp_
             assert panels.gpu_panel(0) is None
 
     asyncio.run(scenario())
+
+
+def test_the_gpu_panel_lists_who_holds_the_card_and_marks_this_run(prepared_dataset, tmp_path):
+    import os
+
+    backend = FakeNvmlBackend.with_gpus(2)
+    backend.set_process_memory(0, os.getpid(), 2 * 1024**3)
+    backend.set_process_memory(0, 4_194_400, 1024**3)  # not ours to inspect: user and command n/a
+    backend.set_error(1, "processes", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    app = _app(prepared_dataset, tmp_path, backend)
+
+    async def scenario():
+        async with app.run_test(size=(160, 60)) as pilot:
+            await wait_until(pilot, lambda: "◀ this run" in screen_text(app), what="the process list")
+            text = screen_text(app)
+            ours = next(line for line in text.splitlines() if "◀ this run" in line)
+            assert f"{os.getpid()}" in ours and "2.0 GiB" in ours
+            other = next(line for line in text.splitlines() if "4194400" in line)
+            assert "n/a" in other and "1.0 GiB" in other and "this run" not in other
+            assert "processes: not supported" in text  # card 1: said in words, never an error
+            assert "no processes on this card" not in text
+
+    asyncio.run(scenario())

@@ -9,10 +9,11 @@ from .device_map import cuda_to_nvml_indices, normalize_pci_bus_id
 from .monitor import Monitor
 from .nvml import NvmlBackend, PynvmlBackend, describe_nvml_error
 from .sampler import INIT_RETRY_S, HardwareSampler
-from .samples import GpuSample, HostSample, Sample, TorchMemorySample
+from .samples import GpuProcess, GpuSample, HostSample, Sample, TorchMemorySample
 
 __all__ = [
     "INIT_RETRY_S",
+    "GpuProcess",
     "GpuSample",
     "HardwareSampler",
     "HostSample",

@@ -117,6 +117,11 @@ class NvmlBackend(Protocol):
         """Bytes used by ``pid`` on device ``i``; None when the pid isn't listed (or NVML can't tell)."""
         ...
 
+    def processes(self, i: int) -> dict[int, int | None]:
+        """Every process on device ``i`` (compute and graphics): pid -> bytes used, None where NVML has
+        no figure."""
+        ...
+
 
 def _text(value: Any) -> str:
     # Older pynvml releases hand back bytes for C strings.
@@ -203,3 +208,17 @@ class PynvmlBackend:
             # A pid can appear more than once (one entry per MIG instance).
             total += int(proc.usedGpuMemory)
         return total if found else None
+
+    def processes(self, i: int) -> dict[int, int | None]:
+        nvml, handle = self._lib(), self._handle(i)
+        found: dict[int, int | None] = {}
+        for query in (nvml.nvmlDeviceGetComputeRunningProcesses, nvml.nvmlDeviceGetGraphicsRunningProcesses):
+            for proc in query(handle):
+                used = None if proc.usedGpuMemory is None else int(proc.usedGpuMemory)
+                # A pid can be listed more than once (per MIG instance, or as compute and graphics).
+                if proc.pid in found:
+                    before = found[proc.pid]
+                    found[proc.pid] = None if before is None or used is None else before + used
+                else:
+                    found[proc.pid] = used
+        return found

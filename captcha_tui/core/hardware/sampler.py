@@ -17,7 +17,7 @@ import psutil
 
 from .device_map import cuda_to_nvml_indices, initialised_cuda_torch, torch_pci_bus_ids
 from .nvml import NvmlBackend, PynvmlBackend, describe_nvml_error, is_card_fatal
-from .samples import NO_HOST_READINGS, GpuSample, HostSample, Sample, TorchMemorySample
+from .samples import NO_HOST_READINGS, GpuProcess, GpuSample, HostSample, Sample, TorchMemorySample
 
 #: Seconds between attempts to start NVML after it failed (a failing nvmlInit can take a while).
 INIT_RETRY_S = 30.0
@@ -39,7 +39,9 @@ class HardwareSampler:
         env: Mapping[str, str] | None = None,
         pid: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        who: Callable[[int], tuple[str | None, str | None]] | None = None,
     ) -> None:
+        """``who(pid)``: (user, command line) of a process on a card (default: asked of the OS)."""
         self.backend: NvmlBackend = backend if backend is not None else PynvmlBackend()
         self.device = device  # torch device string, e.g. "cuda:0" or "cpu"
         self.init_retry_s = init_retry_s
@@ -55,6 +57,9 @@ class HardwareSampler:
         self._cuda_of: dict[int, int] | None = None  # NVML index -> CUDA index
         self._mapped_with_cuda = False  # whether _cuda_of was built after CUDA started
         self._process: psutil.Process | None = None
+        # pid -> (user, command) of the processes on the cards, looked up once while they stay there.
+        self._who: dict[int, tuple[str | None, str | None]] = {}
+        self._lookup_who = who or _owner_and_command
 
     def sample(self) -> Sample:
         with self._lock:
@@ -134,6 +139,8 @@ class HardwareSampler:
             return ()
         cuda_of = self._cuda_mapping()
         gpus = [self._sample_gpu(i, cuda_of.get(i)) for i in range(count)]
+        on_cards = {p.pid for g in gpus for p in g.processes}
+        self._who = {pid: who for pid, who in self._who.items() if pid in on_cards}  # a pid may be reused
         gpus.sort(key=lambda g: (g.index is None, g.nvml_index if g.index is None else g.index))
         return tuple(gpus)
 
@@ -178,6 +185,7 @@ class HardwareSampler:
             draw_mw = read(("power_draw_w",), lambda: backend.power_usage(i))
             limit_mw = read(("power_limit_w",), lambda: backend.power_limit(i))
             process_memory = read(("process_memory",), lambda: backend.process_memory(i, self._pid))
+            listed = read(("processes",), lambda: backend.processes(i))
         except Exception as exc:
             return GpuSample(
                 index=cuda_index,
@@ -204,7 +212,19 @@ class HardwareSampler:
             power_limit_w=limit_mw / 1000 if limit_mw is not None else None,
             process_memory=process_memory,
             unavailable=unavailable,
+            processes=self._describe_processes(listed or {}),
         )
+
+    def _describe_processes(self, listed: dict[int, int | None]) -> tuple[GpuProcess, ...]:
+        """Who each pid is (user, command line, looked up once while it stays on a card); most memory
+        first, then by pid."""
+        described = []
+        for pid, memory in listed.items():
+            who = self._who.get(pid)
+            if who is None:
+                who = self._who[pid] = self._lookup_who(pid)
+            described.append(GpuProcess(pid, memory, *who, ours=pid == self._pid))
+        return tuple(sorted(described, key=lambda p: (-(p.memory if p.memory is not None else -1), p.pid)))
 
     # --- host and torch --------------------------------------------------------------------------------
 
@@ -238,3 +258,18 @@ class HardwareSampler:
             reserved=int(torch.cuda.memory_reserved(device)),
             peak=int(torch.cuda.max_memory_allocated(device)),
         )
+
+
+def _owner_and_command(pid: int) -> tuple[str | None, str | None]:
+    """(user, command line) of ``pid``; None for what cannot be read: another user's process under
+    restrictions, one in another container's pid namespace (NVML reports host pids), or one gone already."""
+    try:
+        process = psutil.Process(pid)
+    except (psutil.Error, ValueError):
+        return None, None
+    user = command = None
+    with contextlib.suppress(psutil.Error):
+        user = process.username()
+    with contextlib.suppress(psutil.Error):
+        command = " ".join(process.cmdline()) or process.name()
+    return user, command

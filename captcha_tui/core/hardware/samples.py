@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class GpuProcess:
+    """A process holding memory on a card, as NVML lists it (nvitop's process table, in small).
+
+    None where a value cannot be known: NVML gives no memory figure (WDDM, MIG without permission), or
+    the process is not ours to inspect (another user's, another container's pid namespace, gone)."""
+
+    pid: int
+    memory: int | None  # bytes
+    user: str | None
+    command: str | None
+    ours: bool  # this process: the training run the dashboard shows
+
+
+@dataclass(frozen=True)
 class GpuSample:
     """One card at one moment. A value is None when it could not be read; ``unavailable`` says why."""
 
@@ -25,6 +39,7 @@ class GpuSample:
     power_limit_w: float | None
     process_memory: int | None  # bytes this process uses here; None also when it isn't on this card
     unavailable: dict[str, str] = field(default_factory=dict)  # field name -> reason, e.g. "not supported"
+    processes: tuple[GpuProcess, ...] = ()  # most memory first; "processes" in unavailable when unreadable
     error: str | None = None  # the whole card failed, e.g. "GPU is lost (fell off the bus)"
 
 

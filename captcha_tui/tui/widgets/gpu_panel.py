@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from ...core.hardware import GpuSample, TorchMemorySample
+from ...core.hardware import GpuProcess, GpuSample, TorchMemorySample
 from ..formatting import repaint, size, size_pair, text_bar
 
 UTIL_HISTORY = 60  # samples, about a minute
@@ -24,7 +24,41 @@ FIELD_NAMES = {
     "power_draw_w": "power draw",
     "power_limit_w": "power limit",
     "process_memory": "this process",
+    "processes": "processes",
 }
+MAX_PROCESSES = 4  # rows of the process list; the rest are counted
+PROCESS_LINE_WIDTH = 48  # inside a GPU panel at the 120-column layout
+
+
+def process_line(process: GpuProcess) -> Text:
+    """``4242 alice 1.2 GiB python train.py``; n/a where NVML or the OS would not say; ours marked."""
+    na = ("n/a", "dim")
+    line = Text.assemble(
+        (f"{process.pid:>7} ", "dim"),
+        (process.user, "") if process.user else na,
+        " ",
+        size(process.memory) if process.memory is not None else na,
+        " ",
+    )
+    if process.ours:
+        line.append("◀ this run ", "bold green")
+    line.append_text(Text(process.command) if process.command else Text(*na))
+    # One line a process whatever its command: the panel's lines are joined into one text, where a
+    # long command line would wrap.
+    line.truncate(PROCESS_LINE_WIDTH, overflow="ellipsis")
+    return line
+
+
+def process_lines(gpu: GpuSample) -> list[Text]:
+    """Who holds the card: one line a process, most memory first, at most :data:`MAX_PROCESSES`."""
+    if "processes" in gpu.unavailable:
+        return []  # said with the other fields NVML could not read
+    if not gpu.processes:
+        return [Text("no processes on this card", style="dim")]
+    lines = [Text("processes", style="dim")] + [process_line(p) for p in gpu.processes[:MAX_PROCESSES]]
+    if len(gpu.processes) > MAX_PROCESSES:
+        lines.append(Text(f"… and {len(gpu.processes) - MAX_PROCESSES} more", style="dim"))
+    return lines
 
 
 def unavailable_lines(gpu: GpuSample) -> list[str]:
@@ -111,7 +145,8 @@ class GpuPanel(Vertical):
             readings.append(f"{gpu.power_draw_w:.0f}{limit} W")
         if readings:
             lines.append(Text(" · ".join(readings)))
-        if "process_memory" not in gpu.unavailable:
+        # The process list marks this run; without one (NVML cannot list them), this line says our share.
+        if "process_memory" not in gpu.unavailable and "processes" in gpu.unavailable:
             mine = size(gpu.process_memory) if gpu.process_memory is not None else "not on this card"
             lines.append(Text.assemble(("this process ", "dim"), mine))
         if self.torch is not None:
@@ -122,5 +157,6 @@ class GpuPanel(Vertical):
                     f"{size(t.allocated)} / {size(t.reserved)} / {size(t.peak)}",
                 )
             )
+        lines.extend(process_lines(gpu))
         lines.extend(Text(line, style="yellow") for line in unavailable_lines(gpu))
         repaint(details, Text("\n").join(lines))

@@ -228,3 +228,55 @@ def test_sample_indices_follow_cuda_and_hidden_cards_come_last():
     gpus = sampler.sample().gpus
     assert [(g.index, g.nvml_index) for g in gpus] == [(0, 2), (1, 0), (None, 1)]
     assert gpus[2].name == "NVIDIA RTX A4000" and gpus[2].memory_total  # hidden from CUDA, still shown
+
+
+def test_the_processes_on_a_card_say_who_holds_it():
+    import psutil
+
+    backend = FakeNvmlBackend(fake_gpus(1))
+    backend.set_process_memory(0, os.getpid(), 1 * GiB)
+    gone = 4_194_400  # above Linux's default pid_max: no such process, as for another container's pid
+    backend.set_process_memory(0, gone, 512 * MiB)
+    backend.add_process_without_figure(0, 1)  # NVML lists it with no memory figure (WDDM, MIG)
+    sampler = HardwareSampler(backend, device="cpu")
+    (gpu,) = sampler.sample().gpus
+    ours, other, no_figure = gpu.processes  # most memory first, no figure last
+    assert (ours.pid, ours.memory, ours.ours) == (os.getpid(), 1 * GiB, True)
+    me = psutil.Process()
+    assert ours.user == me.username() and ours.command == " ".join(me.cmdline())
+    assert (other.pid, other.memory, other.user, other.command, other.ours) == (
+        gone,
+        512 * MiB,
+        None,
+        None,
+        False,
+    )
+    assert (no_figure.pid, no_figure.memory, no_figure.ours) == (1, None, False)
+    assert "processes" not in gpu.unavailable
+
+    backend.set_process_memory(0, gone, None)  # it left the card: forgotten, its pid free for reuse
+    (gpu,) = sampler.sample().gpus
+    assert [p.pid for p in gpu.processes] == [os.getpid(), 1] and gone not in sampler._who
+
+
+def test_a_card_that_cannot_list_its_processes_says_so_and_keeps_its_readings():
+    backend = FakeNvmlBackend(fake_gpus(1))
+    backend.set_error(0, "processes", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    (gpu,) = HardwareSampler(backend, device="cpu").sample().gpus
+    assert gpu.error is None and gpu.processes == () and gpu.unavailable["processes"] == "not supported"
+    assert gpu.memory_used is not None and gpu.utilization is not None
+
+
+def test_pynvml_backend_merges_a_pids_compute_and_graphics_entries():
+    def entry(pid, used):
+        return SimpleNamespace(pid=pid, usedGpuMemory=used)
+
+    lib = SimpleNamespace(
+        nvmlDeviceGetHandleByIndex=lambda i: f"card{i}",
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [entry(10, 100), entry(11, None), entry(12, 5)],
+        nvmlDeviceGetGraphicsRunningProcesses=lambda h: [entry(10, 20), entry(12, None), entry(13, 7)],
+    )
+    backend = PynvmlBackend()
+    backend._nvml = lib
+    # Summed where both give a figure; no figure where either has none.
+    assert backend.processes(0) == {10: 120, 11: None, 12: None, 13: 7}
