@@ -16,7 +16,7 @@ from .core.dataset import load_dataset, prepare  # noqa: E402
 from .core.export import export_onnx  # noqa: E402
 from .core.generator import generate  # noqa: E402
 from .core.predictor import Predictor  # noqa: E402
-from .core.trainer import TrainConfig, Trainer, train  # noqa: E402
+from .core.train import TrainConfig, Trainer, train  # noqa: E402
 
 __all__ = [
     "Predictor",

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__, serve
 from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
-from .core.trainer import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
+from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 from .options import (
     EXIT_USAGE,
     PROG,
@@ -357,7 +357,7 @@ def _check_dataset(path: Path) -> None:
 
 
 def train_headless(config) -> int:
-    from .core.trainer import Trainer
+    from .core.train import Trainer
     from .headless import HeadlessPrinter
 
     trainer = Trainer(config, HeadlessPrinter())
@@ -545,7 +545,7 @@ def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "t
 def outcome_lines(result, run_dir: Path) -> list[str]:
     """What a dashboard session leaves on the terminal: its last run's outcome, in the headless
     printer's words, and the run folder's files. Nothing when the session trained nothing."""
-    from .core.trainer import BEST, HISTORY, LAST, LOG
+    from .core.train import BEST, HISTORY, LAST, LOG
     from .words import describe_event
 
     if result is None:

@@ -30,7 +30,7 @@ async def training_screenshot(
     out_dir: Path, data: Path, run: Path, device: str, preset: str, seconds: float
 ) -> dict:
     """Train in the real app on ``device`` for a while and save an SVG of the screen (real NVML panels)."""
-    from .core.trainer import TrainConfig
+    from .core.train import TrainConfig
     from .tui.app import CaptchaApp
 
     config = TrainConfig(

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import typing
 
-from .core.trainer import TrainConfig
+from .core.train import TrainConfig
 
 EXIT_USAGE = 2
 PROG = "captcha-tui"  # how every error line starts: "captcha-tui: error: …"

@@ -5,41 +5,20 @@ widgets and the tests all say the same thing."""
 from __future__ import annotations
 
 from .core import events as ev
+from .core.durations import format_duration, rough_duration
+from .core.train.stopping import FINISH_WORDS, EpochBudget, ImageBudget, StopRequest, TimeLimit
 
-FINISH_REASONS = {
-    "early_stop": "stopped early (no improvement)",
-    "max_epochs": "reached the last epoch",
-    "image_budget": "trained on its budget of images",
-    "stopped": "stopped by request",
-    "target_reached": "reached the target accuracy",
-    "time_limit": "reached the time limit",
-}
+# Each stop rule's own words, by Finished reason (the rules live in core/train/stopping.py).
+FINISH_REASONS = FINISH_WORDS
 
 
 def percent(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
 def patience_words(patience: int | None) -> str:
     """A run's patience: ``5`` epochs, or ``off`` (no early stop: a time limit's run uses its time)."""
     return "off" if patience is None else str(patience)
-
-
-def rough_duration(seconds: float) -> str:
-    """``75 s``, ``6 min``, ``1.2 h``: a time far ahead, said as roughly as it is known."""
-    seconds = max(0.0, seconds)
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    if seconds < 6000:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def run_eta(
@@ -54,17 +33,17 @@ def run_eta(
 
     ``epoch_eta_s``: the rest of this epoch; ``epoch_s``: one whole epoch; ``epochs_after``: the epoch budget
     left after this one; ``time_left_s``: of the time limit (None without one). The budget and the clock
-    are certain, so the sooner of them is the ETA (a tie goes to the budget, as in the trainer's
-    ``first_limit``); so is the image budget (``image_budget_s``: its images left at this epoch's pace).
-    Patience is not: a new best puts an early stop off. When one could come sooner
+    are certain, so the sooner of them is the ETA (a tie goes to the budget, as in the countdown's
+    ``StopRules.ends_by``); so is the image budget (``image_budget_s``: its images left at this epoch's
+    pace). Patience is not: a new best puts an early stop off. When one could come sooner
     (``early_stop_after`` epochs after this one, if no new best), the ETA is said as a bound.
     """
     budget_s = epoch_eta_s + max(0, epochs_after) * epoch_s
-    end_s, rule = budget_s, "its epoch budget"
+    end_s, rule = budget_s, EpochBudget.name
     if image_budget_s is not None and image_budget_s < end_s:
-        end_s, rule = image_budget_s, "its image budget"
+        end_s, rule = image_budget_s, ImageBudget.name
     if time_left_s is not None and time_left_s < end_s:
-        end_s, rule = time_left_s, "its time limit"
+        end_s, rule = time_left_s, TimeLimit.name
     if early_stop_after is not None and epoch_eta_s + max(0, early_stop_after) * epoch_s < end_s:
         return f"run ETA ≤ ~{rough_duration(end_s)} ({rule}; sooner on an early stop)"
     return f"run ETA ~{rough_duration(end_s)} ({rule})"
@@ -132,7 +111,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
                 )
             if e.best_checkpoint:
                 lines.append(f"best checkpoint {e.best_checkpoint}")
-            if e.reason == "stopped" and e.last_checkpoint:
+            if e.reason == StopRequest.reason and e.last_checkpoint:
                 lines.append(f"resume with: captcha-tui train --resume (from {e.last_checkpoint})")
             return "\n".join(lines)
         case ev.Failed():

@@ -16,7 +16,7 @@ import torch
 
 from captcha_tui.core.dataset import prepare
 from captcha_tui.core.generator import generate
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 
 CAPTCHA_COUNT = 300
 

@@ -10,7 +10,7 @@ import pytest
 
 from captcha_tui.cli import _train_config, build_parser, main
 from captcha_tui.core.model import PRESETS
-from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.core.train import TrainConfig
 from captcha_tui.options import train_fields
 
 
@@ -137,7 +137,7 @@ def test_the_cli_defaults_are_trainconfigs():
     changed = declared.default + 11
 
     @dataclasses.dataclass
-    class Tuned(TrainConfig):  # as if someone changed the default in trainer.py
+    class Tuned(TrainConfig):  # as if someone changed the default in train/config.py
         epochs: int = dataclasses.field(default=changed, metadata=declared.metadata)
 
     assert _config(["train"], Tuned).epochs == changed

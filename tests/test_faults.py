@@ -23,9 +23,9 @@ import torch
 from captcha_tui import cli
 from captcha_tui.core import checkpoint as ck
 from captcha_tui.core import events as ev
-from captcha_tui.core import trainer as trainer_module
+from captcha_tui.core import train as train_package
 from captcha_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 from tests.helpers import events_of, history_rows
 
 PY = sys.executable
@@ -122,7 +122,7 @@ def test_headless_cli_exits_non_zero_on_a_training_exception(
         def __init__(self, config, on_event=None, step_hook=None):
             super().__init__(config, on_event, step_hook=_boom)
 
-    monkeypatch.setattr(trainer_module, "Trainer", Broken)
+    monkeypatch.setattr(train_package, "Trainer", Broken)  # cli imports it from there when it runs
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     code = cli.main(
         ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path / "run")]

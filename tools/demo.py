@@ -22,7 +22,7 @@ from captcha_tui.core.hardware import (
 from captcha_tui.core.images import MODEL_IMAGE_SIZE
 from captcha_tui.core.model import build_model, count_parameters
 from captcha_tui.core.spec import CodeSpec
-from captcha_tui.core.trainer import first_limit
+from captcha_tui.core.train.stopping import EpochBudget, Patience, Standing, StopRules
 from captcha_tui.core.units import GiB
 from captcha_tui.tui.dataset_info import DatasetSummary
 from captcha_tui.tui.messages import HardwareSampled, TrainingUpdate
@@ -88,6 +88,7 @@ def run_events() -> list[ev.TrainerEvent]:
         )
     ]
     best = -1.0
+    rules = StopRules(EpochBudget(MAX_EPOCHS), patience=Patience(PATIENCE))  # the trainer's countdown
     for epoch in range(1, EPOCHS_DONE + 1):
         val = _val_accuracy(epoch)
         train = min(0.995, round(_curve(epoch, 1.0, 0.4) + 0.01 * epoch / EPOCHS_DONE, 4))
@@ -110,18 +111,9 @@ def run_events() -> list[ev.TrainerEvent]:
             events.append(ev.CheckpointSaved("runs/default/best.pt", "best", epoch))
             best = val
         events.append(ev.CheckpointSaved("runs/default/last.pt", "last", epoch))
-        waited = epoch - min(epoch, BEST_EPOCH)
-        events.append(
-            ev.Countdown(
-                best_accuracy=0.973 if epoch >= BEST_EPOCH else val,
-                best_epoch=min(epoch, BEST_EPOCH),
-                patience_left=PATIENCE - waited,
-                patience=PATIENCE,
-                budget_left=MAX_EPOCHS - epoch,
-                time_left_s=None,
-                ends_by=first_limit(MAX_EPOCHS - epoch, PATIENCE - waited, None, 3.1),
-            )
-        )
+        best_accuracy = 0.973 if epoch >= BEST_EPOCH else val
+        at = Standing(epoch, min(epoch, BEST_EPOCH), best_accuracy, images_seen=0, session_s=0.0, epoch_s=3.1)
+        events.append(rules.countdown(at))
         if epoch == 7:
             events.append(ev.BatchSizeReduced(100, 50, 7, 41, "cuda:0"))
             events.append(ev.Notice("out of memory on cuda:0: mini-batch 100 → 50, retrying", "warning"))

@@ -22,7 +22,7 @@ from textual.widgets import Input
 
 from captcha_tui.core.dataset import prepare
 from captcha_tui.core.generator import generate
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.tui.app import CaptchaApp
 from tools.demo import play_training_demo, ticking_clock
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..core.devices import resolve_amp, resolve_device
 from ..core.generator import DEFAULT_COUNT, DEFAULT_LENGTH
 from ..core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET, PRESETS
-from ..core.trainer import TrainConfig
+from ..core.train import TrainConfig
+from ..core.train.stopping import Target
 from ..options import UsageError, add_amp_option, check_device, length_range
 from .common import add_json_option, machine_info, print_result
 
@@ -50,7 +51,7 @@ def time_to_accuracy(
     from ..core.dataset import prepare
     from ..core.events import EpochEnd, Failed, Finished
     from ..core.generator import generate
-    from ..core.trainer import Trainer
+    from ..core.train import Trainer
     from ..headless import HeadlessPrinter
 
     resolved = resolve_device(device)
@@ -109,7 +110,7 @@ def time_to_accuracy(
         raise RuntimeError(result.message)
     return {
         "target": target,
-        "reached": result.reason == "target_reached",
+        "reached": result.reason == Target.reason,
         "elapsed_s": round(elapsed, 1),
         "data_s": round(data_s, 1),
         "test_accuracy": result.test_accuracy,

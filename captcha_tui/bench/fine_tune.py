@@ -25,7 +25,7 @@ from ..core.base_model import BASE_MODEL, base_model_path
 from ..core.checkpoint import load_checkpoint
 from ..core.dataset import prepare
 from ..core.predictor import Predictor, accuracy
-from ..core.trainer import TrainConfig, Trainer
+from ..core.train import TrainConfig, Trainer
 from ..options import UsageError, check_device
 from .common import add_json_option, machine_info
 

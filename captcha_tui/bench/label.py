@@ -69,7 +69,7 @@ async def _enters(app, screen, presses: int, while_scoring: bool) -> list[float]
 
 
 async def _session(folder: Path, model: Path, presses: int) -> dict:
-    from ..core.trainer import TrainConfig
+    from ..core.train import TrainConfig
     from ..tui.app import CaptchaApp
     from ..tui.screens.label import LabelScreen
     from ..tui.widgets.captcha_image import CaptchaImage

@@ -26,7 +26,7 @@ from ..core.images import MODEL_IMAGE_SIZE
 from ..core.model import PRESETS, build_model, prefers_channels_last, preset_spec, to_model_input
 from ..core.objectives import objective_for
 from ..core.spec import CodeSpec
-from ..core.trainer import mixed_precision, train_step
+from ..core.train import mixed_precision, train_step
 from ..options import UsageError, add_amp_option, check_device, image_size
 from . import reference
 from .common import add_json_option, machine_info, make_chunk, print_result

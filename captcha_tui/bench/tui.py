@@ -41,7 +41,7 @@ import torch
 from ..core.dataset import prepare
 from ..core.generator import generate
 from ..core.model import PRESETS
-from ..core.trainer import HISTORY, TrainConfig, Trainer
+from ..core.train import HISTORY, TrainConfig, Trainer
 from ..options import UsageError, check_device
 from .common import summarize
 

@@ -140,3 +140,12 @@ def resolve_device(spec: str | None) -> torch.device:
         names = ", ".join(f"cuda:{i}" for i in range(count))
         raise DeviceError(f"{spec} was asked for, but only {count} CUDA device(s) are visible ({names})")
     return torch.device("cuda", index)
+
+
+def device_name(spec: str | None) -> str:
+    """The device ``spec`` resolves to (``cuda:0`` for ``auto`` on a GPU machine), or ``spec`` itself
+    where it names none usable here: what a front end shows before a run, whose start then says why."""
+    try:
+        return str(resolve_device(spec))
+    except DeviceError:
+        return spec or "auto"

@@ -106,34 +106,10 @@ class Countdown:
 
     def summary(self) -> str:
         """``stops after 3 more epochs without improvement``, ``ends after 2 more epochs (its epoch
-        budget)`` or ``ends in about 4 min (its time limit)``."""
-        if self.ends_by == "max_epochs":
-            left = max(self.budget_left, 0)
-            if left == 0:
-                return "ends now: its epoch budget is done"
-            return f"ends after {left} more epoch{'s' if left != 1 else ''} (its epoch budget)"
-        if self.ends_by == "image_budget":
-            left = max(self.images_left or 0, 0)
-            return (
-                f"ends after {left:,} more images (its image budget)"
-                if left
-                else "ends now: image budget spent"
-            )
-        if self.ends_by == "time_limit":
-            left = max(self.time_left_s or 0.0, 0.0)
-            return f"ends in about {_duration(left)} (its time limit)" if left else "ends now: out of time"
-        left = max(self.patience_left or 0, 0)
-        if left == 0:
-            return "stops now: no improvement for its whole patience"
-        return f"stops after {left} more epoch{'s' if left != 1 else ''} without improvement"
+        budget)`` or ``ends in about 4 min (its time limit)``: in the words of the rule (stopping.py)."""
+        from .train.stopping import countdown_summary  # here, not at the top: stopping imports events
 
-
-def _duration(seconds: float) -> str:
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    if seconds < 6000:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return countdown_summary(self)
 
 
 @dataclass(frozen=True)
@@ -169,7 +145,9 @@ class Notice:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "early_stop", "max_epochs", "image_budget", "stopped", "target_reached", "time_limit"
+    # A stop rule's reason (train/stopping.py): "early_stop", "max_epochs", "image_budget", "stopped",
+    # "target_reached" or "time_limit".
+    reason: str
     epochs_run: int
     best_epoch: int
     best_val_accuracy: float

@@ -33,10 +33,11 @@ from textual.worker import Worker, WorkerState
 from ..core import events as ev
 from ..core.base_model import default_model
 from ..core.dataset import DatasetError, prepare
-from ..core.devices import DeviceError, DeviceInfo, list_devices, resolve_device
+from ..core.devices import DeviceInfo, device_name, list_devices
 from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
-from ..core.trainer import BEST, TrainConfig, Trainer
+from ..core.train import BEST, TrainConfig, Trainer
+from ..core.train.stopping import StopRequest
 from .dataset_info import DatasetSummary, read_dataset_summary
 from .event_buffer import EventBuffer
 from .messages import DataProgress, HardwareSampled, TrainingUpdate
@@ -260,10 +261,7 @@ class CaptchaApp(App[int]):
         return True
 
     def _resolved_device(self) -> str:
-        try:
-            return str(resolve_device(self.config.device))
-        except DeviceError:
-            return self.config.device  # the run will fail with the reason; show what was asked for
+        return device_name(self.config.device)
 
     def _show_config(self) -> None:
         device = self._resolved_device()
@@ -301,7 +299,9 @@ class CaptchaApp(App[int]):
     def _resumable(self) -> bool:
         """There is a last.pt to carry on from, with epochs left to train."""
         if isinstance(self.last_result, ev.Finished):
-            return self.last_result.reason == "stopped" and self.last_result.last_checkpoint is not None
+            return (
+                self.last_result.reason == StopRequest.reason and self.last_result.last_checkpoint is not None
+            )
         run = self.last_run
         return run is not None and run.has_last and len(run.epochs) < self.config.epochs
 
@@ -336,7 +336,7 @@ class CaptchaApp(App[int]):
             self.notify(f"no dataset at {self.config.data}: press g or o first", severity="warning")
             return
         # After a stop (s or q) the next start carries on from last.pt instead of starting over.
-        stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == "stopped"
+        stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == StopRequest.reason
         config = self.config
         if stopped or resume:  # a fine-tune carries on from its own last.pt (which names its --init)
             config = replace(config, resume=True, init=None)

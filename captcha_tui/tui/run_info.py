@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..core import events as ev
-from ..core.trainer import BEST, HISTORY, LAST
+from ..core.train import BEST, HISTORY, LAST, best_epoch
 
 EPOCH_FIELDS = tuple(field.name for field in fields(ev.EpochEnd))
 
@@ -20,18 +20,6 @@ class RunSummary:
     has_best: bool  # best.pt is there: the eval screen can read with it
     has_last: bool  # last.pt is there: training can resume from it
     damaged_lines: int = 0  # lines of history.jsonl that could not be read (skipped)
-
-
-def best_epoch(epochs: tuple[ev.EpochEnd, ...]) -> ev.EpochEnd | None:
-    """The trainer's choice: highest validation accuracy, ties to more characters right, then the
-    earlier epoch (``max`` keeps the first of equals)."""
-
-    def key(e: ev.EpochEnd) -> tuple[float, float]:
-        if e.val_char_error_rate is not None:  # CTC: fewer character errors is better
-            return e.val_accuracy, -e.val_char_error_rate
-        return e.val_accuracy, e.val_char_accuracy or 0.0
-
-    return max(epochs, key=key, default=None)
 
 
 def read_run_summary(run_dir: Path) -> RunSummary | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from captcha_tui.bench.tui import latency_run, throughput
-from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.core.train import TrainConfig
 
 
 def test_key_to_frame_latency_is_measured_idle_and_while_training(prepared_dataset, tmp_path, one_thread):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import torch
 from captcha_tui.core import augment
 from captcha_tui.core import events as ev
 from captcha_tui.core.generator import render_captcha
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 from tests.helpers import events_of
 
 

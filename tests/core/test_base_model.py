@@ -12,7 +12,7 @@ from captcha_tui.core.base_model import base_model_path, default_model, is_base_
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.generator import generate
 from captcha_tui.core.predictor import Predictor, accuracy
-from captcha_tui.core.trainer import resolve_init
+from captcha_tui.core.train import resolve_init
 
 SHIPPED = Path(captcha_tui.__file__).parent / "assets" / "base.pt"
 README = Path(__file__).resolve().parents[2] / "README.md"

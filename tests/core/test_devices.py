@@ -1,4 +1,4 @@
-"""The mixed-precision default: on where the device has fast bf16/fp16 units."""
+"""The device a run uses, and the mixed-precision default: on where the device has fast bf16/fp16 units."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from captcha_tui.core import devices
 from captcha_tui.core.devices import resolve_amp
-from captcha_tui.core.trainer import mixed_precision
+from captcha_tui.core.train import mixed_precision
 
 
 def test_an_explicit_choice_wins():
@@ -37,3 +37,9 @@ def test_a_cpu_without_the_probe_functions_counts_as_without_bf16(monkeypatch):
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     assert devices.fast_low_precision(torch.device("cpu")) is False
+
+
+def test_the_device_name_shown_before_a_run_is_the_resolved_one_or_what_was_asked():
+    assert devices.device_name("auto") == str(devices.resolve_device("auto"))
+    assert devices.device_name(" CPU ") == "cpu"
+    assert devices.device_name("tpu") == "tpu"  # names no device: shown as asked, and the run says why

@@ -23,7 +23,7 @@ from captcha_tui.core.onnx_format import METADATA_KEY, read_onnx_metadata
 from captcha_tui.core.onnx_predictor import NEEDS_ONNXRUNTIME, OnnxPredictor
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.spec import CodeSpec
-from captcha_tui.core.trainer import TrainConfig, Trainer
+from captcha_tui.core.train import TrainConfig, Trainer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "onnx.md"
 

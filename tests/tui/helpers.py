@@ -10,7 +10,7 @@ from pathlib import Path
 from textual import events
 
 from captcha_tui.core.devices import DeviceInfo
-from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.core.train import TrainConfig
 from captcha_tui.core.units import GiB
 from captcha_tui.tui.app import CaptchaApp
 from tools.demo import fixed_clock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from captcha_tui import cli
 from captcha_tui.core import events as ev
-from captcha_tui.core.trainer import Trainer
+from captcha_tui.core.train import Trainer
 from captcha_tui.tui.app import CaptchaApp
 from captcha_tui.tui.widgets.batch_panel import BatchPanel
 from captcha_tui.words import FINISH_REASONS

@@ -146,7 +146,7 @@ def test_o_with_a_folder_typed_ahead_in_one_burst(captcha_dir, tmp_path):
 def test_the_default_config_lets_the_trainer_pick_the_preset(prepared_dataset, tmp_path):
     """No --preset: the header says the choice is the trainer's (it picks from the data) and a run
     started from the dashboard trains the per-position default on this one-length dataset."""
-    from captcha_tui.core.trainer import TrainConfig
+    from captcha_tui.core.train import TrainConfig
 
     config = TrainConfig(data=prepared_dataset, out=tmp_path / "run", device="cpu", epochs=1, threads=1)
     assert config.preset is None

@@ -19,7 +19,7 @@ from captcha_tui.core.generator import DEFAULT_CHARSET
 from captcha_tui.core.model import build_model
 from captcha_tui.core.predictor import PathResult, Prediction, Predictor
 from captcha_tui.core.spec import CodeSpec
-from captcha_tui.core.trainer import TrainConfig
+from captcha_tui.core.train import TrainConfig
 from captcha_tui.tui.app import CaptchaApp
 from captcha_tui.tui.messages import ModelLoaded, PredictionsReady
 from tools.demo import fixed_clock, play_training_demo

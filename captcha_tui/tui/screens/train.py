@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from ...core import events as ev
-from ...core.trainer import BEST, TrainConfig
+from ...core.train import BEST, TrainConfig
 from ...words import percent
 from ..dataset_info import DatasetSummary
 from ..messages import DataProgress, HardwareSampled, TrainingUpdate

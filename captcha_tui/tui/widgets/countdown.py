@@ -8,6 +8,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from ...core import events as ev
+from ...core.train.stopping import Patience
 from ..run_info import RunSummary
 
 
@@ -67,5 +68,5 @@ class CountdownLine(Static):
         self._epochs_shown = True
         self.update(countdown_text(e))
         # Highlighted only when an early stop is near: the budget or the clock running out is the plan.
-        close = e.ends_by == "early_stop" and (e.patience_left or 0) <= max(1, (e.patience or 0) // 5)
+        close = e.ends_by == Patience.reason and (e.patience_left or 0) <= max(1, (e.patience or 0) // 5)
         self.set_class(close, "-close")

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ...core import events as ev
+from ...core.train.stopping import StopRequest
 from ...words import FINISH_REASONS, characters, percent
 
 
@@ -34,7 +35,7 @@ class FinishBanner(Static):
             text.append(" · press ")
             text.append("e", "bold reverse")
             text.append(" to read captchas with it")
-        if e.reason == "stopped" and e.last_checkpoint:
+        if e.reason == StopRequest.reason and e.last_checkpoint:
             text.append("\npress ")
             text.append("s", "bold reverse")
             text.append(f" to continue from {e.last_checkpoint}")

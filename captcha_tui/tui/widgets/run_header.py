@@ -11,7 +11,7 @@ from ...core import events as ev
 from ...core.base_model import BASE_MODEL, is_base_model
 from ...core.devices import resolve_amp
 from ...core.spec import CodeSpec
-from ...core.trainer import TrainConfig
+from ...core.train import TrainConfig
 from ...words import patience_words
 from ..dataset_info import DatasetSummary
 from ..formatting import charset_preview

@@ -1,3 +1,5 @@
+"""The Trainer end to end: a run's events, its stop rules in action, pauses, resumes and the clock."""
+
 from __future__ import annotations
 
 import threading
@@ -8,24 +10,9 @@ import torch
 
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
-from captcha_tui.core.dataset import load_dataset, prepare
 from captcha_tui.core.model import build_model, to_model_input
 from captcha_tui.core.predictor import Predictor
-from captcha_tui.core.spec import CodeSpec
-from captcha_tui.core.trainer import (
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    first_limit,
-    lr_factor,
-    patience_for,
-    peak_learning_rate,
-    resolve_init,
-    schedule_progress,
-    short_run_notice,
-    train_step,
-    transfer_weights,
-)
+from captcha_tui.core.train import TrainConfig, Trainer, lr_factor, train_step
 from captcha_tui.words import describe_event
 from tests.helpers import events_of, history_rows, spec_for
 
@@ -186,49 +173,6 @@ def test_bad_settings_fail_with_a_reason(prepared_dataset, tmp_path, change, mes
 def test_missing_dataset_fails_with_advice(tmp_path):
     result = Trainer(TrainConfig(data=tmp_path / "nothing", out=tmp_path / "run", device="cpu")).run()
     assert isinstance(result, ev.Failed) and "captcha-tui prepare" in result.message
-
-
-def test_one_cycle_schedule_warms_up_then_decays():
-    values = [lr_factor(p / 100, "onecycle") for p in range(101)]
-    peak = values.index(max(values))
-    assert values[0] < 0.1 and 5 <= peak <= 15 and values[-1] <= 0.02
-    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
-    assert lr_factor(0.5, "constant") == 1.0
-
-
-def test_the_peak_learning_rate_follows_the_preset_the_set_size_and_a_fine_tune():
-    assert peak_learning_rate("fast", 48_000, fine_tune=False) == pytest.approx(3e-3)
-    assert peak_learning_rate("crnn-fast", 48_000, fine_tune=False) == pytest.approx(6e-3)
-    assert peak_learning_rate("crnn-fast", 48_000, fine_tune=True) == pytest.approx(2e-3)
-    # A few hundred images: never above 3e-3 (a CTC preset's 6e-3 overfits them), a third for a fine-tune.
-    assert peak_learning_rate("crnn-fast", 240, fine_tune=False) == pytest.approx(3e-3)
-    assert peak_learning_rate("crnn-fast", 240, fine_tune=True) == pytest.approx(1e-3)
-    assert peak_learning_rate("fast", 240, fine_tune=True) == pytest.approx(1e-3)
-    assert peak_learning_rate("crnn-fast", 240, fine_tune=True, lr=0.02) == 0.02  # --lr wins
-
-
-def test_a_small_set_with_the_default_epochs_is_warned_with_what_to_pass():
-    notice = short_run_notice(240, 15)
-    assert notice.level == "warning"
-    assert "240 training images × 15 epochs is only 3,600 images seen" in notice.message
-    assert "try --epochs 250," in notice.message and "--epochs 1000 --time-limit 300" in notice.message
-    assert short_run_notice(240, 250) is None  # enough epochs: no warning
-    assert short_run_notice(48_000, 15) is None  # a generated set: the defaults suit it
-    assert short_run_notice(0, 15) is None
-
-
-def test_a_time_limit_shorter_than_the_epochs_anneals_on_the_clock():
-    # 2 of 15 epochs done, but 600 of 900 s gone: the schedule is two thirds through, not 13%.
-    assert schedule_progress(2 / 15, 600, 900) == pytest.approx(2 / 3)
-    # The epochs run out first: they set the pace.
-    assert schedule_progress(0.5, 100, 900) == 0.5
-    assert schedule_progress(0.25, 1e6, None) == 0.25
-    # A resumed session's limit covers the rest of the schedule from where it was, never going back.
-    assert schedule_progress(0.5, 0, 900, start=0.6) == 0.6
-    assert schedule_progress(0.5, 450, 900, start=0.6) == pytest.approx(0.8)
-    assert schedule_progress(0.5, 0, None, start=0.6) == 0.6
-    # At the limit the learning rate is at its floor.
-    assert lr_factor(schedule_progress(0.4, 900, 900), "onecycle") == pytest.approx(0.01)
 
 
 def test_label_smoothing_spreads_the_target_and_zero_is_plain_cross_entropy():
@@ -403,47 +347,6 @@ def test_a_resumed_time_limit_counts_this_session_only(prepared_dataset, tmp_pat
     assert (saved["epoch"], saved["position"]) == (1, 40 + 6 * 20)
 
 
-def test_the_countdown_names_the_rule_that_ends_the_run_first():
-    # (budget left, patience left, time left, seconds an epoch)
-    assert first_limit(3, 5, None, 10.0) == "max_epochs"
-    assert first_limit(8, 2, None, 10.0) == "early_stop"
-    assert first_limit(8, 5, 25.0, 10.0) == "time_limit"  # 2.5 epochs of time left
-    assert first_limit(2, 2, 20.0, 10.0) == "max_epochs"  # ties go to the certain end
-    assert first_limit(3, 2, 20.0, 10.0) == "time_limit"
-
-    def countdown(**change) -> ev.Countdown:
-        values = dict(
-            best_accuracy=0.9,
-            best_epoch=4,
-            patience_left=2,
-            patience=5,
-            budget_left=3,
-            time_left_s=None,
-            ends_by="early_stop",
-        )
-        return ev.Countdown(**{**values, **change})
-
-    assert countdown().summary() == "stops after 2 more epochs without improvement"
-    assert countdown(patience_left=0).summary() == "stops now: no improvement for its whole patience"
-    assert countdown(ends_by="max_epochs").summary() == "ends after 3 more epochs (its epoch budget)"
-    assert countdown(ends_by="max_epochs", budget_left=0).summary() == "ends now: its epoch budget is done"
-    assert (
-        countdown(ends_by="time_limit", time_left_s=240.0).summary() == "ends in about 4 min (its time limit)"
-    )
-
-
-def test_the_default_patience_follows_the_set_and_the_time_limit():
-    defaults = TrainConfig()
-    # The default 48,000 generated images: 5 epochs, which can stop a run within its 15-epoch budget.
-    assert patience_for(defaults.patience, False, 48_000) == 5 < defaults.epochs
-    # 240 hand-labelled images: 50,000 images' worth, not 5 epochs (1,200 images: seconds at chance level).
-    assert patience_for(None, False, 240) == 209
-    # Under a time limit or an image budget the run uses it all (the schedule anneals over it).
-    assert patience_for(None, True, 240) is None and patience_for(None, True, 12_800) is None
-    # A patience given is kept, time limit or not.
-    assert patience_for(7, True, 240) == 7 and patience_for(3, False, 48_000) == 3
-
-
 def test_an_image_budget_ends_the_run_and_the_schedule_on_its_last_image(
     prepared_dataset, tmp_path, one_thread
 ):
@@ -482,120 +385,3 @@ def test_a_time_limited_run_on_a_small_set_is_not_stopped_early(prepared_dataset
 
 
 # ---- fine-tuning from a checkpoint ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def other_charset_dataset(captcha_dir, prepared_dataset, tmp_path_factory):
-    """The same captchas read with another charset: reversed (so no character keeps its index) plus '#'."""
-    charset = "#" + load_dataset(prepared_dataset).spec.charset[::-1]
-    out = tmp_path_factory.mktemp("other_charset") / "dataset"
-    prepare(captcha_dir, out, charset=charset, workers=1, seed=0)
-    return out
-
-
-def test_fine_tuning_with_the_same_charset_starts_from_the_checkpoint_weights(
-    tiny_run, prepared_dataset, tmp_path, one_thread
-):
-    source = tiny_run / "best.pt"
-    events: list = []
-    # A vanishing learning rate: after the epoch the weights are still the ones it started from.
-    config = TrainConfig(
-        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source, lr=1e-12
-    )
-    result = Trainer(config, events.append).run()
-    assert isinstance(result, ev.Finished), getattr(result, "message", "")
-    start, tuned = load_checkpoint(source), load_checkpoint(tmp_path / "last.pt")
-    assert torch.allclose(tuned.model["stem.0.weight"], start.model["stem.0.weight"], atol=1e-8)
-    assert torch.allclose(tuned.model["head.2.weight"], start.model["head.2.weight"], atol=1e-8)
-    notices = [n.message for n in events_of(events, ev.Notice)]
-    layers = len({name.rpartition(".")[0] for name in start.model})
-    assert f"fine-tuning from {source}: {layers} of {layers} layers copied" in notices
-    started = events_of(events, ev.RunStarted)[0]
-    assert started.init == str(source) and started.learning_rate == 1e-12  # a given learning rate is kept
-    assert tuned.meta.init == str(source) and load_checkpoint(tmp_path / "best.pt").meta.init == str(source)
-
-
-def test_fine_tuning_with_another_charset_rebuilds_the_output_layer(
-    tiny_run, other_charset_dataset, tmp_path, one_thread
-):
-    source = tiny_run / "best.pt"
-    events: list = []
-    config = TrainConfig(
-        data=other_charset_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source
-    )
-    result = Trainer(config, events.append).run()
-    assert isinstance(result, ev.Finished), getattr(result, "message", "")
-    notice = next(n.message for n in events_of(events, ev.Notice) if n.message.startswith("fine-tuning"))
-    old = load_checkpoint(source).meta.spec.charset
-    assert f"output layer rebuilt for charset {old!r} ≠ '#{old[::-1]}'" in notice
-    assert f"the rows of the {len(old)} characters both charsets share copied" in notice
-    layers = len({name.rpartition(".")[0] for name in load_checkpoint(source).model})
-    assert f"{layers - 1} of {layers} layers copied" in notice
-    # A fine-tune's default peak learning rate is a third of a new run's; resuming it keeps that.
-    assert events_of(events, ev.RunStarted)[0].learning_rate == pytest.approx(3e-3 / 3)
-    again: list = []
-    Trainer(replace(config, init=None, resume=True, epochs=2), again.append).run()
-    started = events_of(again, ev.RunStarted)[0]
-    assert started.learning_rate == pytest.approx(1e-3) and started.init == str(source)
-
-
-def test_transfer_weights_copies_output_rows_by_character():
-    torch.manual_seed(0)
-    source_spec = CodeSpec.fixed("abcd", 2, (40, 16))
-    target_spec = CodeSpec.fixed(
-        "#dcxa", 3, (40, 16)
-    )  # d, c and a shared, at other indices; one more position
-    source, target = build_model("tiny", source_spec), build_model("tiny", target_spec)
-    fresh = target.head[2].weight.detach().clone()
-    done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
-    assert done.output_rebuilt and done.shared_characters == 3 and done.copied == done.layers - 1
-    assert torch.equal(target.stem[0].weight, source.stem[0].weight)
-    theirs, mine = source.head[2].weight, target.head[2].weight
-    for position in range(2):
-        for char in "dca":
-            row = position * 5 + target_spec.charset.index(char)
-            assert torch.equal(mine[row], theirs[position * 4 + source_spec.charset.index(char)])
-        assert torch.equal(mine[position * 5], fresh[position * 5])  # '#' is new: left as built
-    assert torch.equal(mine[2 * 5 :], fresh[2 * 5 :])  # the third position is new too
-
-
-def test_fine_tuning_from_another_preset_is_refused_with_the_preset_named(
-    tiny_run, prepared_dataset, tmp_path
-):
-    config = TrainConfig(
-        data=prepared_dataset, out=tmp_path, preset="fast", device="cpu", init=tiny_run / "best.pt"
-    )
-    result = Trainer(config).run()
-    assert isinstance(result, ev.Failed)
-    assert "holds a 'tiny' model and this run's preset is 'fast'; pass --preset tiny" in result.message
-
-
-def test_init_and_resume_together_are_refused(tiny_run, prepared_dataset, tmp_path):
-    config = TrainConfig(
-        data=prepared_dataset, out=tmp_path, preset="tiny", init=tiny_run / "best.pt", resume=True
-    )
-    result = Trainer(config).run()
-    assert isinstance(result, ev.Failed) and "--init and --resume do not go together" in result.message
-
-
-def test_a_bad_init_gives_the_one_line_checkpoint_error(prepared_dataset, tmp_path):
-    (tmp_path / "empty.pt").write_bytes(b"")
-    for init, words in (
-        (tmp_path / "nowhere.pt", "checkpoint not found"),
-        (tmp_path / "empty.pt", "is empty"),
-    ):
-        config = TrainConfig(
-            data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu", init=init
-        )
-        result = Trainer(config).run()
-        assert isinstance(result, ev.Failed) and "\n" not in result.message
-        assert result.message.startswith("cannot fine-tune: ") and words in result.message
-
-
-def test_init_base_says_so_when_this_install_has_no_base_model(tmp_path, monkeypatch):
-    from captcha_tui.core import trainer
-
-    assert resolve_init(tmp_path / "best.pt") == tmp_path / "best.pt"
-    monkeypatch.setattr(trainer, "base_model_path", lambda: None)
-    with pytest.raises(TrainingError, match="this install of captcha-tui has no base model"):
-        resolve_init("base")

@@ -1,0 +1,149 @@
+"""What a run is asked to do: :class:`TrainConfig` (every option of `train` and of the dashboard is one
+of its fields), the run folder's file names, and the errors a run reports to the user."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..augment import SMALL_SET
+from ..model import CTC_LR, DEFAULT_LR, PRESETS, default_preset_rule
+from .stopping import PATIENCE, PATIENCE_IMAGES
+
+DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
+DEFAULT_RUN_DIR = Path("runs/default")
+BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
+
+
+@dataclass
+class TrainConfig:
+    # A field with "help" in its metadata is a command-line option of `train` and of the dashboard, built
+    # by cli.py from these declarations (flag: --field-name, or "flag"; a bool that defaults to True is
+    # --no-field-name), so each default and help text is written here and nowhere else.
+    data: Path = field(default=DEFAULT_DATA_DIR, metadata={"help": "dataset folder"})
+    out: Path = field(default=DEFAULT_RUN_DIR, metadata={"help": "run folder for checkpoints"})
+    # None: per-position "fast" for codes of one length, CTC "crnn-fast" for several (or the preset of the
+    # checkpoint resumed or fine-tuned from).
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": f"model (default: {default_preset_rule()})",
+            "choices": tuple(sorted(PRESETS)),
+        },
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
+    # The one-cycle schedule spans these (or the time limit, if shorter).
+    epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
+    batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
+    # None: peak_learning_rate decides (the preset's peak; lower for a small set and for a fine-tune).
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "help": f"peak learning rate (default: the preset's, {DEFAULT_LR:g}, CTC presets {CTC_LR:g}; at most "
+            f"{DEFAULT_LR:g} under {SMALL_SET:,} training images; a third of that for a fine-tune)"
+        },
+    )
+    weight_decay: float = 0.05
+    # On the device: shifts of a few pixels for a generated set, random warps and colour changes for a
+    # small (hand-labelled) one (augment.py).
+    augment: bool = field(default=True, metadata={"help": "train on the images exactly as they are"})
+    # Aim for 90% (not 100%) on the right class: stops the model from growing ever more certain of the
+    # training captchas, which it would otherwise start memorising within a few epochs.
+    label_smoothing: float = field(
+        default=0.1,
+        metadata={"help": "share of each target spread over the other characters; 0: off", "metavar": "X"},
+    )
+    schedule: str = field(
+        default="onecycle",
+        metadata={
+            "help": "onecycle: warm-up, then cosine decay; constant: one fixed learning rate",
+            "choices": ("onecycle", "constant"),
+        },
+    )
+    # None: patience_for decides (off under a time limit; else 5 epochs, and never fewer than
+    # PATIENCE_IMAGES images' worth, so a small set is not stopped at chance level in its first seconds).
+    patience: int | None = field(
+        default=None,
+        metadata={
+            "help": f"epochs without a new best before stopping early (default: {PATIENCE}, and at least "
+            f"{PATIENCE_IMAGES:,} training images' worth; off under --time-limit, which the run then uses "
+            "to the end)"
+        },
+    )
+    # None: on where the device has fast bf16/fp16 (devices.py).
+    amp: bool | None = field(
+        default=None,
+        metadata={
+            "help": "mixed precision (bf16/fp16); default: on for CUDA and for CPUs with bf16 units (AMX, AVX512-BF16)"
+        },
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the run folder's last checkpoint"})
+    seed: int = field(
+        default=0, metadata={"help": "random seed of the initial weights, the batch order and the shifts"}
+    )
+    target_accuracy: float | None = field(
+        default=None,
+        metadata={"help": "stop once validation accuracy reaches this (0-1)", "flag": "--target"},
+    )
+    time_limit_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "stop after this many seconds; the learning-rate schedule then ends on time",
+            "flag": "--time-limit",
+        },
+    )
+    # A budget that does not depend on the machine's speed: recipes are compared at equal images seen.
+    train_images: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop once the run has trained on this many images in all (at the mini-batch that "
+            "reaches N); the learning-rate schedule then ends on the last of them",
+            "metavar": "N",
+        },
+    )
+    report_interval_s: float = 0.1  # at most ~10 progress events a second
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for PyTorch"})
+    init: Path | None = field(
+        default=None,
+        metadata={
+            "help": "start from this checkpoint's weights (fine-tune; 'base': the base model shipped with "
+            "captcha-tui); a fine-tune peaks at a third of the preset's learning rate unless --lr sets it",
+            "metavar": "CHECKPOINT",
+        },
+    )
+
+    def validate(self) -> None:
+        """Raise ValueError for settings that cannot work, with what to do instead."""
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1 (got {self.batch_size})")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1 (got {self.epochs})")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1 (got {self.patience})")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be a positive number (got {self.lr})")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        if self.schedule not in ("onecycle", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; use onecycle or constant")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.train_images is not None and self.train_images < 1:
+            raise ValueError(f"--train-images must be at least 1 (got {self.train_images})")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise ValueError("target accuracy must be in (0, 1]")
+        if self.init is not None and self.resume:
+            raise ValueError(
+                "--init and --resume do not go together: --resume carries on from the run folder's own "
+                "last.pt; to fine-tune, train with --init into a new --out"
+            )
+
+
+class TrainingError(RuntimeError):
+    """A failure with a message meant for the user (no traceback needed)."""
+
+
+class ConfigError(TrainingError):
+    """What was asked cannot be done as asked (a setting, or a dataset or run folder that does not fit
+    it): the user changes the command. A usage error: one line, exit 2, no traceback and no error.log."""

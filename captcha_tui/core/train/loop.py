@@ -1,0 +1,584 @@
+"""The training loop. No UI here: it reports through events (see ``events.py``) and runs in any thread.
+
+Read ``Trainer._train`` top to bottom for the whole story: set up (the dataset on the device, the model,
+fresh, fine-tuned from ``init`` or resumed: start.py), then epochs of (train, validate, keep the best,
+save, ask the stop rules: stopping.py), then the test split scored with the best weights.
+
+Time is training time: a pause counts in neither the images/s rate, the ETA, the time limit nor the
+learning-rate schedule's clock. On ``resume``, ``time_limit_s`` counts this session's training only and
+anneals what is left of the schedule (schedule.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import events as ev
+from ..augment import SMALL_SET, WARP, augment, augmentation_for
+from ..checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
+from ..dataset import Dataset, DatasetError, load_dataset
+from ..devices import DeviceError, resolve_device
+from ..model import CaptchaNet, build_model, count_parameters, prefers_channels_last, to_model_input
+from ..objectives import Objective, character_errors, objective_for
+from ..spec import CodeSpec
+from .config import BEST, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
+from .schedule import Schedule, short_run_notice
+from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
+from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
+from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, patience_for
+
+EventSink = Callable[[ev.TrainerEvent], None]
+# Called before every optimisation step with (epoch, batch, batch_size): a seam for fault-injection tests.
+StepHook = Callable[[int, int, int], None]
+Clock = Callable[[], float]  # seconds, monotonic: time.perf_counter unless a test injects one
+
+
+@dataclass
+class _Run:
+    """What one session trains with, built whole by :meth:`Trainer._setup`."""
+
+    data: Dataset
+    # The whole dataset lives on the device as uint8 (NHWC); each batch is converted there.
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    preset: str
+    spec: CodeSpec  # what the model reads: the dataset's codes, with the preset's decoder
+    model: CaptchaNet
+    objective: Objective
+    optimizer: torch.optim.Optimizer  # its learning rate is set before every step, from the schedule
+    autocast: torch.autocast | None
+    scaler: torch.amp.GradScaler | None
+    augmentation: str | None  # augment.py's kind for this run's training set; None: off
+    init: str | None  # the checkpoint this run was fine-tuned from
+    schedule: Schedule
+    rules: StopRules
+    best_weights: dict | None  # the one field that changes: at each new best
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        on_event: EventSink | None = None,
+        step_hook: StepHook | None = None,
+        clock: Clock = time.perf_counter,
+    ):
+        self.config = config
+        self._sink = on_event or (lambda event: None)
+        self._step_hook = step_hook
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self.run_dir = Path(config.out)
+        self.device: torch.device | None = None
+        # Epochs without a new best that end the run (None: no early stop); set from the training set's
+        # size once the data is loaded (patience_for).
+        self.patience: int | None = config.patience
+        self._clock = clock
+        self._session_zero = clock()
+        self._paused_s = 0.0  # of this session, spent blocked in a pause
+        self._before_s = 0.0  # training time of a resumed run's earlier sessions
+
+    def _session_s(self) -> float:
+        """Training seconds of this session: pauses excluded."""
+        return self._clock() - self._session_zero - self._paused_s
+
+    def _elapsed(self) -> float:
+        """Training seconds of the whole run: a resumed run's earlier sessions and this one."""
+        return self._before_s + self._session_s()
+
+    def _standing(self, state: RunState, val_accuracy: float | None = None, epoch_s: float = 0.0) -> Standing:
+        """Where the run stands, for the stop rules."""
+        return Standing(
+            epoch=state.epoch,
+            best_epoch=state.best_epoch,
+            best_accuracy=state.best_val,
+            images_seen=state.images_seen,
+            session_s=self._session_s(),
+            val_accuracy=val_accuracy,
+            epoch_s=epoch_s,
+        )
+
+    # ---- control, from any thread -------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        if self._running.is_set() and not self._stop.is_set():
+            self._running.clear()
+            self._emit(ev.StateChanged("paused"))
+
+    def resume(self) -> None:
+        if not self._running.is_set():
+            self._running.set()
+            self._emit(ev.StateChanged("running"))
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # ---- entry point ------------------------------------------------------------------------------------
+    def run(self) -> ev.Finished | ev.Failed:
+        """Train to the end; never raises. Returns the last event (also emitted)."""
+        try:
+            try:
+                self.config.validate()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            return self._train()
+        except ConfigError as exc:
+            return self._fail(str(exc), usage=True)
+        except (TrainingError, DatasetError, DeviceError, CheckpointError, ValueError) as exc:
+            return self._fail(str(exc), traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug worth a full traceback
+            return self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def _train(self) -> ev.Finished:
+        run, state, notices = self._setup()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n")
+        self._emit(self._run_started(run, state))
+        for notice in notices:
+            self._emit(notice)
+
+        self._session_zero, self._paused_s, self._before_s = self._clock(), 0.0, state.elapsed_s
+        rule = None
+        while rule is None:
+            epoch, started = state.epoch + 1, self._elapsed()
+            trained, rule = self._train_epoch(run, state, epoch)
+            if rule is not None:
+                break  # stopped, or out of time (or images), inside the epoch
+            train = trained.means(run.train_y.shape[1])
+            val = self._validate(run) if len(run.val_x) else train
+            state.epoch, state.position = epoch, 0
+            seconds = self._elapsed() - started
+            end = ev.EpochEnd(
+                epoch,
+                train_loss=train.loss,
+                train_accuracy=train.accuracy,
+                train_char_accuracy=train.char_accuracy,
+                val_loss=val.loss,
+                val_accuracy=val.accuracy,
+                val_char_accuracy=val.char_accuracy,
+                seconds=seconds,
+                images_per_s=trained.images / seconds if seconds else 0.0,
+                learning_rate=run.optimizer.param_groups[0]["lr"],
+                train_char_error_rate=train.char_error_rate,
+                val_char_error_rate=val.char_error_rate,
+            )
+            state.history.append(asdict(end))
+            self._emit(end)
+            self._consider_best(run, state, val, epoch)
+            self._save_last(run, state)
+            self._emit(run.rules.countdown(self._standing(state, epoch_s=seconds)))
+            rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy))
+        return self._end(rule, run, state)
+
+    def _train_epoch(self, run: _Run, state: RunState, epoch: int) -> tuple[Tally, StopRule | None]:
+        """One pass over the training split from ``state.position`` on. Returns its sums, and None or the
+        rule that ended the run inside the epoch."""
+        cfg = self.config
+        images, labels = run.train_x, run.train_y
+        n, length = len(images), labels.shape[1]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        order = order.to(images.device)
+        ctc = run.spec.decoder == "ctc"
+        epoch_sums, window = Tally(images.device, ctc), Tally(images.device, ctc)  # window: since a report
+        started, last_report = self._elapsed(), time.perf_counter()
+        batch = state.position // state.batch_size
+        last_batch = None  # (decoded, targets) of the last step: CTC's character errors, sampled at reports
+        run.model.train()
+        while state.position < n:
+            self._wait_while_paused()
+            rule = run.rules.before_batch(self._standing(state))
+            if rule is not None:
+                return epoch_sums, rule
+            size = state.batch_size
+            index = order[state.position : state.position + size]
+            if len(index) < 2 and state.position > 0:
+                break  # a lone leftover image: BatchNorm cannot train on a batch of one
+            batch += 1
+            self._set_learning_rate(run, state, epoch - 1 + state.position / n)
+            try:
+                if self._step_hook:
+                    self._step_hook(epoch, batch, size)
+                stats, last_batch = self._step(run, images[index], labels[index])
+            except torch.OutOfMemoryError:
+                stats = None
+            if stats is None:  # out of memory; outside the except block the failed step's tensors are freed
+                state.batch_size = self._handle_oom(run.optimizer, epoch, batch, size)
+                batch -= 1
+                continue  # the same images again, with the smaller mini-batch
+            epoch_sums.add(stats, len(index))
+            window.add(stats, len(index))
+            state.position += len(index)
+            state.images_seen += len(index)
+
+            if time.perf_counter() - last_report >= cfg.report_interval_s or state.position >= n - 1:
+                if ctc:  # the last batch's edit distances, read back with the report's sums
+                    errors = character_errors(*last_batch)
+                    window.add_errors(*errors)
+                    epoch_sums.add_errors(*errors)
+                scores = window.means(length)  # the one sync per report
+                rate = epoch_sums.images / max(self._elapsed() - started, 1e-9)
+                left = n - state.position
+                at = self._standing(state)
+                self._emit(
+                    ev.BatchProgress(
+                        epoch=epoch,
+                        batch=batch,
+                        batches=batch + math.ceil(left / size),
+                        loss=scores.loss,
+                        accuracy=scores.accuracy,
+                        char_accuracy=scores.char_accuracy,
+                        char_error_rate=scores.char_error_rate,
+                        images_per_s=rate,
+                        eta_s=left / rate if rate else 0.0,
+                        batch_size=size,
+                        time_left_s=run.rules.time_left_s(at),
+                        images_left=run.rules.images_left(at),
+                    )
+                )
+                window.clear()
+                last_report = time.perf_counter()  # wall time: it paces the events, not the accounts
+        return epoch_sums, None
+
+    def _step(
+        self, run: _Run, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One optimisation step on a mini-batch. Returns its (loss × images, whole codes right,
+        characters right: per-position models only), left on the device, and its (decoded, targets)."""
+        if run.augmentation is not None:
+            images = augment(images, run.augmentation)
+        logits, loss = train_step(
+            run.model,
+            run.optimizer,
+            to_model_input(images),
+            labels,
+            run.autocast,
+            run.scaler,
+            run.objective,
+        )
+        with torch.no_grad():
+            decoded = run.objective.decode(logits.detach())
+            hits = run.objective.hits(decoded, labels)
+            chars = (
+                (decoded[:, : labels.shape[1]] == labels).sum()
+                if run.spec.decoder != "ctc"
+                else hits.sum() * 0
+            )
+            stats = torch.stack((loss.detach().float() * len(labels), hits.sum().float(), chars.float()))
+            return stats, (decoded, labels)
+
+    def _set_learning_rate(self, run: _Run, state: RunState, epochs_trained: float) -> None:
+        progress = run.schedule.progress(epochs_trained, state.images_seen, self._session_s())
+        state.schedule_at = progress
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.schedule.learning_rate(progress)
+
+    def _wait_while_paused(self) -> None:
+        """Block while paused; the time spent here is not training time."""
+        if self._running.is_set():
+            return
+        blocked = self._clock()
+        while not self._running.wait(0.1):
+            pass
+        self._paused_s += self._clock() - blocked
+
+    def _validate(self, run: _Run) -> Scores:
+        run.model.eval()
+        scores = evaluate(run.model, run.val_x, run.val_y, run.autocast, run.objective)
+        run.model.train()
+        return scores
+
+    def _consider_best(self, run: _Run, state: RunState, val: Scores, epoch: int) -> bool:
+        """Keep these weights, and save them as best.pt, if they beat the best so far (:class:`BestScore`).
+        Returns whether they did."""
+        score = BestScore.of(val.accuracy, val.char_accuracy, val.char_error_rate)
+        if not score.beats(BestScore(state.best_val, state.best_char)):
+            return False
+        previous = state.best_val if state.best_val > NO_BEST.accuracy else None
+        state.best_val, state.best_char, state.best_epoch = score.accuracy, score.chars, epoch
+        run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        self._emit(ev.NewBest(epoch, val.accuracy, previous))
+        self._save(BEST, run, state, with_optimizer=False)
+        return True
+
+    def _end(self, rule: StopRule, run: _Run, state: RunState) -> ev.Finished:
+        """Say why the run ended, keep what an unfinished epoch trained, and score the test split once,
+        with the best weights (it is never used to choose anything)."""
+        if state.position:  # ended inside an epoch: last.pt keeps its progress for --resume
+            self._save_last(run, state)
+        last_val = state.history[-1]["val_accuracy"] if state.history else None
+        notice = rule.notice(self._standing(state, val_accuracy=last_val))
+        if notice is not None:
+            self._emit(ev.Notice(notice))
+        if not rule.scores_test:
+            return self._finish(rule.reason, state, None)
+        if (
+            # Out of time (or images) inside an epoch: the weights trained so far may be the best ones.
+            rule.spent
+            and state.position
+            and len(run.val_x)
+            and self._consider_best(run, state, self._validate(run), state.epoch + 1)
+        ):
+            self._emit(ev.Notice(f"{rule.spent} in epoch {state.epoch + 1}: its weights are the best yet"))
+        test = None
+        if run.best_weights is not None and run.data.count("test"):
+            run.model.load_state_dict(run.best_weights)
+            run.model.eval()
+            test_x, test_y = to_device(run.data, "test", self.device)
+            test = evaluate(run.model, test_x, test_y, run.autocast, run.objective)
+        return self._finish(rule.reason, state, test)
+
+    def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
+        """Free what the failed step held and return the halved mini-batch (or give up below 1)."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        smaller = size // 2
+        if smaller < 1:
+            raise TrainingError(
+                f"out of memory on {self.device} even with a mini-batch of 1: use a smaller preset "
+                "or another device (--device cpu)"
+            )
+        self._emit(ev.BatchSizeReduced(size, smaller, epoch, batch, str(self.device)))
+        self._emit(
+            ev.Notice(f"out of memory on {self.device}: mini-batch {size} → {smaller}, retrying", "warning")
+        )
+        return smaller
+
+    # ---- setting up: a new run, a fine-tune, a resumed run ------------------------------------------------
+    def _setup(self) -> tuple[_Run, RunState, list[ev.Notice]]:
+        """The device, the dataset on it, the model (fresh, fine-tuned or resumed) and its optimiser, the
+        state to start from, and the notices to give once the run has started."""
+        cfg = self.config
+        device = self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+        torch.manual_seed(cfg.seed)
+        data = load_dataset(cfg.data)
+        train_x, train_y = to_device(data, "train", device)
+        val_x, val_y = to_device(data, "val", device)
+        preset = choose_preset(cfg, self.run_dir, data.spec)
+        spec = model_spec(preset, data)
+        model = build_model(preset, spec).to(device)
+        check_steps(preset, model, data)
+        model.set_channels_last(prefers_channels_last(preset, device))
+        optimizer = torch.optim.AdamW(model.parameters(), weight_decay=cfg.weight_decay)
+        autocast, scaler = mixed_precision(cfg.amp, device)
+
+        notices = []
+        augmentation = augmentation_for(len(train_x)) if cfg.augment else None
+        if augmentation == WARP:
+            notices.append(
+                ev.Notice(
+                    f"{len(train_x):,} training images (under {SMALL_SET:,}): each is shown randomly "
+                    "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
+                )
+            )
+        budgeted = cfg.time_limit_s is not None or cfg.train_images is not None
+        self.patience = patience_for(cfg.patience, budgeted, len(train_x))
+        short = short_run_notice(len(train_x), cfg.epochs)
+        if short is not None and not cfg.resume:
+            notices.append(short)
+
+        state, init, best_weights, started = self._start(model, optimizer, preset, spec)
+        notices += started
+        if len(val_x) == 0:
+            notices.append(
+                ev.Notice("no validation images: the best model is chosen by training accuracy", "warning")
+            )
+        # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
+        schedule = Schedule.for_run(cfg, preset, len(train_x), init is not None, state.schedule_at)
+        run = _Run(
+            data=data,
+            train_x=train_x,
+            train_y=train_y,
+            val_x=val_x,
+            val_y=val_y,
+            preset=preset,
+            spec=spec,
+            model=model,
+            objective=objective_for(spec, cfg.label_smoothing),
+            optimizer=optimizer,
+            autocast=autocast,
+            scaler=scaler,
+            augmentation=augmentation,
+            init=init,
+            schedule=schedule,
+            rules=StopRules.for_run(cfg, self.patience, len(train_x), self._stop),
+            best_weights=best_weights,
+        )
+        return run, state, notices
+
+    def _start(
+        self, model: CaptchaNet, optimizer: torch.optim.Optimizer, preset: str, spec: CodeSpec
+    ) -> tuple[RunState, str | None, dict | None, list[ev.Notice]]:
+        """A new run, a fine-tune or a resumed run (start.py): the state to start from, the checkpoint it
+        was fine-tuned from, its best weights so far, and what to say about it."""
+        cfg = self.config
+        state, init, best_weights, notices = RunState(batch_size=cfg.batch_size), None, None, []
+        if cfg.init is not None:
+            init, notice = fine_tune(model, preset, spec, cfg.init, self.device)
+            notices.append(notice)
+        if cfg.resume:
+            resumed = resume(self.run_dir, model, optimizer, preset, spec, cfg, self.device)
+            state, init, best_weights = resumed.state, resumed.init, resumed.best_weights
+            notices.append(resumed.notice)
+        if cfg.time_limit_s is not None and state.elapsed_s > 0:
+            notices.append(
+                ev.Notice(
+                    f"time limit {cfg.time_limit_s:g} s: it counts this session's training only (the run "
+                    f"trained {state.elapsed_s:.0f} s before it); pauses do not count"
+                )
+            )
+        return state, init, best_weights, notices
+
+    def _run_started(self, run: _Run, state: RunState) -> ev.RunStarted:
+        cfg = self.config
+        return ev.RunStarted(
+            dataset=str(cfg.data),
+            train_count=len(run.train_x),
+            val_count=len(run.val_x),
+            test_count=run.data.count("test"),
+            spec=run.spec,
+            preset=run.preset,
+            device=str(self.device),
+            batch_size=state.batch_size,
+            learning_rate=run.schedule.peak_lr,
+            amp=run.autocast is not None,
+            patience=self.patience,
+            max_epochs=cfg.epochs,
+            start_epoch=state.epoch + 1,
+            batches_per_epoch=math.ceil(len(run.train_x) / state.batch_size),
+            run_dir=str(self.run_dir),
+            parameters=count_parameters(run.model),
+            init=run.init,
+            time_limit_s=cfg.time_limit_s,
+        )
+
+    # ---- checkpoints, history -------------------------------------------------------------------------------
+    def _save_last(self, run: _Run, state: RunState) -> None:
+        """last.pt (weights, optimiser and state: everything --resume needs) and history.jsonl."""
+        self._save(LAST, run, state, with_optimizer=True)
+        self._write_history(state.history)
+
+    def _save(self, name: str, run: _Run, state: RunState, with_optimizer: bool) -> None:
+        state.elapsed_s = self._elapsed()
+        meta = CheckpointMeta(
+            spec=run.spec,
+            preset=run.preset,
+            epoch=state.epoch,
+            val_accuracy=state.best_val
+            if name == BEST
+            else (state.history[-1]["val_accuracy"] if state.history else 0.0),
+            dataset=str(self.config.data),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            init=run.init,
+        )
+        payload = {
+            "meta": meta.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "trainer": asdict(replace(state, history=[])),
+            "history": state.history,
+        }
+        if with_optimizer:
+            payload["optimizer"] = run.optimizer.state_dict()
+        path = save_checkpoint(self.run_dir / name, payload)
+        self._emit(ev.CheckpointSaved(str(path), name.removesuffix(".pt"), state.epoch))
+
+    def _write_history(self, history: list[dict]) -> None:
+        path = self.run_dir / HISTORY
+        tmp = path.with_suffix(".jsonl.tmp")
+        try:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            self._emit(ev.Notice(f"could not write {path}: {exc.strerror or exc}", "warning"))
+
+    # ---- events --------------------------------------------------------------------------------------------
+    def _emit(self, event: ev.TrainerEvent) -> None:
+        if not isinstance(event, ev.BatchProgress):
+            self._log(event)
+        self._sink(event)
+
+    def _log(self, event: ev.TrainerEvent) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with (self.run_dir / LOG).open("a", encoding="utf-8") as handle:
+                handle.write(
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')} {type(event).__name__} {json.dumps(_jsonable(asdict(event)))}\n"
+                )
+        except OSError:
+            pass  # a read-only or full disk must not hide the event itself
+
+    def _finish(self, reason: str, state: RunState, test: Scores | None) -> ev.Finished:
+        best = self.run_dir / BEST
+        last = self.run_dir / LAST
+        event = ev.Finished(
+            reason=reason,
+            epochs_run=state.epoch,
+            best_epoch=state.best_epoch,
+            best_val_accuracy=max(state.best_val, 0.0),
+            test_accuracy=test.accuracy if test else None,
+            test_char_accuracy=test.char_accuracy if test else None,
+            test_char_error_rate=test.char_error_rate if test else None,
+            best_checkpoint=str(best) if best.exists() else None,
+            last_checkpoint=str(last) if last.exists() else None,
+            elapsed_s=self._elapsed(),
+            images_seen=state.images_seen,
+        )
+        self._emit(event)
+        return event
+
+    def _fail(self, message: str, trace: str = "", usage: bool = False) -> ev.Failed:
+        if usage:  # the user's command to change, not a fault to investigate: nothing to log
+            event = ev.Failed(message=message, usage=True)
+            self._emit(event)
+            return event
+        log_path = None
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.run_dir / "error.log"
+            log_path.write_text(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n\n{trace}", encoding="utf-8"
+            )
+        except OSError:
+            log_path = None
+        event = ev.Failed(message=message, traceback=trace, log_path=str(log_path) if log_path else None)
+        self._emit(event)
+        return event
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def train(
+    config: TrainConfig | None = None, on_event: EventSink | None = None, **overrides
+) -> ev.Finished | ev.Failed:
+    """Train from Python: ``train(data="data/default", epochs=5)``."""
+    config = replace(config or TrainConfig(), **overrides)
+    return Trainer(config, on_event).run()

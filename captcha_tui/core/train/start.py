@@ -1,0 +1,271 @@
+"""How a run starts: a new model, one fine-tuned from a checkpoint (``--init``), or a run carried on
+from its run folder's last.pt (``--resume``).
+
+A fine-tune copies every weight of the checkpoint that fits the dataset's spec, rebuilds the output layer
+where the charset or length differ (keeping the rows of shared characters), and trains at a third of its
+preset's peak learning rate (unless ``lr`` is set) after a 5% warm-up (schedule.py).
+
+On ``resume``, ``epochs`` stays the run's total epoch budget (so the one-cycle schedule carries on where it
+was; a budget already spent is refused with the number to pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import events as ev
+from ..base_model import BASE_MODEL, base_model_path
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..dataset import Dataset
+from ..model import PRESETS, CaptchaNet, default_preset, preset_spec
+from ..spec import PAD, CodeSpec
+from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError
+
+
+@dataclass
+class RunState:
+    """What a resumable checkpoint must carry beyond the weights."""
+
+    epoch: int = 0  # completed epochs
+    position: int = 0  # images of epoch + 1 already trained on (an interrupted epoch)
+    best_val: float = -1.0
+    best_char: float = -1.0  # breaks ties early on, while whole-code accuracy is still 0
+    best_epoch: int = 0
+    batch_size: int = 100
+    images_seen: int = 0
+    elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
+    schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_init(value: str | Path) -> Path:
+    """The checkpoint ``init`` names: a path, or ``"base"`` for the base model shipped in the package
+    (a file of that name is ``./base``). Raises :class:`TrainingError` when the base model is asked for
+    and this install has none."""
+    if str(value) != BASE_MODEL:
+        return Path(value)
+    shipped = base_model_path()
+    if shipped is None:
+        raise TrainingError(
+            "this install of captcha-tui has no base model (captcha_tui/assets/base.pt): give --init a "
+            f"checkpoint file (such as {DEFAULT_RUN_DIR / BEST})"
+        )
+    return shipped
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What :func:`transfer_weights` carried over."""
+
+    copied: int  # layers whose every tensor was copied
+    layers: int
+    output_rebuilt: bool  # the output layer did not fit and starts afresh (but for shared rows)
+    shared_characters: int  # characters whose output rows were copied into a rebuilt output layer
+
+
+def transfer_weights(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], source: CodeSpec, target: CodeSpec
+) -> Transfer:
+    """Copy ``weights`` (a checkpoint's, read with ``source``) into ``model`` (built for ``target``): every
+    tensor whose name and shape match, except the output layer when the two read different codes. That
+    one is rebuilt; for per-position models with the same input, the rows of the characters both charsets
+    share are copied by character (and position), so they need not be learnt again."""
+    own = model.state_dict()  # the model's own tensors: copying into them changes the model
+    output = _output_layer(own)
+    same_codes = (source.charset, source.max_length, source.decoder) == (
+        target.charset,
+        target.max_length,
+        target.decoder,
+    )
+    copied: set[str] = set()
+    with torch.no_grad():
+        for name, tensor in own.items():
+            theirs = weights.get(name)
+            if theirs is None or theirs.shape != tensor.shape:
+                continue
+            if name.rpartition(".")[0] == output and not same_codes:
+                continue
+            tensor.copy_(theirs)
+            copied.add(name)
+        shared = 0
+        if output and not same_codes and source.decoder == target.decoder == "positional":
+            shared = _copy_shared_rows(own, weights, output, source, target)
+    layers: dict[str, bool] = {}
+    for name in own:
+        module = name.rpartition(".")[0]
+        layers[module] = layers.get(module, True) and name in copied
+    return Transfer(
+        copied=sum(layers.values()),
+        layers=len(layers),
+        output_rebuilt=bool(output) and not layers.get(output, False),
+        shared_characters=shared,
+    )
+
+
+def _output_layer(weights: dict[str, torch.Tensor]) -> str:
+    """The name of the model's last linear layer (``head.2``), as checkpoint.py finds it; '' if none."""
+    names = [
+        k for k, v in weights.items() if k.startswith("head.") and k.endswith(".weight") and v.dim() == 2
+    ]
+    return names[-1].rpartition(".")[0] if names else ""
+
+
+def _copy_shared_rows(own, weights, output: str, source: CodeSpec, target: CodeSpec) -> int:
+    """Per-position output rows are ``position × classes + character``: copy those of shared characters."""
+    weight, bias = own[f"{output}.weight"], own.get(f"{output}.bias")
+    theirs, their_bias = weights.get(f"{output}.weight"), weights.get(f"{output}.bias")
+    if theirs is None or theirs.dim() != 2 or theirs.shape[1] != weight.shape[1]:
+        return 0  # another input size: no row fits
+    chars = [(j, source.charset.index(c)) for j, c in enumerate(target.charset) if c in source.charset]
+    rows, their_rows = [], []
+    for position in range(min(source.max_length, target.max_length)):
+        rows += [position * target.classes + j for j, _ in chars]
+        their_rows += [position * source.classes + i for _, i in chars]
+    if not rows:
+        return 0
+    rows_t, their_t = torch.tensor(rows), torch.tensor(their_rows)
+    weight[rows_t.to(weight.device)] = theirs[their_t.to(theirs.device)].to(weight)
+    if bias is not None and their_bias is not None:
+        bias[rows_t.to(bias.device)] = their_bias[their_t.to(their_bias.device)].to(bias)
+    return len(chars)
+
+
+def choose_preset(config: TrainConfig, run_dir: Path, spec: CodeSpec) -> str:
+    """``--preset``, else the preset of the checkpoint resumed or fine-tuned from, else the default for
+    these codes (per-position for one length, CTC for several)."""
+    if config.preset is not None:
+        return config.preset
+    source = run_dir / LAST if config.resume else (resolve_init(config.init) if config.init else None)
+    if source is not None and source.exists():
+        try:
+            return load_checkpoint(source, map_location="cpu").meta.preset
+        except CheckpointError:
+            pass  # resume / fine-tune says what is wrong with it
+    return default_preset(spec)
+
+
+def model_spec(preset: str, data: Dataset) -> CodeSpec:
+    """The dataset's codes with the preset's decoder; a per-position preset reads one length only."""
+    if PRESETS[preset].decoder == "positional" and not data.spec.fixed_length:
+        ctc = ", ".join(name for name, p in PRESETS.items() if p.decoder == "ctc")
+        raise ConfigError(
+            f"{data.path} holds codes of {data.spec.lengths} characters, but preset {preset!r} reads one "
+            f"fixed length: use a CTC preset ({ctc}), or leave --preset out"
+        )
+    return preset_spec(preset, data.spec)
+
+
+def check_steps(preset: str, model: CaptchaNet, data: Dataset) -> None:
+    """A CTC model emits one symbol per time step, with a blank between repeated neighbours: refuse
+    codes that cannot fit, naming the limit, instead of training on an infinite loss."""
+    if model.decoder != "ctc":
+        return
+    labels = np.concatenate([data.labels[s] for s in ("train", "val", "test")])
+    needed = (labels != PAD).sum(1) + ((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] != PAD)).sum(1)
+    if len(needed) and int(needed.max()) > model.steps:
+        worst = int(needed.max())
+        raise ConfigError(
+            f"some codes need {worst} time steps (their length plus a blank between repeated "
+            f"characters), but preset {preset!r} has {model.steps} per image: keep shorter codes "
+            f"(prepare --length), or a preset with more steps (--preset crnn has 30)"
+        )
+
+
+def fine_tune(
+    model: CaptchaNet, preset: str, spec: CodeSpec, init: str | Path, device: torch.device
+) -> tuple[str, ev.Notice]:
+    """Start from ``init``'s weights: all that fit, the output layer rebuilt where the codes differ.
+    Returns the checkpoint's path (the run's ``init``) and the notice that says what was copied."""
+    path = resolve_init(init)
+    try:
+        source = load_checkpoint(path, map_location=device)
+    except CheckpointError as exc:
+        raise TrainingError(f"cannot fine-tune: {exc}") from None
+    if source.meta.preset != preset:
+        raise ConfigError(
+            f"cannot fine-tune from {path}: it holds a {source.meta.preset!r} model and this run's "
+            f"preset is {preset!r}; pass --preset {source.meta.preset}"
+        )
+    done = transfer_weights(model, source.model, source.meta.spec, spec)
+    copied = f"{done.copied} of {done.layers} layers copied"
+    if not done.output_rebuilt:
+        return str(path), ev.Notice(f"fine-tuning from {path}: {copied}")
+    differences = "; ".join(source.meta.spec.differences(spec)) or "another input size"
+    shared = (
+        f" (the rows of the {done.shared_characters} characters both charsets share copied)"
+        if done.shared_characters
+        else ""
+    )
+    return str(path), ev.Notice(
+        f"fine-tuning from {path}: output layer rebuilt for {differences}{shared}; {copied}"
+    )
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resume starts from: the state, where the run was fine-tuned from, its best weights so far."""
+
+    state: RunState
+    init: str | None
+    best_weights: dict | None
+    notice: ev.Notice
+
+
+def resume(
+    run_dir: Path,
+    model: CaptchaNet,
+    optimizer: torch.optim.Optimizer,
+    preset: str,
+    spec: CodeSpec,
+    config: TrainConfig,
+    device: torch.device,
+) -> Resumed:
+    """Load last.pt's weights, optimiser and state into ``model`` and ``optimizer`` (a fresh start, with a
+    warning, when there is none)."""
+    path = run_dir / LAST
+    if not path.exists():
+        notice = ev.Notice(f"nothing to resume in {run_dir}: starting a new run", "warning")
+        return Resumed(RunState(batch_size=config.batch_size), None, None, notice)
+    try:
+        checkpoint = load_checkpoint(path, map_location=device)
+    except CheckpointError as exc:
+        raise TrainingError(
+            f"cannot resume: {exc}; train without --resume to start afresh (or use another --out)"
+        ) from None
+    meta = checkpoint.meta
+    mismatch = meta.spec.differences(spec)
+    if meta.preset != preset:
+        mismatch.insert(0, f"preset {meta.preset!r} ≠ {preset!r}")
+    if mismatch:
+        raise ConfigError(
+            f"cannot resume from {path}: it was trained with another setup ({'; '.join(mismatch)})"
+        )
+    saved = checkpoint.trainer
+    state = RunState(**{k: v for k, v in saved.items() if k in RunState.__dataclass_fields__})
+    if state.epoch >= config.epochs:
+        # Refused before anything is written: --epochs is the run's total, not epochs to add.
+        part = f" and part of epoch {state.epoch + 1}" if state.position else ""
+        raise ConfigError(
+            f"nothing to train: {path} has already trained {state.epoch} epoch"
+            f"{'s' if state.epoch != 1 else ''}{part}, and --epochs {config.epochs} is the run's total "
+            f"epoch budget, not epochs to add; pass --epochs {state.epoch + 1} or more to continue it"
+        )
+    model.load_state_dict(checkpoint.model)
+    if checkpoint.optimizer is not None:
+        optimizer.load_state_dict(checkpoint.optimizer)
+    state.history = list(checkpoint.history)
+    best_weights = None
+    if (run_dir / BEST).exists():
+        best_weights = load_checkpoint(run_dir / BEST, map_location=device).model
+    where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
+    best = f"best {state.best_val:.3f} at epoch {state.best_epoch}" if state.best_epoch else "no best yet"
+    left = config.epochs - state.epoch
+    notice = ev.Notice(
+        f"resumed from {path} at {where} ({best}); --epochs {config.epochs} is the run's total: "
+        f"up to {left} more epoch{'s' if left != 1 else ''}"
+    )
+    return Resumed(state, meta.init, best_weights, notice)

@@ -1,0 +1,132 @@
+"""How a run starts: a fine-tune from a checkpoint (--init) and what it carries over."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from captcha_tui.core import events as ev
+from captcha_tui.core.checkpoint import load_checkpoint
+from captcha_tui.core.dataset import load_dataset, prepare
+from captcha_tui.core.model import build_model
+from captcha_tui.core.spec import CodeSpec
+from captcha_tui.core.train import TrainConfig, Trainer, TrainingError, start
+from captcha_tui.core.train.start import resolve_init, transfer_weights
+from tests.helpers import events_of
+
+
+@pytest.fixture(scope="module")
+def other_charset_dataset(captcha_dir, prepared_dataset, tmp_path_factory):
+    """The same captchas read with another charset: reversed (so no character keeps its index) plus '#'."""
+    charset = "#" + load_dataset(prepared_dataset).spec.charset[::-1]
+    out = tmp_path_factory.mktemp("other_charset") / "dataset"
+    prepare(captcha_dir, out, charset=charset, workers=1, seed=0)
+    return out
+
+
+def test_fine_tuning_with_the_same_charset_starts_from_the_checkpoint_weights(
+    tiny_run, prepared_dataset, tmp_path, one_thread
+):
+    source = tiny_run / "best.pt"
+    events: list = []
+    # A vanishing learning rate: after the epoch the weights are still the ones it started from.
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source, lr=1e-12
+    )
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished), getattr(result, "message", "")
+    start, tuned = load_checkpoint(source), load_checkpoint(tmp_path / "last.pt")
+    assert torch.allclose(tuned.model["stem.0.weight"], start.model["stem.0.weight"], atol=1e-8)
+    assert torch.allclose(tuned.model["head.2.weight"], start.model["head.2.weight"], atol=1e-8)
+    notices = [n.message for n in events_of(events, ev.Notice)]
+    layers = len({name.rpartition(".")[0] for name in start.model})
+    assert f"fine-tuning from {source}: {layers} of {layers} layers copied" in notices
+    started = events_of(events, ev.RunStarted)[0]
+    assert started.init == str(source) and started.learning_rate == 1e-12  # a given learning rate is kept
+    assert tuned.meta.init == str(source) and load_checkpoint(tmp_path / "best.pt").meta.init == str(source)
+
+
+def test_fine_tuning_with_another_charset_rebuilds_the_output_layer(
+    tiny_run, other_charset_dataset, tmp_path, one_thread
+):
+    source = tiny_run / "best.pt"
+    events: list = []
+    config = TrainConfig(
+        data=other_charset_dataset, out=tmp_path, preset="tiny", epochs=1, device="cpu", init=source
+    )
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished), getattr(result, "message", "")
+    notice = next(n.message for n in events_of(events, ev.Notice) if n.message.startswith("fine-tuning"))
+    old = load_checkpoint(source).meta.spec.charset
+    assert f"output layer rebuilt for charset {old!r} ≠ '#{old[::-1]}'" in notice
+    assert f"the rows of the {len(old)} characters both charsets share copied" in notice
+    layers = len({name.rpartition(".")[0] for name in load_checkpoint(source).model})
+    assert f"{layers - 1} of {layers} layers copied" in notice
+    # A fine-tune's default peak learning rate is a third of a new run's; resuming it keeps that.
+    assert events_of(events, ev.RunStarted)[0].learning_rate == pytest.approx(3e-3 / 3)
+    again: list = []
+    Trainer(replace(config, init=None, resume=True, epochs=2), again.append).run()
+    started = events_of(again, ev.RunStarted)[0]
+    assert started.learning_rate == pytest.approx(1e-3) and started.init == str(source)
+
+
+def test_transfer_weights_copies_output_rows_by_character():
+    torch.manual_seed(0)
+    source_spec = CodeSpec.fixed("abcd", 2, (40, 16))
+    target_spec = CodeSpec.fixed(
+        "#dcxa", 3, (40, 16)
+    )  # d, c and a shared, at other indices; one more position
+    source, target = build_model("tiny", source_spec), build_model("tiny", target_spec)
+    fresh = target.head[2].weight.detach().clone()
+    done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
+    assert done.output_rebuilt and done.shared_characters == 3 and done.copied == done.layers - 1
+    assert torch.equal(target.stem[0].weight, source.stem[0].weight)
+    theirs, mine = source.head[2].weight, target.head[2].weight
+    for position in range(2):
+        for char in "dca":
+            row = position * 5 + target_spec.charset.index(char)
+            assert torch.equal(mine[row], theirs[position * 4 + source_spec.charset.index(char)])
+        assert torch.equal(mine[position * 5], fresh[position * 5])  # '#' is new: left as built
+    assert torch.equal(mine[2 * 5 :], fresh[2 * 5 :])  # the third position is new too
+
+
+def test_fine_tuning_from_another_preset_is_refused_with_the_preset_named(
+    tiny_run, prepared_dataset, tmp_path
+):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="fast", device="cpu", init=tiny_run / "best.pt"
+    )
+    result = Trainer(config).run()
+    assert isinstance(result, ev.Failed)
+    assert "holds a 'tiny' model and this run's preset is 'fast'; pass --preset tiny" in result.message
+
+
+def test_init_and_resume_together_are_refused(tiny_run, prepared_dataset, tmp_path):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", init=tiny_run / "best.pt", resume=True
+    )
+    result = Trainer(config).run()
+    assert isinstance(result, ev.Failed) and "--init and --resume do not go together" in result.message
+
+
+def test_a_bad_init_gives_the_one_line_checkpoint_error(prepared_dataset, tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for init, words in (
+        (tmp_path / "nowhere.pt", "checkpoint not found"),
+        (tmp_path / "empty.pt", "is empty"),
+    ):
+        config = TrainConfig(
+            data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu", init=init
+        )
+        result = Trainer(config).run()
+        assert isinstance(result, ev.Failed) and "\n" not in result.message
+        assert result.message.startswith("cannot fine-tune: ") and words in result.message
+
+
+def test_init_base_says_so_when_this_install_has_no_base_model(tmp_path, monkeypatch):
+    assert resolve_init(tmp_path / "best.pt") == tmp_path / "best.pt"
+    monkeypatch.setattr(start, "base_model_path", lambda: None)
+    with pytest.raises(TrainingError, match="this install of captcha-tui has no base model"):
+        resolve_init("base")
