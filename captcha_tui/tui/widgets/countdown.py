@@ -19,7 +19,7 @@ def countdown_text(e: ev.Countdown) -> str:
 def waiting_text(patience: int | None, auto: bool = False) -> str:
     """Before the first epoch. ``patience`` None: no early stop; ``auto``: decided when the run starts."""
     if auto:
-        rule = "after a patience set by the training set's size"
+        rule = "patience set by the set's size"
     else:
         rule = "off" if patience is None else f"after {patience} epochs without a new best"
     return f"early stop: {rule} · waiting for the first epoch"
