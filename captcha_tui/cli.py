@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__, serve
 from .bench import add_bench_parser
-from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH
+from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 from .options import (
     EXIT_USAGE,
@@ -63,11 +63,18 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, default=DEFAULT_IMAGE_DIR, help="folder (default: %(default)s)")
     gen.add_argument(
+        "--style",
+        choices=STYLES,
+        default="default",
+        help="default: one look, the built-in set's; mix: a look drawn per image (fonts, colours, "
+        "backgrounds, clutter, warps, sizes), for a model that reads captchas it never saw",
+    )
+    gen.add_argument(
         "--length",
         type=length_range,
-        default=(DEFAULT_LENGTH, DEFAULT_LENGTH),
+        default=None,
         metavar="N|MIN-MAX",
-        help=f"code length, or a range drawn evenly such as 4-6 (default: {DEFAULT_LENGTH})",
+        help=f"code length, or a range drawn evenly such as 4-6 (default: {DEFAULT_LENGTH}; 4-6 with --style mix)",
     )
     gen.add_argument(
         "--charset", default=DEFAULT_CHARSET, help="characters to draw from (default: %(default)s)"
@@ -75,10 +82,16 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     gen.add_argument(
         "--case",
         choices=("lower", "upper", "mixed"),
-        default="lower",
-        help="letters as in the charset, upper-cased, or each one either way; file names carry the case drawn",
+        default=None,
+        help="letters as in the charset, upper-cased, or each one either way; file names carry the case "
+        "drawn (default: lower; mixed with --style mix)",
     )
-    gen.add_argument("--size", type=image_size, default=(120, 50), help="WIDTHxHEIGHT (default: 120x50)")
+    gen.add_argument(
+        "--size",
+        type=image_size,
+        default=None,
+        help="WIDTHxHEIGHT (default: 120x50; with --style mix, sizes from 100x40 to 200x70, per image)",
+    )
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     prep = commands.add_parser(
@@ -261,6 +274,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 size=args.size,
                 workers=args.workers,
                 on_progress=update,
+                style=args.style,
             )
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None

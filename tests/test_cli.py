@@ -244,3 +244,43 @@ def _help_of(command: str) -> str:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     return sub.choices[command].format_help()
+
+
+def test_generate_style_mix_draws_many_sizes_that_prepare_packs(tmp_path, capsys):
+    images, data = tmp_path / "img", tmp_path / "data"
+    argv = [
+        "generate",
+        "--style",
+        "mix",
+        "--count",
+        "40",
+        "--seed",
+        "2",
+        "--out",
+        str(images),
+        "--workers",
+        "1",
+    ]
+    assert main(argv) == 0
+    files = sorted(images.glob("*.png"))
+    assert len(files) == 40
+    codes = [p.stem.split("-", 1)[1] for p in files]
+    assert {len(c) for c in codes} == {4, 5, 6}  # the mix's default lengths, 4-6
+    assert any(c.isupper() for c in "".join(codes))  # and its default case, mixed
+    # Images come in several sizes; prepare resizes them to one and says so.
+    assert main(["prepare", str(images), "--out", str(data), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "resized" in out and "32 train / 4 val / 4 test" in out
+    # --length, --case and --size still rule when given.
+    again = tmp_path / "again"
+    argv = ["generate", "--style", "mix", "--count", "6", "--out", str(again), "--workers", "1"]
+    assert main([*argv, "--length", "5", "--case", "upper", "--size", "150x50"]) == 0
+    assert all(len(p.stem.split("-", 1)[1]) == 5 for p in again.glob("*.png"))
+    assert all(p.stem.split("-", 1)[1].upper() == p.stem.split("-", 1)[1] for p in again.glob("*.png"))
+
+
+def test_generate_refuses_an_unknown_style(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--style", "fancy", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "invalid choice: 'fancy'" in capsys.readouterr().err

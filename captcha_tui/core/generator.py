@@ -4,6 +4,9 @@ Draws images in the style of common web captchas (and of the reference data set,
 captcha library): a light background with faint lines, one dark rotated character per horizontal cell
 in a random font, a slight blur, then small white circles punched over the text.
 
+That is the ``default`` style. The ``mix`` style (:mod:`.style_mix`) draws many looks instead, one per
+image, from more fonts (``assets/fonts/mix``).
+
 Output is deterministic: image ``i`` of a run is drawn from an RNG seeded with ``(seed, i)``, so the
 same seed gives byte-identical PNGs whatever the worker count. Files are named ``{index:05d}-{code}.png``.
 """
@@ -22,11 +25,14 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .style_mix import MIX_CASE, MIX_LENGTH, MixStyle, render_mix
+
 DEFAULT_CHARSET = "23456789abcdefghjkmnpqrstuvwxyz"  # lowercase + digits without the ambiguous 0 1 i l o
 DEFAULT_LENGTH = 4
 DEFAULT_SIZE = (120, 50)  # width, height
 DEFAULT_COUNT = 60_000  # about 30 s on 2 cores; enough for ~10 epochs before memorising (docs/performance.md)
 CASES = ("lower", "upper", "mixed")  # how letters are drawn; file names carry the case drawn
+STYLES = ("default", "mix")  # the built-in looks; see generate()
 
 # A code length: one number, or an inclusive (shortest, longest) range drawn evenly.
 Length = int | tuple[int, int]
@@ -92,16 +98,32 @@ class GenerateReport:
 
 
 def font_paths() -> list[Path]:
-    """The shipped fonts: inside the installed package first, else the repo's top-level assets/fonts."""
+    """The default style's fonts: inside the installed package first, else the repo's top-level
+    assets/fonts. Only the folder's own files: the mix style's fonts in its subfolder ``mix`` must not
+    change the default style's images."""
     here = Path(__file__).resolve()
     candidates = [here.parents[1] / "assets" / "fonts", here.parents[2] / "assets" / "fonts"]
     for folder in candidates:
         if folder.is_dir():
-            found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FONT_SUFFIXES)
+            found = _fonts_in(folder)
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"no captcha fonts (*.ttf/*.otf) found; looked in: {tried}")
+
+
+def mix_font_paths() -> list[Path]:
+    """The mix style's fonts: the default style's and those of the ``mix`` folder beside them."""
+    base = font_paths()
+    folder = base[0].parent / "mix"
+    extra = _fonts_in(folder) if folder.is_dir() else []
+    if not extra:
+        raise FileNotFoundError(f"no mix-style fonts (*.ttf/*.otf) found in {folder}")
+    return base + extra
+
+
+def _fonts_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FONT_SUFFIXES)
 
 
 # Per-process caches. Loading a FreeType face and rasterising a glyph dominate the cost of an image,
@@ -244,7 +266,7 @@ def _render_range(
     length: Length,
     charset: str,
     case: str,
-    style: CaptchaStyle,
+    style: CaptchaStyle | MixStyle,
     fonts: list[str],
 ) -> int:
     """Render indices ``start..stop-1`` to disk; top-level so "spawn" workers can import it."""
@@ -252,8 +274,12 @@ def _render_range(
         rng = _image_rng(seed, index)
         code = random_code(rng, length, charset, case)
         path = os.path.join(out_dir, f"{index:05d}-{code}.png")
+        if isinstance(style, MixStyle):
+            image = render_mix(code, rng, fonts, style.size)
+        else:
+            image = render_captcha(code, rng, style, fonts)
         # Pillow writes no timestamps or other metadata by default, so files are byte-reproducible.
-        render_captcha(code, rng, style, fonts).save(path, format="PNG")
+        image.save(path, format="PNG")
     return stop - start
 
 
@@ -262,39 +288,57 @@ def generate(
     count: int = DEFAULT_COUNT,
     seed: int = 0,
     *,
-    length: Length = DEFAULT_LENGTH,
+    length: Length | None = None,
     charset: str = DEFAULT_CHARSET,
-    case: str = "lower",
-    size: tuple[int, int] = DEFAULT_SIZE,
+    case: str | None = None,
+    size: tuple[int, int] | None = None,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     start_index: int = 0,
-    style: CaptchaStyle | None = None,
+    style: str | CaptchaStyle | None = "default",
 ) -> GenerateReport:
     """Write ``count`` captchas, indices ``start_index..start_index+count-1``, into ``out_dir``.
 
+    ``style``: "default" (one look: :func:`render_captcha`; a :class:`CaptchaStyle` tunes it) or "mix"
+    (a look drawn per image: :func:`.style_mix.render_mix`). ``length`` and ``case`` default to 4 and
+    "lower" for the default style, to 4–6 and "mixed" for the mix. ``size`` (width, height) fixes the
+    image size: by default 120×50 (or the CaptchaStyle's), and for the mix one of a handful per image.
     ``workers`` defaults to the CPU count; ``workers=1`` renders in this process with no pool.
     ``on_progress(done, total)`` is called in this process after each chunk; if it raises, pending
-    chunks are cancelled and the exception propagates (a cheap way to stop a run).
-    ``size`` (width, height) overrides the dimensions of ``style``. Workers are started with "spawn",
-    so a script that calls this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+    chunks are cancelled and the exception propagates (a cheap way to stop a run). Workers are started
+    with "spawn", so a script that calls this with ``workers > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     if start_index < 0:
         raise ValueError(f"start_index must be >= 0, got {start_index}")
+    mix = style == "mix"
+    if not (mix or style is None or style == "default" or isinstance(style, CaptchaStyle)):
+        raise ValueError(f"style must be one of {', '.join(STYLES)} or a CaptchaStyle, got {style!r}")
+    if length is None:
+        length = MIX_LENGTH if mix else DEFAULT_LENGTH
+    if case is None:
+        case = MIX_CASE if mix else "lower"
     _check_code_args(length, charset, case)
-    if len(size) != 2:
+    if size is not None and len(size) != 2:
         raise ValueError(f"size must be (width, height), got {size!r}")
-    style = replace(style or CaptchaStyle(), width=int(size[0]), height=int(size[1]))
+    size = None if size is None else (int(size[0]), int(size[1]))
+    drawing: CaptchaStyle | MixStyle
+    if mix:
+        drawing = MixStyle(size)
+    else:
+        drawing = style if isinstance(style, CaptchaStyle) else CaptchaStyle()
+        if size is not None:
+            drawing = replace(drawing, width=size[0], height=size[1])
     if workers is None:
         workers = os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
 
+    fonts = [str(p) for p in (mix_font_paths() if mix else font_paths())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fonts = [str(p) for p in font_paths()]
     # Small runs are split evenly so that every worker gets a share.
     chunk = max(1, min(CHUNK_SIZE, math.ceil(count / workers)))
     ranges = [
@@ -302,7 +346,7 @@ def generate(
     ]
     workers = min(workers, len(ranges))
     args = (str(out), seed)
-    tail = (length, charset, case, style, fonts)
+    tail = (length, charset, case, drawing, fonts)
 
     t0 = time.perf_counter()
     done = 0
