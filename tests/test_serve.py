@@ -80,6 +80,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+async def _page(port: int, timeout: float = 60.0) -> str:
+    """The served page's HTML, once the server answers."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://localhost:{port}/") as page:
+                    return await page.text()
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+
 def test_a_browser_tab_gets_the_dashboard(tmp_path):
     pytest.importorskip("textual_serve")
     aiohttp = pytest.importorskip("aiohttp")
@@ -95,17 +111,9 @@ def test_a_browser_tab_gets_the_dashboard(tmp_path):
     )
 
     async def browse() -> tuple[str, str]:
+        html = await _page(port)
+        deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 60
-            while True:  # the server is up once the page answers
-                try:
-                    async with session.get(f"http://localhost:{port}/") as page:
-                        html = await page.text()
-                        break
-                except aiohttp.ClientConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
             screen = b""
             # What the page's script does: open the websocket at a size; the dashboard draws into it.
             async with session.ws_connect(f"http://localhost:{port}/ws?width=120&height=40") as ws:
@@ -129,3 +137,102 @@ def test_a_browser_tab_gets_the_dashboard(tmp_path):
     # The dashboard itself: its title, and the dataset it was told to use (missing here).
     assert "captcha-tui" in screen and "no-data-here" in screen
     assert out.startswith(f"serving the dashboard at http://localhost:{port} (this machine only")
+
+
+ARTIFACTS = Path(os.environ.get("CAPTCHA_TUI_ARTIFACTS", ROOT / ".test-artifacts"))
+
+
+async def _screenshot_when_drawn(chromium: str, url: str, drawn, timeout: float = 90.0) -> bytes:
+    """Open ``url`` in headless Chromium and return a PNG screenshot once ``drawn(picture)`` says the
+    app is on it (Chromium's own --screenshot fires at page load, before the app's process has drawn
+    anything). Driven over the DevTools protocol with aiohttp, which textual-serve already needs."""
+    import base64
+    import io
+    import json
+
+    import aiohttp
+    from PIL import Image
+
+    port = _free_port()
+    browser = subprocess.Popen(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        + ["--window-size=1280,800", f"--remote-debugging-port={port}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/json/list") as answer:
+                        page = next(t for t in await answer.json() if t["type"] == "page")
+                        break
+                except (aiohttp.ClientError, StopIteration):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                calls = 0
+
+                async def call(method: str, **params) -> dict:
+                    nonlocal calls
+                    calls += 1
+                    await ws.send_str(json.dumps({"id": calls, "method": method, "params": params}))
+                    while True:
+                        reply = json.loads((await ws.receive()).data)
+                        if reply.get("id") == calls:
+                            return reply.get("result", {})
+
+                await call("Page.navigate", url=url)
+                while True:
+                    taken = await call("Page.captureScreenshot", format="png")
+                    if "data" not in taken:  # refused while the page is still navigating
+                        await asyncio.sleep(0.5)
+                        continue
+                    shot = base64.b64decode(taken["data"])
+                    if drawn(Image.open(io.BytesIO(shot)).convert("RGB")) or time.monotonic() > deadline:
+                        return shot
+                    await asyncio.sleep(1.0)
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+
+
+def test_the_dashboard_shows_in_headless_chromium(tmp_path):
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    pytest.importorskip("textual_serve")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "captcha_tui.cli", "serve", "--port", str(port), "--data", "no-data-here"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def orange(picture) -> int:
+        # The first-run panel's orange border and words ("No dataset yet"): nothing else is orange.
+        colours = picture.getcolors(maxcolors=1 << 24)
+        return sum(n for n, (r, g, b) in colours if r > 200 and 120 < g < 190 and b < 90)
+
+    try:
+        asyncio.run(_page(port))  # up before the browser asks, or it shows its own error page
+        shot = asyncio.run(
+            _screenshot_when_drawn(chromium, f"http://localhost:{port}/", lambda p: orange(p) > 500)
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    kept = ARTIFACTS / "serve-dashboard.png"
+    kept.write_bytes(shot)  # the test's artifact: what a browser showed
+    import io
+
+    from PIL import Image
+
+    assert orange(Image.open(io.BytesIO(shot)).convert("RGB")) > 500, f"no dashboard drawn (see {kept})"
