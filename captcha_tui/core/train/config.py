@@ -112,6 +112,13 @@ class TrainConfig:
             "metavar": "CHECKPOINT",
         },
     )
+    log_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "also write TensorBoard event files into DIR (needs pip install 'captcha-tui[tensorboard]')",
+            "metavar": "DIR",
+        },
+    )
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, with what to do instead."""

@@ -31,6 +31,7 @@ from ..devices import DeviceError, resolve_device
 from ..model import CaptchaNet, build_model, count_parameters, prefers_channels_last, to_model_input
 from ..objectives import Objective, character_errors, objective_for
 from ..spec import CodeSpec
+from ..tensorboard import TensorBoardLog
 from .config import BEST, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
 from .schedule import Schedule, short_run_notice
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
@@ -147,6 +148,13 @@ class Trainer:
             return self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
     def _train(self) -> ev.Finished:
+        if self.config.log_dir is not None:  # one more listener, like the front end's
+            try:
+                board = TensorBoardLog(self.config.log_dir)
+            except ImportError as exc:
+                raise ConfigError(str(exc)) from None
+            front = self._sink
+            self._sink = lambda event: (front(event), board(event))
         run, state, notices = self._setup()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n")
