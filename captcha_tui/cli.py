@@ -173,6 +173,19 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
         "exists, else the base model shipped with captcha-tui)",
     )
+    runs = commands.add_parser(
+        "runs",
+        help="every run folder under DIR: figures, validation curves overlaid, config differences "
+        "(a table on stdout when not in a terminal)",
+    )
+    runs.add_argument(
+        "folder",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_RUN_DIR.parent,
+        metavar="DIR",
+        help="the folder of run folders (default: %(default)s)",
+    )
     export = commands.add_parser("export", help="write a checkpoint as one ONNX file for onnxruntime")
     export.add_argument("checkpoint", type=Path, help="checkpoint to export, e.g. runs/default/best.pt")
     export.add_argument(
@@ -478,6 +491,36 @@ def cmd_label(args: argparse.Namespace) -> int:
     return run_app(None, DEFAULT_IMAGE_DIR, False, "label", args.model, label_dir=folder).code
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    folder = args.folder.expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from .tui.app import run_app
+
+        return run_app(None, DEFAULT_IMAGE_DIR, False, "runs", None, runs_dir=folder).code
+    print_runs(folder)
+    return 0
+
+
+def print_runs(folder: Path) -> None:
+    """The runs screen's table as plain columns, each run's problems on a line below it."""
+    from .core.runs import list_runs
+    from .words import RUN_COLUMNS, run_cells
+
+    records = list_runs(folder)
+    if not records:
+        print(f"no runs in {folder}")
+        return
+    rows = [RUN_COLUMNS, *(run_cells(record) for record in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(RUN_COLUMNS))]
+    print("  ".join(name.ljust(width) for name, width in zip(RUN_COLUMNS, widths, strict=True)).rstrip())
+    for record, cells in zip(records, rows[1:], strict=True):
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
+        for problem in ((f"failed: {record.failure}",) if record.failure else ()) + record.problems:
+            print(f"    {problem}")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .core.checkpoint import CheckpointError
     from .core.export import export_onnx
@@ -609,6 +652,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "label": cmd_label,
+    "runs": cmd_runs,
     "export": cmd_export,
     "devices": cmd_devices,
     "bench": cmd_bench,

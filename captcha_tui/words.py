@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .core import events as ev
 from .core.durations import format_duration, rough_duration
+from .core.runs import FAILED, UNFINISHED, RunRecord
 from .core.train.stopping import FINISH_WORDS, EpochBudget, ImageBudget, StopRequest, TimeLimit
 
 # Each stop rule's own words, by Finished reason (the rules live in core/train/stopping.py).
@@ -118,3 +119,33 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             where = f" (details in {event.log_path})" if event.log_path else ""
             return f"error: {event.message}{where}"
     return None
+
+
+# A run's figures, one cell each: the runs screen's table and `captcha-tui runs` without a terminal.
+RUN_COLUMNS = ("run", "preset", "data", "epochs", "best val", "at", "test", "images", "time", "ended")
+
+
+def run_ending(record: RunRecord) -> str:
+    """How a run ended: its stop rule's words, ``failed`` or ``unfinished`` (still training, or killed)."""
+    if record.status in (FAILED, UNFINISHED):
+        return record.status
+    return FINISH_REASONS.get(record.status, record.status)
+
+
+def run_cells(record: RunRecord) -> tuple[str, ...]:
+    def unknown(value, text: str) -> str:
+        return "n/a" if value is None else text
+
+    return (
+        record.name,
+        record.preset or "?",
+        record.data or "?",
+        str(len(record.epochs)),
+        percent(record.best_val_accuracy),
+        unknown(record.best_epoch, str(record.best_epoch)),
+        percent(record.test_accuracy),
+        unknown(record.images_seen, f"{record.images_seen or 0:,}"),
+        unknown(record.training_s, format_duration(record.training_s or 0.0)),
+        # ⚠: some of its files are missing or damaged (record.problems says which)
+        run_ending(record) + (" ⚠" if record.problems else ""),
+    )

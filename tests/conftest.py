@@ -91,3 +91,25 @@ def cli_env() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",
     )
+
+
+@pytest.fixture(scope="session")
+def three_runs(prepared_dataset, tmp_path_factory) -> tuple[Path, dict]:
+    """A folder of three finished tiny runs that differ in preset, epochs and learning rate (for the runs
+    screen and ``core.runs``): (the folder, {run name: its Finished event})."""
+    root = tmp_path_factory.mktemp("runs")
+    settings = {
+        "a-tiny": dict(preset="tiny", epochs=1),
+        "b-ctc": dict(preset="crnn-tiny", epochs=2, lr=0.002),
+        "c-tiny-lr": dict(preset="tiny", epochs=2, lr=0.003),
+    }
+    before = torch.get_num_threads()
+    finished = {}
+    try:
+        for name, overrides in settings.items():
+            config = TrainConfig(data=prepared_dataset, out=root / name, device="cpu", threads=1, **overrides)
+            finished[name] = Trainer(config).run()
+            assert (root / name / "best.pt").is_file(), finished[name]
+    finally:
+        torch.set_num_threads(before)
+    return root, finished

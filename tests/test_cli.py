@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,49 @@ def test_generate_refuses_an_unknown_style(tmp_path, capsys):
         main(["generate", "--style", "fancy", "--out", str(tmp_path / "x")])
     assert exc.value.code == 2
     assert "invalid choice: 'fancy'" in capsys.readouterr().err
+
+
+def test_runs_prints_each_runs_figures_without_a_terminal(three_runs, tmp_path, capsys):
+    from captcha_tui.words import percent
+
+    root, finished = three_runs
+    assert main(["runs", str(root)]) == 0  # pytest's stdout is no terminal: a table, not the screen
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "run",
+        "preset",
+        "data",
+        "epochs",
+        "best",
+        "val",
+        "at",
+        "test",
+        "images",
+        "time",
+        "ended",
+    ]
+    assert [row.split()[0] for row in rows] == ["a-tiny", "b-ctc", "c-tiny-lr"]
+    for row, (name, done) in zip(rows, finished.items(), strict=True):
+        words = row.split()
+        assert words[3:8] == [
+            str(done.epochs_run),
+            percent(done.best_val_accuracy),
+            str(done.best_epoch),
+            percent(done.test_accuracy),
+            f"{done.images_seen:,}",
+        ], name
+        assert row.endswith("reached the last epoch")
+
+    broken = tmp_path / "runs" / "broken"
+    shutil.copytree(root / "a-tiny", broken)
+    (broken / "config.json").unlink()
+    assert main(["runs", str(broken.parent)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("broken") and out[1].endswith("⚠") and out[2].strip() == "no config.json"
+
+    for argv, words in (
+        (["runs", str(tmp_path / "missing")], "no such folder"),
+        (["runs", str(broken / "train.log")], "not a folder"),
+    ):
+        assert main(argv) == 2
+        assert words in capsys.readouterr().err

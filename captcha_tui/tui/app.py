@@ -46,11 +46,26 @@ from .screens.device_picker import DevicePicker
 from .screens.eval import EvalScreen
 from .screens.label import LabelScreen
 from .screens.path_prompt import PathPrompt
+from .screens.run_view import RunView
+from .screens.runs import RunsScreen
 from .screens.train import TrainScreen
 from .widgets.path_completion import PathInput
 
 FLUSH_INTERVAL_S = 0.1  # at most ten UI updates a second from the trainer
-TRAIN_THREAD_NAME = "captcha-train"  # the worker thread's name while it runs the trainer
+TRAIN_THREAD_NAME = "captcha-train"
+# The dashboard's own keys: the runs screens only read run folders, so these are off there (s would start
+# a run from a table of old ones).
+DASHBOARD_ACTIONS = frozenset(
+    {
+        "start_training",
+        "stop_training",
+        "resume_training",
+        "pause_training",
+        "continue_training",
+        "pick_device",
+        "open_label",
+    }
+)  # the worker thread's name while it runs the trainer
 GENERATE_SEED = 0
 FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
@@ -110,6 +125,7 @@ class CaptchaApp(App[int]):
         # paste) are handed to the screen it leaves.
         Binding("e", "open_eval", "eval", tooltip="Read captchas with the best checkpoint", priority=True),
         Binding("l", "open_label", "label", tooltip="Label a folder of your own captchas"),
+        Binding("h", "open_runs", "runs", tooltip="Every run folder beside this one: compare them, open one"),
         Binding("q", "quit", "quit", tooltip="Quit (a running training saves last.pt first)"),
     ]
 
@@ -130,6 +146,7 @@ class CaptchaApp(App[int]):
         image_renderer: str = "auto",
         eval_device: str = "cpu",
         label_dir: Path | None = None,
+        runs_dir: Path | None = None,
     ) -> None:
         """Everything after ``image_dir`` is a seam for tests and demos:
 
@@ -149,6 +166,8 @@ class CaptchaApp(App[int]):
         self.image_renderer = image_renderer
         self.eval_device = eval_device
         self.label_dir = label_dir  # the folder start_screen="label" opens
+        # The folder of run folders h lists: start_screen="runs"'s, else the one the run folder is in.
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else Path(self.config.out).parent
         self.devices = devices
         self.dataset: DatasetSummary | None = None
         # Shown as damaged (a manifest that cannot be read): the one kind of dataset g and o may replace.
@@ -168,6 +187,9 @@ class CaptchaApp(App[int]):
         self._quitting = False
         self._stopping = False  # a stop was asked of the running trainer
         self._fresh_checkpoint: Path | None = None  # a new best.pt the eval screen hasn't picked up
+        self._lent_to_a_run = (
+            False  # the eval screen reads with a run's best.pt, opened from the runs screens
+        )
         self._listing_devices = False
         self.device_picker: DevicePicker | None = None  # while one is open
         if data_workers != 1:
@@ -188,6 +210,8 @@ class CaptchaApp(App[int]):
             await self.action_open_eval(standalone=True)
         elif self.start_screen == "label" and self.label_dir is not None:
             self.open_label(self.label_dir, standalone=True)
+        elif self.start_screen == "runs":
+            await self.push_screen(RunsScreen(self.runs_dir, standalone=True))
         elif self.autostart and self.dataset is not None:
             self.start_training()
 
@@ -235,7 +259,11 @@ class CaptchaApp(App[int]):
             "pick_device",
             "open_eval",
             "open_label",
+            "open_runs",
         ):
+            return False
+        on_runs = isinstance(self.screen, (RunsScreen, RunView))
+        if on_runs and action in DASHBOARD_ACTIONS:
             return False
         busy = self.training or self.making_data
         running = self.training and not self._stopping  # a stopping run can only finish
@@ -251,7 +279,11 @@ class CaptchaApp(App[int]):
         if action == "continue_training":
             return running and paused
         if action == "open_eval":
+            if on_runs:  # e reads with the run's best.pt there, so only a run with one offers it
+                return self.screen.run_checkpoint is not None
             return self.screen is not self.eval_screen
+        if action == "open_runs":  # one runs screen at a time (e from it opens the eval screen above it)
+            return not any(isinstance(screen, RunsScreen) for screen in self.screen_stack)
         if action == "open_label":
             return not isinstance(self.screen, LabelScreen)
         if action == "generate_data":
@@ -484,15 +516,24 @@ class CaptchaApp(App[int]):
     # ---- eval --------------------------------------------------------------------------------------------------
 
     async def action_open_eval(self, standalone: bool = False) -> None:
-        """``standalone``: started by `captcha-tui eval`, so Escape leaves the app (as for label)."""
+        """``standalone``: started by `captcha-tui eval`, so Escape leaves the app (as for label).
+
+        From the runs screens, the eval screen reads with the run's best.pt; Escape comes back there."""
+        run_checkpoint = getattr(self.screen, "run_checkpoint", None)
         if self.eval_screen is None:
             self.eval_screen = EvalScreen(
-                self.eval_checkpoint, self.eval_device, self.image_renderer, standalone
+                run_checkpoint or self.eval_checkpoint, self.eval_device, self.image_renderer, standalone
             )
             self.install_screen(self.eval_screen, name="eval")
-        elif self._fresh_checkpoint is not None:
-            self.eval_screen.use_checkpoint(self._fresh_checkpoint)
-        self._fresh_checkpoint = None
+        elif run_checkpoint is not None:
+            if run_checkpoint != self.eval_screen.checkpoint:
+                self.eval_screen.use_checkpoint(run_checkpoint)
+        elif self._fresh_checkpoint is not None or self._lent_to_a_run:
+            # From the dashboard: its own checkpoint again, after a run's (or the new best.pt).
+            self.eval_screen.use_checkpoint(self._fresh_checkpoint or self.eval_checkpoint)
+        if run_checkpoint is None:
+            self._fresh_checkpoint = None
+        self._lent_to_a_run = run_checkpoint is not None
         if self.screen is not self.eval_screen:
             # Awaited, and the focus set at once: keys that came in right after the e go to the path
             # field, not to a screen still being built.
@@ -524,6 +565,12 @@ class CaptchaApp(App[int]):
         self.push_screen(
             LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer, standalone)
         )
+
+    # ---- runs ------------------------------------------------------------------------------------------------
+
+    def action_open_runs(self) -> None:
+        # A fresh screen each time: it reads the folders again, the run training now included.
+        self.push_screen(RunsScreen(self.runs_dir))
 
     # ---- workers ending ----------------------------------------------------------------------------------------
 
@@ -589,10 +636,17 @@ def run_app(
     screen: str,
     model: Path | None,
     label_dir: Path | None = None,
+    runs_dir: Path | None = None,
 ) -> AppExit:
     """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
-        config, image_dir, autostart=autostart, start_screen=screen, model=model, label_dir=label_dir
+        config,
+        image_dir,
+        autostart=autostart,
+        start_screen=screen,
+        model=model,
+        label_dir=label_dir,
+        runs_dir=runs_dir,
     )
     app.run()
     return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))

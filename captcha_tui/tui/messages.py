@@ -15,6 +15,7 @@ from textual.message import Message
 from ..core import events as ev
 from ..core.hardware import Sample
 from ..core.predictor import PathResult, Predictor
+from ..core.runs import RunRecord
 
 
 class TrainingUpdate(Message, bubble=False):
@@ -98,3 +99,16 @@ class PredictionsReady(Message, bubble=False):
         self.read_id = read_id
         self.total = len(results) if total is None else total
         self.stopped = stopped
+
+
+class RunsRead(Message, bubble=False):
+    """A batch of run records read by the runs screen's worker: ``done`` of ``total`` run folders so far.
+
+    ``problem``: the root folder itself could not be listed (no records then)."""
+
+    def __init__(self, records: tuple[RunRecord, ...], done: int, total: int, problem: str = "") -> None:
+        super().__init__()
+        self.records = records
+        self.done = done
+        self.total = total
+        self.problem = problem

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import events as ev
-from ..core.train import BEST, HISTORY, LAST, best_epoch
-
-EPOCH_FIELDS = tuple(field.name for field in fields(ev.EpochEnd))
+from ..core.runs import read_history
+from ..core.train import BEST, LAST, best_epoch
 
 
 @dataclass(frozen=True)
@@ -26,25 +24,15 @@ def read_run_summary(run_dir: Path) -> RunSummary | None:
     """None when the folder holds no history (no run yet). Reads files: call it off the UI thread."""
     run_dir = Path(run_dir)
     try:
-        text = (run_dir / HISTORY).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        epochs, damaged = read_history(run_dir)
+    except (OSError, ValueError):
         return None
-    epochs, damaged = [], 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            epochs.append(ev.EpochEnd(**{name: row[name] for name in EPOCH_FIELDS}))
-        except (ValueError, TypeError, KeyError):
-            damaged += 1
     if not epochs and not damaged:
         return None
-    epochs_read = tuple(epochs)
     return RunSummary(
         path=run_dir,
-        epochs=epochs_read,
-        best=best_epoch(epochs_read),
+        epochs=epochs,
+        best=best_epoch(epochs),
         has_best=(run_dir / BEST).is_file(),
         has_last=(run_dir / LAST).is_file(),
         damaged_lines=damaged,
