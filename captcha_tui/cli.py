@@ -14,6 +14,7 @@ from . import __version__, serve
 from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
+from .core.train.distributed import env_rank, launched
 from .options import (
     EXIT_USAGE,
     PROG,
@@ -27,6 +28,11 @@ from .options import (
 )
 
 DEFAULT_IMAGE_DIR = Path("data/captchas")
+# Several processes cannot share one screen: under torchrun a run is trained headless, rank 0 printing.
+DASHBOARD_UNDER_TORCHRUN = (
+    "torchrun started several processes: the dashboard cannot run on them; "
+    "use `captcha-tui train --headless` (rank 0 prints the run's lines)"
+)
 
 # ---- argument parsing --------------------------------------------------------------------------------
 
@@ -365,6 +371,8 @@ def describe_folders(folders: dict[Path, int], shown: int = 5) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if launched() and not args.headless:  # refused on a terminal or not: the same command, the same answer
+        raise UsageError(DASHBOARD_UNDER_TORCHRUN)
     config = _train_config(args)
     check_device(config.device)
     if not config.resume or not (config.out / "last.pt").exists():
@@ -390,12 +398,23 @@ def train_headless(config) -> int:
     trainer = Trainer(config, HeadlessPrinter())
     interrupts = 0
 
+    several = launched()
+
     def on_signal(signum, frame):  # noqa: ARG001
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
+            # torchrun passes the terminal's Ctrl+C on to its processes, which got it already: a second
+            # signal is not the user insisting. torchrun sends SIGKILL itself if they do not end.
+            if several:
+                return
             raise KeyboardInterrupt
-        print(f"\n{signal.Signals(signum).name}: saving a resumable checkpoint…", file=sys.stderr, flush=True)
+        if env_rank() == 0:
+            print(
+                f"\n{signal.Signals(signum).name}: saving a resumable checkpoint…",
+                file=sys.stderr,
+                flush=True,
+            )
         trainer.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -583,6 +602,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "train") -> int:
     from .core.events import Failed
+
+    if launched():
+        raise UsageError(DASHBOARD_UNDER_TORCHRUN)
     from .tui.app import run_app
 
     ended = run_app(
@@ -678,7 +700,9 @@ def main(argv: list[str] | None = None) -> int:
         _refuse_train_options_before(args.command, args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        # Under torchrun every process says its own (a dataset may be missing on one machine only).
+        rank = f"process {env_rank()}: " if launched() and env_rank() else ""
+        print(f"{PROG}: error: {rank}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -71,10 +71,14 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
         case ev.RunStarted():
             e = event
             resumed = f", resuming at epoch {e.start_epoch}" if e.start_epoch > 1 else ""
+            where, batch = e.device, f"batch {e.batch_size}"
+            if e.processes > 1:  # torchrun: one run on several processes, each with its own share
+                where = f"{e.processes} processes ({e.backend}, {e.device.partition(':')[0]})"
+                batch += f" a process ({e.batch_size * e.processes} a step)"
             return (
                 f"dataset {e.dataset}: {e.train_count} train / {e.val_count} val / {e.test_count} test, "
                 f"{e.spec.lengths} characters from {e.spec.charset!r}\n"
-                f"model {e.preset} ({e.spec.decoder}, {e.parameters:,} parameters) on {e.device}, batch {e.batch_size}, "
+                f"model {e.preset} ({e.spec.decoder}, {e.parameters:,} parameters) on {where}, {batch}, "
                 f"lr {e.learning_rate:g}, amp {'on' if e.amp else 'off'}, patience {patience_words(e.patience)}, "
                 f"up to {e.max_epochs} epochs{resumed}\nrun folder {e.run_dir}"
             )

@@ -102,6 +102,7 @@ OPTION_SAMPLES = {
     "train_images": (["--train-images", "150000"], 150_000),
     "threads": (["--threads", "2"], 2),
     "init": (["--init", "runs/x/best.pt"], Path("runs/x/best.pt")),
+    "dist_timeout_s": (["--dist-timeout", "30"], 30.0),
     "log_dir": (["--log-dir", "runs/tb"], Path("runs/tb")),
 }
 

@@ -35,6 +35,10 @@ class RunStarted:
     init: str | None = None  # the checkpoint a fine-tune started from (None: a new model)
     # This session's limit on training time (a resumed run gets it afresh); pauses do not count.
     time_limit_s: float | None = None
+    # Under torchrun: the processes training the run together and their backend (gloo, nccl); batch_size
+    # is each process's, and the images/s reported are the run's.
+    processes: int = 1
+    backend: str | None = None
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,16 @@ class TrainConfig:
             "metavar": "CHECKPOINT",
         },
     )
+    # Under torchrun: how long a process waits in a collective for the others before the run ends with an
+    # error (a peer that died or hangs); torchrun itself ends the others when one dies.
+    dist_timeout_s: float = field(
+        default=120.0,
+        metadata={
+            "help": "under torchrun: seconds a training process waits for the others before ending the run",
+            "flag": "--dist-timeout",
+            "metavar": "SECONDS",
+        },
+    )
     log_dir: Path | None = field(
         default=None,
         metadata={
@@ -140,6 +150,10 @@ class TrainConfig:
             raise ValueError(f"--train-images must be at least 1 (got {self.train_images})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError("target accuracy must be in (0, 1]")
+        if not self.dist_timeout_s > 0:
+            raise ValueError(
+                f"--dist-timeout must be a positive number of seconds (got {self.dist_timeout_s})"
+            )
         if self.init is not None and self.resume:
             raise ValueError(
                 "--init and --resume do not go together: --resume carries on from the run folder's own "

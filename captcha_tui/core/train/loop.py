@@ -7,13 +7,18 @@ save, ask the stop rules: stopping.py), then the test split scored with the best
 Time is training time: a pause counts in neither the images/s rate, the ETA, the time limit nor the
 learning-rate schedule's clock. On ``resume``, ``time_limit_s`` counts this session's training only and
 anneals what is left of the schedule (schedule.py).
+
+Under torchrun (several processes, one run) the same loop runs on every rank: distributed.py says how the
+ranks share each epoch, add up its scores, agree on every stop and leave rank 0 to report and write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import threading
 import time
 import traceback
@@ -33,6 +38,7 @@ from ..objectives import Objective, character_errors, objective_for
 from ..spec import CodeSpec
 from ..tensorboard import TensorBoardLog
 from .config import BEST, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
+from .distributed import Group, is_peer_failure, join, launched, rank_share
 from .schedule import Schedule, short_run_notice
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
@@ -56,7 +62,8 @@ class _Run:
     val_y: torch.Tensor
     preset: str
     spec: CodeSpec  # what the model reads: the dataset's codes, with the preset's decoder
-    model: CaptchaNet
+    model: CaptchaNet  # what is saved and validated
+    net: torch.nn.Module  # what trains: the model, or DistributedDataParallel over it under torchrun
     objective: Objective
     optimizer: torch.optim.Optimizer  # its learning rate is set before every step, from the schedule
     autocast: torch.autocast | None
@@ -91,6 +98,8 @@ class Trainer:
         self._session_zero = clock()
         self._paused_s = 0.0  # of this session, spent blocked in a pause
         self._before_s = 0.0  # training time of a resumed run's earlier sessions
+        self._group: Group | None = None  # under torchrun: this process's place in the run
+        self._progress: tuple[_Run, RunState] | None = None  # once set up: what a peer's failure saves
 
     def _session_s(self) -> float:
         """Training seconds of this session: pauses excluded."""
@@ -145,10 +154,25 @@ class Trainer:
         except (TrainingError, DatasetError, DeviceError, CheckpointError, ValueError) as exc:
             return self._fail(str(exc), traceback.format_exc())
         except Exception as exc:  # noqa: BLE001 - anything else is a bug worth a full traceback
+            if self._group is not None and is_peer_failure(exc):
+                return self._peer_failed(exc)
             return self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            if self._group is not None:
+                self._group.close()
+
+    @property
+    def _main(self) -> bool:
+        """Whether this process reports and writes files: a single one, or rank 0 of several."""
+        return self._group is None or self._group.main
+
+    @property
+    def _agree(self):
+        """How the stop rules' verdicts are made the same on every rank (None: one process)."""
+        return None if self._group is None else self._group.agree
 
     def _train(self) -> ev.Finished:
-        if self.config.log_dir is not None:  # one more listener, like the front end's
+        if self.config.log_dir is not None and self._main:  # one more listener, like the front end's
             try:
                 board = TensorBoardLog(self.config.log_dir)
             except ImportError as exc:
@@ -156,8 +180,12 @@ class Trainer:
             front = self._sink
             self._sink = lambda event: (front(event), board(event))
         run, state, notices = self._setup()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n")
+        self._progress = run, state
+        if self._main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(
+                json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n"
+            )
         self._emit(self._run_started(run, state))
         for notice in notices:
             self._emit(notice)
@@ -192,13 +220,14 @@ class Trainer:
             self._consider_best(run, state, val, epoch)
             self._save_last(run, state)
             self._emit(run.rules.countdown(self._standing(state, epoch_s=seconds)))
-            rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy))
+            rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy), self._agree)
         return self._end(rule, run, state)
 
     def _train_epoch(self, run: _Run, state: RunState, epoch: int) -> tuple[Tally, StopRule | None]:
         """One pass over the training split from ``state.position`` on. Returns its sums, and None or the
         rule that ended the run inside the epoch."""
         cfg = self.config
+        rank, world = (self._group.rank, self._group.world) if self._group else (0, 1)
         images, labels = run.train_x, run.train_y
         n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -206,16 +235,16 @@ class Trainer:
         ctc = run.spec.decoder == "ctc"
         epoch_sums, window = Tally(images.device, ctc), Tally(images.device, ctc)  # window: since a report
         started, last_report = self._elapsed(), time.perf_counter()
-        batch = state.position // state.batch_size
+        batch = state.position // (state.batch_size * world)  # steps of this epoch already trained
         last_batch = None  # (decoded, targets) of the last step: CTC's character errors, sampled at reports
         run.model.train()
         while state.position < n:
             self._wait_while_paused()
-            rule = run.rules.before_batch(self._standing(state))
+            rule = run.rules.before_batch(self._standing(state), self._agree)
             if rule is not None:
                 return epoch_sums, rule
             size = state.batch_size
-            index = order[state.position : state.position + size]
+            index, consumed = rank_share(order, state.position, size, rank, world)
             if len(index) < 2 and state.position > 0:
                 break  # a lone leftover image: BatchNorm cannot train on a batch of one
             batch += 1
@@ -232,23 +261,25 @@ class Trainer:
                 continue  # the same images again, with the smaller mini-batch
             epoch_sums.add(stats, len(index))
             window.add(stats, len(index))
-            state.position += len(index)
-            state.images_seen += len(index)
+            state.position += consumed
+            state.images_seen += len(index) * world  # every rank trained as many
 
-            if time.perf_counter() - last_report >= cfg.report_interval_s or state.position >= n - 1:
+            # A report's timing is each rank's own: it involves no collective, and only rank 0's is shown.
+            epoch_done = n - state.position < 2 * world  # what is left cannot make another step
+            if time.perf_counter() - last_report >= cfg.report_interval_s or epoch_done:
                 if ctc:  # the last batch's edit distances, read back with the report's sums
                     errors = character_errors(*last_batch)
                     window.add_errors(*errors)
                     epoch_sums.add_errors(*errors)
                 scores = window.means(length)  # the one sync per report
-                rate = epoch_sums.images / max(self._elapsed() - started, 1e-9)
+                rate = epoch_sums.images * world / max(self._elapsed() - started, 1e-9)
                 left = n - state.position
                 at = self._standing(state)
                 self._emit(
                     ev.BatchProgress(
                         epoch=epoch,
                         batch=batch,
-                        batches=batch + math.ceil(left / size),
+                        batches=batch + math.ceil(left / (size * world)),
                         loss=scores.loss,
                         accuracy=scores.accuracy,
                         char_accuracy=scores.char_accuracy,
@@ -262,6 +293,8 @@ class Trainer:
                 )
                 window.clear()
                 last_report = time.perf_counter()  # wall time: it paces the events, not the accounts
+        if self._group is not None:
+            self._group.reduce_tally(epoch_sums)  # the epoch's scores, not this rank's share of them
         return epoch_sums, None
 
     def _step(
@@ -272,7 +305,7 @@ class Trainer:
         if run.augmentation is not None:
             images = augment(images, run.augmentation)
         logits, loss = train_step(
-            run.model,
+            run.net,
             run.optimizer,
             to_model_input(images),
             labels,
@@ -345,7 +378,7 @@ class Trainer:
         ):
             self._emit(ev.Notice(f"{rule.spent} in epoch {state.epoch + 1}: its weights are the best yet"))
         test = None
-        if run.best_weights is not None and run.data.count("test"):
+        if run.best_weights is not None and run.data.count("test") and self._main:
             run.model.load_state_dict(run.best_weights)
             run.model.eval()
             test_x, test_y = to_device(run.data, "test", self.device)
@@ -358,6 +391,11 @@ class Trainer:
         if self.device is not None and self.device.type == "cuda":
             torch.cuda.empty_cache()
         smaller = size // 2
+        if self._group is not None:  # one rank alone on smaller batches would leave the others waiting
+            raise TrainingError(
+                f"out of memory on {self.device} with a mini-batch of {size} a process: with several "
+                f"processes the run cannot shrink it on one of them; train with --batch-size {smaller}"
+            )
         if smaller < 1:
             raise TrainingError(
                 f"out of memory on {self.device} even with a mini-batch of 1: use a smaller preset "
@@ -374,7 +412,11 @@ class Trainer:
         """The device, the dataset on it, the model (fresh, fine-tuned or resumed) and its optimiser, the
         state to start from, and the notices to give once the run has started."""
         cfg = self.config
-        device = self.device = resolve_device(cfg.device)
+        if launched():
+            self._group = join(cfg.device, cfg.dist_timeout_s)
+            device = self.device = self._group.device
+        else:
+            device = self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if device.type == "cuda":
@@ -408,6 +450,17 @@ class Trainer:
 
         state, init, best_weights, started = self._start(model, optimizer, preset, spec)
         notices += started
+        net = model
+        if self._group is not None:
+            if len(train_x) < 2 * self._group.world:
+                raise ConfigError(
+                    f"{len(train_x)} training images cannot be shared among {self._group.world} processes "
+                    "(each needs at least 2 a step): train on one process"
+                )
+            net = self._group.wrap(model)  # after the resume: every rank starts from rank 0's weights
+            model = net.module
+            # Each rank draws its own augmentations (the weights are drawn already, and rank 0's shared).
+            torch.manual_seed(cfg.seed * 1_000_003 + self._group.rank)
         if len(val_x) == 0:
             notices.append(
                 ev.Notice("no validation images: the best model is chosen by training accuracy", "warning")
@@ -423,6 +476,7 @@ class Trainer:
             preset=preset,
             spec=spec,
             model=model,
+            net=net,
             objective=objective_for(spec, cfg.label_smoothing),
             optimizer=optimizer,
             autocast=autocast,
@@ -460,6 +514,7 @@ class Trainer:
 
     def _run_started(self, run: _Run, state: RunState) -> ev.RunStarted:
         cfg = self.config
+        world = self._group.world if self._group else 1
         return ev.RunStarted(
             dataset=str(cfg.data),
             train_count=len(run.train_x),
@@ -474,11 +529,13 @@ class Trainer:
             patience=self.patience,
             max_epochs=cfg.epochs,
             start_epoch=state.epoch + 1,
-            batches_per_epoch=math.ceil(len(run.train_x) / state.batch_size),
+            batches_per_epoch=math.ceil(len(run.train_x) / (state.batch_size * world)),
             run_dir=str(self.run_dir),
             parameters=count_parameters(run.model),
             init=run.init,
             time_limit_s=cfg.time_limit_s,
+            processes=world,
+            backend=self._group.backend if self._group else None,
         )
 
     # ---- checkpoints, history -------------------------------------------------------------------------------
@@ -488,6 +545,8 @@ class Trainer:
         self._write_history(state.history)
 
     def _save(self, name: str, run: _Run, state: RunState, with_optimizer: bool) -> None:
+        if not self._main:
+            return
         state.elapsed_s = self._elapsed()
         meta = CheckpointMeta(
             spec=run.spec,
@@ -512,6 +571,8 @@ class Trainer:
         self._emit(ev.CheckpointSaved(str(path), name.removesuffix(".pt"), state.epoch))
 
     def _write_history(self, history: list[dict]) -> None:
+        if not self._main:
+            return
         path = self.run_dir / HISTORY
         tmp = path.with_suffix(".jsonl.tmp")
         try:
@@ -522,6 +583,8 @@ class Trainer:
 
     # ---- events --------------------------------------------------------------------------------------------
     def _emit(self, event: ev.TrainerEvent) -> None:
+        if not self._main:
+            return  # rank 0 speaks for the run
         if not isinstance(event, ev.BatchProgress):
             self._log(event)
         self._sink(event)
@@ -556,6 +619,10 @@ class Trainer:
         return event
 
     def _fail(self, message: str, trace: str = "", usage: bool = False) -> ev.Failed:
+        if not self._main:  # its own fatal error: the one thing a rank other than 0 says, and no file
+            event = ev.Failed(message=f"process {self._group.rank}: {message}", usage=usage)
+            self._sink(event)
+            return event
         if usage:  # the user's command to change, not a fault to investigate: nothing to log
             event = ev.Failed(message=message, usage=True)
             self._emit(event)
@@ -572,6 +639,24 @@ class Trainer:
         event = ev.Failed(message=message, traceback=trace, log_path=str(log_path) if log_path else None)
         self._emit(event)
         return event
+
+    def _peer_failed(self, exc: BaseException) -> ev.Failed:
+        """Another process of the run died or stopped answering in a collective. Rank 0 saves the steps
+        every rank completed (a failed step changed no weight), so the run resumes from there."""
+        if self._main and self._progress is not None and self._progress[1].position:
+            with contextlib.suppress(CheckpointError, OSError):  # else the last epoch's last.pt stays
+                self._save_last(*self._progress)
+        # gloo's words, without its source location and the advice after the first sentence.
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", detail).split(". ")[0].rstrip(".")
+        last = self.run_dir / LAST
+        kept = (
+            f"{last} keeps the run so far: resume with --resume" if last.exists() else "nothing was saved yet"
+        )
+        return self._fail(
+            f"another training process of this run stopped or stopped answering ({detail}); {kept}",
+            traceback.format_exc(),
+        )
 
 
 def _jsonable(value):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -241,6 +241,19 @@ def countdown_summary(countdown: ev.Countdown) -> str:
     return _FORESEEN.get(countdown.ends_by, Patience).summary(countdown)
 
 
+# Several processes training one run (distributed.py): which of the rules fired on any of them, the same
+# answer on all, so that none carries on alone into a collective the others have left.
+Agree = Callable[[list[bool]], list[bool]]
+
+
+def _first(rules: tuple[StopRule | None, ...], at: Standing, agree: Agree | None) -> StopRule | None:
+    """The first of ``rules`` that stops the run (on any process, given ``agree``), or None."""
+    fired = [rule is not None and rule.stops(at) for rule in rules]
+    if agree is not None:
+        fired = agree(fired)
+    return next((rule for rule, stops in zip(rules, fired, strict=True) if stops), None)
+
+
 class StopRules:
     """A run's active rules. The epoch budget is always on; the others as the config asks."""
 
@@ -275,21 +288,19 @@ class StopRules:
             request=StopRequest(request),
         )
 
-    def after_epoch(self, at: Standing) -> StopRule | None:
+    def after_epoch(self, at: Standing, agree: Agree | None = None) -> StopRule | None:
         """The rule that ends the run after an epoch, or None to carry on. The run's natural ends come
         first, so a stop pressed while the last epoch is validated still scores the test split; then what
         also ends it inside an epoch."""
-        for rule in (self.target, self.epochs, self.images, self.patience):
-            if rule is not None and rule.stops(at):
-                return rule
-        return self.before_batch(at)
+        return _first(
+            (self.target, self.epochs, self.images, self.patience, self.request, self.images, self.time),
+            at,
+            agree,
+        )
 
-    def before_batch(self, at: Standing) -> StopRule | None:
+    def before_batch(self, at: Standing, agree: Agree | None = None) -> StopRule | None:
         """The rule that ends the run before its next mini-batch, or None to carry on."""
-        for rule in (self.request, self.images, self.time):
-            if rule is not None and rule.stops(at):
-                return rule
-        return None
+        return _first((self.request, self.images, self.time), at, agree)
 
     def ends_by(self, at: Standing) -> StopRule:
         """The rule that ends the run first if no new best comes: the fewest epochs left, a tie going to
