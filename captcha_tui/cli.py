@@ -489,7 +489,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{result.path}: {p.code}  [{chars}]{mark}")
     right, labelled = accuracy(results)
     if labelled and not args.json:
-        print(f"accuracy {right}/{labelled} = {right / labelled:.1%} (whole code)")
+        print(f"accuracy {right:,}/{labelled:,} = {right / labelled:.1%} (whole code)")
     failed = sum(r.error is not None for r in results)
     if not results and problems:
         return EXIT_USAGE
