@@ -275,7 +275,8 @@ def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
             screen = app.eval_screen
             message = lambda: _text(screen, "#eval-message")  # noqa: E731
             await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
-            assert "esc quit" in _footer(app)  # `captcha-tui eval` opened it: no dashboard to go back to
+            # `captcha-tui eval` opened it: no dashboard to go back to (the footer is drawn after the model)
+            await wait_until(pilot, lambda: "esc quit" in _footer(app), what="the footer")
             box = screen.query_one("#image-path", Input)
             box.value = str(captcha_dir)
             await pilot.press("enter")

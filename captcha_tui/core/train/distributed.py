@@ -135,6 +135,13 @@ class Group:
             return DistributedDataParallel(model, device_ids=[self.device.index])
         return DistributedDataParallel(model)
 
+    def wait_for_peers(self) -> None:
+        """A finished run's ranks leave together: rank 0 scores the test split alone, and a rank that
+        tore gloo down while another was still at work aborted at exit ("terminate called without an
+        active exception", seen under load). A peer that died meanwhile is torchrun's to report."""
+        with contextlib.suppress(Exception):
+            dist.barrier()
+
     def close(self) -> None:
         if dist.is_initialized():
             with contextlib.suppress(Exception):  # leaving anyway; a dead peer may make this fail

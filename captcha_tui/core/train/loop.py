@@ -148,7 +148,10 @@ class Trainer:
                 self.config.validate()
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            return self._train()
+            finished = self._train()
+            if self._group is not None:
+                self._group.wait_for_peers()
+            return finished
         except ConfigError as exc:
             return self._fail(str(exc), usage=True)
         except (TrainingError, DatasetError, DeviceError, CheckpointError, ValueError) as exc:
