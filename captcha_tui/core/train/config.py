@@ -130,6 +130,17 @@ class TrainConfig:
         },
     )
 
+    @property
+    def budgeted(self) -> bool:
+        """A time limit or an image budget: the schedule anneals over it, so by default nothing stops the
+        run before it is spent (stopping.patience_for)."""
+        return self.time_limit_s is not None or self.train_images is not None
+
+    @property
+    def patience_known(self) -> bool:
+        """Whether the run's patience is known before its data is (else it follows the set's size)."""
+        return self.patience is not None or self.budgeted
+
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, with what to do instead."""
         if self.batch_size < 1:

@@ -445,8 +445,7 @@ class Trainer:
                     "rotated, scaled, sheared and recoloured (--no-augment: as they are)"
                 )
             )
-        budgeted = cfg.time_limit_s is not None or cfg.train_images is not None
-        self.patience = patience_for(cfg.patience, budgeted, len(train_x))
+        self.patience = patience_for(cfg.patience, cfg.budgeted, len(train_x))
         short = short_run_notice(len(train_x), cfg.epochs)
         if short is not None and not cfg.resume:
             notices.append(short)

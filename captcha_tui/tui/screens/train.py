@@ -64,8 +64,7 @@ class TrainScreen(Screen):
     def show_config(self, config: TrainConfig, device: str) -> None:
         self.training_device = device
         self.query_one(RunHeader).show_config(config, device)
-        auto = config.patience is None and config.time_limit_s is None  # else known now: see patience_for
-        self.query_one(CountdownLine).show_patience(config.patience, auto=auto)
+        self.query_one(CountdownLine).show_patience(config.patience, auto=not config.patience_known)
 
     def show_dataset(self, summary: DatasetSummary) -> None:
         self.query_one(RunHeader).show_dataset(summary)

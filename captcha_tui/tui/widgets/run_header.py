@@ -56,7 +56,7 @@ class RunHeader(Static):
             config.batch_size,
             config.lr,
             resolve_amp(config.amp, device),
-            patience_words(config.patience) if config.patience or config.time_limit_s else "auto",
+            patience_words(config.patience) if config.patience_known else "auto",
             config.epochs,
             init=str(config.init) if config.init else None,
         )

@@ -94,9 +94,9 @@ def test_every_finish_reason_has_its_rule_and_words():
     assert words.FINISH_REASONS["image_budget"] == ImageBudget.finished  # words asks the rules
 
 
-def test_after_an_epoch_the_natural_ends_come_before_a_stop_request():
-    request = threading.Event()
-    rules = StopRules(
+def _every_rule(request: threading.Event) -> StopRules:
+    """Every rule at once: a budget of 5 epochs and 1,000 images, a minute, patience 2, target 0.9."""
+    return StopRules(
         EpochBudget(5),
         images=ImageBudget(1000, 100),
         time=TimeLimit(60.0),
@@ -104,6 +104,11 @@ def test_after_an_epoch_the_natural_ends_come_before_a_stop_request():
         target=Target(0.9),
         request=StopRequest(request),
     )
+
+
+def test_after_an_epoch_the_natural_ends_come_before_a_stop_request():
+    request = threading.Event()
+    rules = _every_rule(request)
     assert rules.after_epoch(at(epoch=1, best_epoch=1, val_accuracy=0.5)) is None
     assert rules.after_epoch(at(epoch=5, val_accuracy=0.95)).reason == "target_reached"
     request.set()
@@ -118,14 +123,7 @@ def test_after_an_epoch_the_natural_ends_come_before_a_stop_request():
 
 def test_before_a_batch_only_the_rules_that_can_end_an_epoch_early_are_asked():
     request = threading.Event()
-    rules = StopRules(
-        EpochBudget(5),
-        images=ImageBudget(1000, 100),
-        time=TimeLimit(60.0),
-        patience=Patience(2),
-        target=Target(0.9),
-        request=StopRequest(request),
-    )
+    rules = _every_rule(request)
     # Patience, the budget and the target wait for the epoch's end.
     assert rules.before_batch(at(epoch=5, best_epoch=1, val_accuracy=0.95)) is None
     assert rules.before_batch(at(images_seen=1000, session_s=60.0)).reason == "image_budget"
