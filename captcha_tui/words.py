@@ -89,6 +89,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
                 f"val loss {e.val_loss:.4f} acc {percent(e.val_accuracy)} "
                 f"({characters(e.val_char_accuracy, e.val_char_error_rate)}) | "
                 f"{e.seconds:.1f}s, {e.images_per_s:,.0f} img/s, lr {e.learning_rate:.2e}"
+                + pseudo_label_words(e)
             )
         case ev.NewBest():
             return f"  new best: validation accuracy {percent(event.val_accuracy)} at epoch {event.epoch}"
@@ -153,3 +154,11 @@ def run_cells(record: RunRecord) -> tuple[str, ...]:
         # ⚠: some of its files are missing or damaged (record.problems says which)
         run_ending(record) + (" ⚠" if record.problems else ""),
     )
+
+
+def pseudo_label_words(e: ev.EpochEnd) -> str:
+    """ " | 1,234 pseudo-labels (97% right on held-out)": the epoch's self-training, or nothing."""
+    if e.pseudo_labels is None:
+        return ""
+    right = "" if e.pseudo_agreement is None else f" ({percent(e.pseudo_agreement)} right on held-out)"
+    return f" | {e.pseudo_labels:,} pseudo-labels{right}"

@@ -104,6 +104,9 @@ OPTION_SAMPLES = {
     "init": (["--init", "runs/x/best.pt"], Path("runs/x/best.pt")),
     "dist_timeout_s": (["--dist-timeout", "30"], 30.0),
     "log_dir": (["--log-dir", "runs/tb"], Path("runs/tb")),
+    "unlabelled": (["--unlabelled", "mine/all"], Path("mine/all")),
+    "pseudo_threshold": (["--pseudo-threshold", "0.8"], 0.8),
+    "generated": (["--generated", "0"], 0),
 }
 
 

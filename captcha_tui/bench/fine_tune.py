@@ -78,16 +78,28 @@ def draw_other_style(
     return paths
 
 
+# The runs, in order: (name, init, whether it also learns from the unlabelled captchas).
+RUNS = (
+    ("fine-tune + unlabelled", BASE_MODEL, True),
+    ("fine-tune from base", BASE_MODEL, False),
+    ("from scratch", None, False),
+)
+
+
 def run(
     *,
     labelled: int = 300,
+    unlabelled: int = 3000,
     unseen: int = 1000,
-    time_limit_s: float = 300.0,
+    time_limit_s: float | None = 300.0,
+    train_images: int | None = None,
     device: str = "cpu",
     work_dir: Path | None = None,
+    runs: tuple[str, ...] | None = None,
     on_line: Callable[[str], None] = print,
 ) -> dict:
-    """Fine-tune from the base model and train from scratch on the same labelled set; score both."""
+    """Fine-tune from the base model with and without the unlabelled captchas, and train from scratch, on
+    the same labelled set; score each on the unseen captchas. ``runs`` picks some of :data:`RUNS`."""
     base = base_model_path()
     if base is None:
         raise FineTuneBenchError("this install has no base model to fine-tune (captcha_tui/assets/base.pt)")
@@ -97,14 +109,24 @@ def run(
         work = Path(tmp)
         started = time.perf_counter()
         draw_other_style(work / "labelled", labelled, 1, spec.charset, (spec.min_length, spec.max_length))
+        if unlabelled:
+            # Named as drawn, but nothing reads the names: train --unlabelled takes the pictures only.
+            draw_other_style(
+                work / "unlabelled", unlabelled, 3, spec.charset, (spec.min_length, spec.max_length)
+            )
         test_images = draw_other_style(
             work / "unseen", unseen, 2, spec.charset, (spec.min_length, spec.max_length)
         )
         draw_s = time.perf_counter() - started
-        on_line(f"drew {labelled} + {unseen} captchas with the captcha package ({draw_s:.0f} s)")
+        on_line(
+            f"drew {labelled} labelled + {unlabelled} unlabelled + {unseen} unseen captchas with the "
+            f"captcha package ({draw_s:.0f} s)"
+        )
         report = prepare(work / "labelled", work / "dataset", keep_case=spec.keep_case)
         result: dict = {
             "labelled": labelled,
+            "unlabelled": unlabelled,
+            "train_images": train_images,
             "split": {name: count for name, count in report.counts.items()},
             "unseen": unseen,
             "time_limit_s": time_limit_s,
@@ -114,18 +136,23 @@ def run(
         right, judged = accuracy(Predictor.load(base, device=device).predict_paths(test_images))
         result["base_unseen_accuracy"] = right / judged if judged else 0.0
         on_line(f"{'the base model as shipped':>20}: {result['base_unseen_accuracy']:.1%} whole-code")
-        for name, init in (("fine-tune from base", BASE_MODEL), ("from scratch", None)):
+        for name, init, self_training in RUNS:
+            if (runs is not None and name not in runs) or (self_training and not unlabelled):
+                continue
             config = TrainConfig(
                 data=work / "dataset",
                 out=work / name.replace(" ", "-"),
                 preset=meta.preset,  # the base model's: the from-scratch run gets the same network
                 device=device,
-                epochs=1000,  # the time limit alone shapes the schedule, as in bench accuracy
-                patience=1000,  # both runs use the whole budget; best.pt is the best validation epoch
+                epochs=1000,  # the budget alone shapes the schedule, as in bench accuracy
+                patience=None,  # off under a budget: every run uses all of it; best.pt: the best epoch
                 time_limit_s=time_limit_s,
+                train_images=train_images,
                 init=init,
+                unlabelled=work / "unlabelled" if self_training else None,
             )
-            finished = Trainer(config).run()
+            epochs: list[ev.EpochEnd] = []
+            finished = Trainer(config, on_event=_epochs_into(epochs)).run()
             if isinstance(finished, ev.Failed):
                 raise FineTuneBenchError(f"{name}: training failed: {finished.message}")
             predictor = Predictor.load(finished.best_checkpoint, device=device)
@@ -137,12 +164,20 @@ def run(
                 "epochs": finished.epochs_run,
                 "images_seen": finished.images_seen,
             }
+            if epochs and epochs[-1].pseudo_labels is not None:
+                row["pseudo_labels"] = epochs[-1].pseudo_labels  # in its last epoch
+                row["pseudo_agreement"] = epochs[-1].pseudo_agreement
             result["runs"][name] = row
             on_line(
                 f"{name:>20}: {row['unseen_accuracy']:.1%} whole-code on {judged} unseen captchas "
                 f"({row['epochs']} epochs, {row['elapsed_s']:.0f} s)"
             )
     return result
+
+
+def _epochs_into(epochs: list[ev.EpochEnd]) -> Callable[[ev.TrainerEvent], None]:
+    """An event sink that keeps a run's epochs."""
+    return lambda event: epochs.append(event) if isinstance(event, ev.EpochEnd) else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,20 +188,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="images to train on, about what a person labels in a sitting",
     )
     parser.add_argument("--unseen", type=int, default=1000, help="images of the same style to score on")
+    parser.add_argument(
+        "--unlabelled",
+        type=int,
+        default=3000,
+        help="more images of the style, not labelled, for the run that also learns from them (0: no such run)",
+    )
     parser.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS", help="seconds a run")
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        metavar="N",
+        help="a budget in training images a run instead of the time limit (independent of the machine's speed)",
+    )
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=[name for name, _, _ in RUNS],
+        metavar="RUN",
+        help=f"only these runs (of: {'; '.join(name for name, _, _ in RUNS)})",
+    )
     parser.add_argument("--device", default="cpu", help="device to train on")
     add_json_option(parser, "the progress lines go to stderr")
 
 
 def main(args: argparse.Namespace) -> int:
     check_device(args.device)
-    if args.labelled < 10 or args.unseen < 1:
-        raise UsageError("--labelled takes at least 10 images and --unseen at least 1")
+    if args.labelled < 10 or args.unseen < 1 or args.unlabelled < 0:
+        raise UsageError(
+            "--labelled takes at least 10 images, --unseen at least 1 and --unlabelled 0 or more"
+        )
+    if args.train_images is not None and args.train_images < 1:
+        raise UsageError("--train-images takes at least 1 image")
     try:
         result = run(
             labelled=args.labelled,
+            unlabelled=args.unlabelled,
             unseen=args.unseen,
-            time_limit_s=args.time_limit,
+            time_limit_s=None if args.train_images else args.time_limit,
+            train_images=args.train_images,
+            runs=tuple(args.runs) if args.runs else None,
             device=args.device,
             on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
         )

@@ -125,7 +125,8 @@ class Dataset:
         return int(self.labels[split].shape[0])
 
 
-def _find_files(image_dir: Path, exclude: Path | None = None) -> list[Path]:
+def find_image_files(image_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """Every file under ``image_dir`` (sorted; hidden ones, label files and ``exclude`` left out)."""
     files = []
     for root, dirs, names in os.walk(image_dir):
         dirs[:] = sorted(
@@ -170,9 +171,13 @@ def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[Decoded]:
     return out
 
 
-def _decode_all(
-    paths: list[Path], size: tuple[int, int], workers: int | None, on_progress: ProgressCallback | None
+def decode_images(
+    paths: list[Path],
+    size: tuple[int, int],
+    workers: int | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> list[Decoded]:
+    """Each file decoded and resized to ``size`` (in worker processes for many), in order."""
     chunks = [([str(p) for p in paths[i : i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
     workers = workers or os.cpu_count() or 1
     results: list = []
@@ -302,7 +307,7 @@ def _find_labelled_images(
         raise DatasetError(str(exc)) from None
     labelled: list[tuple[Path, str]] = []
     found: set[Path] = set()
-    for path in _find_files(image_dir, exclude=out_dir):
+    for path in find_image_files(image_dir, exclude=out_dir):
         if listed is not None:
             found.add(path.resolve())
             row = listed.get(path.resolve())
@@ -407,7 +412,7 @@ def _decode_unique(
 ) -> tuple[list[np.ndarray], list[list[int]], list[Path], list[tuple[int, int]]]:
     """Decode on every core: (images, encoded labels, their files, their sizes before resizing), each
     image once whatever its copies."""
-    decoded = _decode_all([p for p, _ in labelled], spec.image_size, workers, on_progress)
+    decoded = decode_images([p for p, _ in labelled], spec.image_size, workers, on_progress)
     images, labels, sources, sizes, seen = [], [], [], [], set()
     for (path, code), (array, reason, digest, original) in zip(labelled, decoded, strict=True):
         if array is None:

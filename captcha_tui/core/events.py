@@ -83,6 +83,10 @@ class EpochEnd:
     # at each report, for validation, of the whole split.
     train_char_error_rate: float | None = None
     val_char_error_rate: float | None = None
+    # train --unlabelled: pseudo-labelled images in this epoch, and how often the model's confident reads
+    # of the held-out images agree with their labels (self_training.py).
+    pseudo_labels: int | None = None
+    pseudo_agreement: float | None = None
 
 
 @dataclass(frozen=True)

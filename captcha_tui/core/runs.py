@@ -39,7 +39,8 @@ def read_history(run_dir: Path) -> tuple[tuple[ev.EpochEnd, ...], int]:
             continue
         try:
             row = json.loads(line)
-            epochs.append(ev.EpochEnd(**{name: row[name] for name in EPOCH_FIELDS}))
+            # Fields added since (with defaults) may be missing from older runs' rows.
+            epochs.append(ev.EpochEnd(**{name: row[name] for name in EPOCH_FIELDS if name in row}))
         except (ValueError, TypeError, KeyError):
             damaged += 1
     return tuple(epochs), damaged

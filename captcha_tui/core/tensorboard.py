@@ -54,7 +54,13 @@ class TensorBoardLog:
                 step = self._images_at(event.epoch)
                 for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"):
                     w.add_scalar(f"epoch/{name}", getattr(event, name), step)
-                for name in ("val_char_accuracy", "val_char_error_rate", "images_per_s"):
+                for name in (
+                    "val_char_accuracy",
+                    "val_char_error_rate",
+                    "images_per_s",
+                    "pseudo_labels",
+                    "pseudo_agreement",
+                ):
                     value = getattr(event, name)
                     if value is not None:
                         w.add_scalar(f"epoch/{name}", value, step)

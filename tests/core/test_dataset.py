@@ -441,7 +441,7 @@ def test_an_existing_dataset_is_replaced_only_when_asked(tmp_path, captcha_files
         raise AssertionError("the images were searched before refusing")
 
     with monkeypatch.context() as patched:
-        patched.setattr(ds, "_find_files", no_walk)
+        patched.setattr(ds, "find_image_files", no_walk)
         with pytest.raises(DatasetExists) as refused:
             prepare(tmp_path / "in2", tmp_path / "out", workers=1)
     message = str(refused.value)

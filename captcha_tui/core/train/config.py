@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..augment import SMALL_SET
 from ..model import CTC_LR, DEFAULT_LR, PRESETS, default_preset_rule
+from .self_training import GENERATED_WITH_UNLABELLED, PSEUDO_THRESHOLD
 from .stopping import PATIENCE, PATIENCE_IMAGES
 
 DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
@@ -112,6 +113,33 @@ class TrainConfig:
             "metavar": "CHECKPOINT",
         },
     )
+    # Self-training (self_training.py): the user's unlabelled captchas, pseudo-labelled by the model itself
+    # where it is confident, and generated captchas mixed in so that a few labels do not wash out the rest.
+    unlabelled: Path | None = field(
+        default=None,
+        metadata={
+            "help": "also learn from the images in DIR (not labelled): the model's own confident reads of "
+            "them, read anew every epoch",
+            "metavar": "DIR",
+        },
+    )
+    pseudo_threshold: float = field(
+        default=PSEUDO_THRESHOLD,
+        metadata={
+            "help": "with --unlabelled: the least probability of every character of a read that is "
+            "trained on",
+            "metavar": "P",
+        },
+    )
+    # None: GENERATED_WITH_UNLABELLED with --unlabelled, else none.
+    generated: int | None = field(
+        default=None,
+        metadata={
+            "help": "captchas of the built-in style mixed into every epoch, with the data's characters and "
+            f"lengths (default: {GENERATED_WITH_UNLABELLED:,} with --unlabelled, else 0)",
+            "metavar": "N",
+        },
+    )
     # Under torchrun: how long a process waits in a collective for the others before the run ends with an
     # error (a peer that died or hangs); torchrun itself ends the others when one dies.
     dist_timeout_s: float = field(
@@ -135,6 +163,13 @@ class TrainConfig:
         """A time limit or an image budget: the schedule anneals over it, so by default nothing stops the
         run before it is spent (stopping.patience_for)."""
         return self.time_limit_s is not None or self.train_images is not None
+
+    @property
+    def generated_count(self) -> int:
+        """Generated captchas mixed into every epoch."""
+        if self.generated is not None:
+            return self.generated
+        return GENERATED_WITH_UNLABELLED if self.unlabelled is not None else 0
 
     @property
     def patience_known(self) -> bool:
@@ -165,6 +200,10 @@ class TrainConfig:
             raise ValueError(
                 f"--dist-timeout must be a positive number of seconds (got {self.dist_timeout_s})"
             )
+        if not 0 < self.pseudo_threshold <= 1:
+            raise ValueError(f"--pseudo-threshold must be in (0, 1] (got {self.pseudo_threshold})")
+        if self.generated is not None and self.generated < 0:
+            raise ValueError(f"--generated takes 0 or more captchas (got {self.generated})")
         if self.init is not None and self.resume:
             raise ValueError(
                 "--init and --resume do not go together: --resume carries on from the run folder's own "

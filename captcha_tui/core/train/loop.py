@@ -40,6 +40,7 @@ from ..tensorboard import TensorBoardLog
 from .config import BEST, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
 from .distributed import Group, is_peer_failure, join, launched, rank_share
 from .schedule import Schedule, short_run_notice
+from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
 from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, patience_for
@@ -73,6 +74,8 @@ class _Run:
     schedule: Schedule
     rules: StopRules
     best_weights: dict | None  # the one field that changes: at each new best
+    # --unlabelled / --generated: what each epoch adds to the labelled images (None: nothing)
+    self_training: SelfTraining | None = None
 
 
 class Trainer:
@@ -197,7 +200,8 @@ class Trainer:
         rule = None
         while rule is None:
             epoch, started = state.epoch + 1, self._elapsed()
-            trained, rule = self._train_epoch(run, state, epoch)
+            images, labels, pseudo = self._epoch_set(run)
+            trained, rule = self._train_epoch(run, state, epoch, images, labels)
             if rule is not None:
                 break  # stopped, or out of time (or images), inside the epoch
             train = trained.means(run.train_y.shape[1])
@@ -217,6 +221,8 @@ class Trainer:
                 learning_rate=run.optimizer.param_groups[0]["lr"],
                 train_char_error_rate=train.char_error_rate,
                 val_char_error_rate=val.char_error_rate,
+                pseudo_labels=pseudo.used if pseudo else None,
+                pseudo_agreement=pseudo.agreement if pseudo else None,
             )
             state.history.append(asdict(end))
             self._emit(end)
@@ -226,12 +232,22 @@ class Trainer:
             rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy), self._agree)
         return self._end(rule, run, state)
 
-    def _train_epoch(self, run: _Run, state: RunState, epoch: int) -> tuple[Tally, StopRule | None]:
-        """One pass over the training split from ``state.position`` on. Returns its sums, and None or the
-        rule that ended the run inside the epoch."""
+    def _epoch_set(self, run: _Run) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
+        """The images and labels of the next epoch: the training split, and with self-training its
+        pseudo-labelled and generated images, read anew with the current weights."""
+        if run.self_training is None:
+            return run.train_x, run.train_y, None
+        return run.self_training.epoch_set(
+            run.model, run.objective, (run.train_x, run.train_y), (run.val_x, run.val_y), run.autocast
+        )
+
+    def _train_epoch(
+        self, run: _Run, state: RunState, epoch: int, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[Tally, StopRule | None]:
+        """One pass over ``images`` (the epoch's set) from ``state.position`` on. Returns its sums, and
+        None or the rule that ended the run inside the epoch."""
         cfg = self.config
         rank, world = (self._group.rank, self._group.world) if self._group else (0, 1)
-        images, labels = run.train_x, run.train_y
         n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order.to(images.device)
@@ -452,6 +468,7 @@ class Trainer:
 
         state, init, best_weights, started = self._start(model, optimizer, preset, spec)
         notices += started
+        self_training = self._self_training(data, spec, device, notices)
         net = model
         if self._group is not None:
             if len(train_x) < 2 * self._group.world:
@@ -488,8 +505,42 @@ class Trainer:
             schedule=schedule,
             rules=StopRules.for_run(cfg, self.patience, len(train_x), self._stop),
             best_weights=best_weights,
+            self_training=self_training,
         )
         return run, state, notices
+
+    def _self_training(
+        self, data: Dataset, spec: CodeSpec, device: torch.device, notices: list[ev.Notice]
+    ) -> SelfTraining | None:
+        """The unlabelled images (--unlabelled) and generated captchas (--generated) that each epoch adds
+        to the training split, on the device; None when there are neither."""
+        cfg = self.config
+        unlabelled = generated = None
+        if cfg.unlabelled is not None:
+            try:
+                pool, said = load_unlabelled(cfg.unlabelled, data, seed=cfg.seed)
+            except DatasetError as exc:  # the command names a folder that cannot be used
+                raise ConfigError(str(exc)) from None
+            notices.extend(ev.Notice(line, "warning") for line in said)
+            unlabelled = torch.from_numpy(pool).to(device)
+        if cfg.generated_count:
+            images, labels = generated_images(spec, cfg.generated_count, seed=cfg.seed)
+            generated = (
+                torch.from_numpy(images).to(device),
+                torch.from_numpy(labels.astype("int64")).to(device),
+            )
+        if unlabelled is None and generated is None:
+            return None
+        parts = []
+        if unlabelled is not None:
+            parts.append(
+                f"{len(unlabelled):,} unlabelled images of {cfg.unlabelled}, pseudo-labelled anew every epoch "
+                f"where every character is at least {cfg.pseudo_threshold:g} probable"
+            )
+        if generated is not None:
+            parts.append(f"{len(generated[0]):,} generated captchas of the built-in style")
+        notices.append(ev.Notice("each epoch adds " + " and ".join(parts) + " to the labelled images"))
+        return SelfTraining(unlabelled, generated, cfg.pseudo_threshold)
 
     def _start(
         self, model: CaptchaNet, optimizer: torch.optim.Optimizer, preset: str, spec: CodeSpec

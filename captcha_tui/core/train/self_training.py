@@ -1,0 +1,233 @@
+"""Learning from the user's unlabelled captchas too: self-training, and generated captchas mixed in.
+
+A user's folder holds thousands of captchas, of which they label a few hundred. ``train --unlabelled DIR``
+makes each epoch of three parts:
+
+- the labelled training images, repeated so that they stay at least a third of the epoch;
+- **pseudo-labelled** images of DIR: what the model itself reads in them, kept only where it is confident
+  (every character at least ``threshold`` probable). They are read anew before every epoch, so the set
+  grows and corrects itself as the model improves. They are read as they are and trained on under the
+  run's augmentation (random warps and colour changes for a small set): the weak/strong pairing of
+  FixMatch and Noisy Student, at the cost of one forward pass over DIR an epoch rather than one a step,
+  which a CPU cannot spare;
+- **generated** captchas of the built-in style, drawn once at the start with the run's charset, lengths
+  and image size, so that a few hundred labels do not wash out what the base model knew (PaddleOCR's
+  fine-tuning guide mixes general data into a small real set the same way).
+
+How far the pseudo-labels can be trusted is measured on the held-out (validation) labels: the share of
+them the model reads confidently, and how often those confident reads agree with the label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dataset import Dataset, DatasetError, decode_images, find_image_files
+from ..generator import CaptchaStyle, random_code, render_captcha
+from ..images import to_model_array
+from ..model import to_model_input
+from ..objectives import Objective
+from ..spec import PAD, CodeSpec
+
+PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseudo-label
+UNLABELLED_LIMIT = 20_000  # images of DIR kept in memory (chosen at random beyond it)
+GENERATED_WITH_UNLABELLED = 1_000  # generated captchas in each epoch of a run with --unlabelled
+LABELLED_SHARE = 1 / 3  # the least share of each epoch that is the user's own labelled images
+READ_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PseudoLabelReport:
+    """One refresh of the pseudo-labels: what is in use, and how far confident reads can be trusted."""
+
+    used: int  # pseudo-labelled images in this epoch
+    pool: int  # unlabelled images in all
+    threshold: float
+    val_confident: int  # validation images read with at least that confidence
+    val_agreeing: int  # of which the read equals the label
+    val_total: int
+
+    @property
+    def agreement(self) -> float | None:
+        """How often a confident read agrees with the held-out label (None: no confident read)."""
+        return self.val_agreeing / self.val_confident if self.val_confident else None
+
+    def describe(self) -> str:
+        share = f"{self.used:,} of {self.pool:,} unlabelled images pseudo-labelled (confidence ≥ {self.threshold:g})"
+        if not self.val_total:
+            return share
+        agreement = "" if self.agreement is None else f", {self.agreement:.0%} of them right"
+        return (
+            f"{share}; on the {self.val_total} held-out labels it reads {self.val_confident} as "
+            f"confidently{agreement}"
+        )
+
+
+def load_unlabelled(
+    folder: Path, data: Dataset, limit: int = UNLABELLED_LIMIT, seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """The images of ``folder`` (recursively) at the dataset's image size, without those that are already
+    in the dataset (any split: the held-out labels must stay held out). Returns (N, H, W, 3) uint8 and
+    notes for the user. Raises :class:`DatasetError` when none can be used."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"--unlabelled {folder}: no such folder")
+    files = find_image_files(folder)
+    notes = []
+    if len(files) > limit:
+        files = sorted(random.Random(seed).sample(files, limit))
+        notes.append(
+            f"--unlabelled {folder}: {limit:,} of its images chosen at random (the most kept in memory)"
+        )
+    size = data.spec.image_size
+    decoded = decode_images(files, size)
+    arrays = [array for array, _reason, _digest, _size in decoded if array is not None]
+    unreadable = len(decoded) - len(arrays)
+    labelled = {_digest(image) for split in data.images.values() for image in split}
+    kept = [array for array in arrays if _digest(array) not in labelled]
+    if unreadable:
+        notes.append(f"--unlabelled {folder}: {unreadable:,} files are not readable images, skipped")
+    if len(arrays) - len(kept):
+        notes.append(
+            f"--unlabelled {folder}: {len(arrays) - len(kept):,} images are in the labelled dataset already, skipped"
+        )
+    if not kept:
+        raise DatasetError(f"--unlabelled {folder}: no images to learn from (found {len(files):,} files)")
+    height, width = size[1], size[0]
+    return np.stack(kept).reshape(len(kept), height, width, 3), notes
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+
+
+def generated_images(spec: CodeSpec, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` captchas of the built-in style with ``spec``'s charset and lengths, drawn at the built-in
+    size and resized to ``spec``'s: (N, H, W, 3) uint8 images and (N, max_length) PAD-padded labels."""
+    style = CaptchaStyle()
+    charset = spec.charset.lower() if not spec.keep_case else spec.charset
+    images = np.empty((count, spec.image_size[1], spec.image_size[0], 3), dtype=np.uint8)
+    labels = np.full((count, spec.max_length), PAD, dtype=np.uint8)
+    for index in range(count):
+        rng = random.Random(f"unlabelled-mix:{seed}:{index}")
+        code = random_code(rng, (spec.min_length, spec.max_length), charset)
+        images[index] = to_model_array(render_captcha(code, rng, style), spec.image_size)
+        labels[index, : len(code)] = [spec.charset.index(c) for c in code]
+    return images, labels
+
+
+def code_confidence(objective: Objective, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy codes (N, max_length + 1, PAD-padded as the objective decodes them) and each code's
+    confidence: the least probability among its characters (0 for a code of a length the model may not
+    read). On the device, no host sync."""
+    spec = objective.spec
+    decoded = objective.decode(logits)
+    probs = logits.float().softmax(-1)
+    best, chosen = probs.max(-1)
+    if spec.decoder == "ctc":
+        blank = logits.shape[-1] - 1
+        previous = torch.nn.functional.pad(chosen, (1, 0), value=blank)[:, :-1]
+        emit = (chosen != blank) & (chosen != previous)
+        confidence = torch.where(emit, best, torch.ones_like(best)).amin(1)
+    else:
+        confidence = best.amin(1)
+    lengths = (decoded[:, : spec.max_length] != PAD).sum(1)
+    fits = (decoded[:, spec.max_length] == PAD) & (lengths >= spec.min_length) & (lengths <= spec.max_length)
+    return decoded[:, : spec.max_length], torch.where(fits, confidence, torch.zeros_like(confidence))
+
+
+@torch.inference_mode()
+def read_confidently(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    objective: Objective,
+    threshold: float,
+    autocast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``images`` read with every character at least ``threshold`` probable, and those reads
+    as labels (K, max_length). The model is left in eval mode: the caller restores training mode."""
+    model.eval()
+    keep, labels = [], []
+    for start in range(0, len(images), READ_BATCH):
+        with autocast or torch.autocast(images.device.type, enabled=False):
+            logits = model(to_model_input(images[start : start + READ_BATCH]))
+        codes, confidence = code_confidence(objective, logits)
+        confident = confidence >= threshold
+        keep.append(torch.nonzero(confident).flatten() + start)
+        labels.append(codes[confident])
+    if not keep:
+        empty = torch.zeros(0, dtype=torch.long, device=images.device)
+        return empty, torch.zeros(0, objective.spec.max_length, dtype=torch.long, device=images.device)
+    return torch.cat(keep), torch.cat(labels)
+
+
+class SelfTraining:
+    """The unlabelled pool, the generated captchas and the current pseudo-labels of one run."""
+
+    def __init__(
+        self,
+        unlabelled: torch.Tensor | None,
+        generated: tuple[torch.Tensor, torch.Tensor] | None,
+        threshold: float = PSEUDO_THRESHOLD,
+    ):
+        self.unlabelled = unlabelled
+        self.generated = generated
+        self.threshold = threshold
+        self.last: PseudoLabelReport | None = None
+
+    def epoch_set(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        labelled: tuple[torch.Tensor, torch.Tensor],
+        held_out: tuple[torch.Tensor, torch.Tensor],
+        autocast=None,
+    ) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
+        """The images and labels of the next epoch: labelled (repeated), pseudo-labelled and generated;
+        and what the pseudo-labels are (None without unlabelled images)."""
+        x, y = labelled
+        parts_x, parts_y, report = [], [], None
+        if self.unlabelled is not None:
+            report = self._pseudo_label(model, objective, held_out, autocast)
+            index, pseudo = self._current
+            parts_x.append(self.unlabelled[index])
+            parts_y.append(pseudo.to(y.dtype))
+        if self.generated is not None:
+            parts_x.append(self.generated[0])
+            parts_y.append(self.generated[1])
+        others = sum(len(part) for part in parts_x)
+        # The user's own labels stay at least LABELLED_SHARE of the epoch, however many others there are.
+        repeats = max(1, math.ceil(others * LABELLED_SHARE / ((1 - LABELLED_SHARE) * max(len(x), 1)) - 1e-9))
+        images = torch.cat([x] * repeats + parts_x)
+        labels = torch.cat([y] * repeats + parts_y)
+        return images, labels, report
+
+    def _pseudo_label(self, model, objective, held_out, autocast) -> PseudoLabelReport:
+        """Read the unlabelled pool (and the held-out images, to see how far such reads are right)."""
+        was_training = model.training
+        try:
+            index, pseudo = read_confidently(model, self.unlabelled, objective, self.threshold, autocast)
+            val_x, val_y = held_out
+            val_index, val_read = read_confidently(model, val_x, objective, self.threshold, autocast)
+        finally:
+            model.train(was_training)
+        agreeing = (
+            int((val_read == val_y[val_index].to(val_read.dtype)).all(1).sum()) if len(val_index) else 0
+        )
+        self._current = index, pseudo
+        self.last = PseudoLabelReport(
+            used=len(index),
+            pool=len(self.unlabelled),
+            threshold=self.threshold,
+            val_confident=len(val_index),
+            val_agreeing=agreeing,
+            val_total=len(val_x),
+        )
+        return self.last

@@ -1,0 +1,208 @@
+"""Self-training: confidence of a read, the pseudo-labels kept and refreshed, the unlabelled folder, the
+generated captchas, and a real run with ``unlabelled``."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from captcha_tui.core import events as ev
+from captcha_tui.core.dataset import DatasetError, load_dataset
+from captcha_tui.core.objectives import objective_for
+from captcha_tui.core.spec import PAD, CodeSpec
+from captcha_tui.core.train import TrainConfig, Trainer
+from captcha_tui.core.train.self_training import (
+    SelfTraining,
+    code_confidence,
+    generated_images,
+    load_unlabelled,
+    read_confidently,
+)
+
+ABC = CodeSpec(charset="abc", min_length=2, max_length=3, image_size=(12, 8), decoder="ctc")
+FIXED = CodeSpec(charset="abc", min_length=2, max_length=2, image_size=(12, 8))
+
+
+def ctc_logits(frames: list[list[float]]) -> torch.Tensor:
+    """One image's (T, 4) logits from per-frame probabilities of a, b, c and blank."""
+    return torch.tensor(frames).log().unsqueeze(0)
+
+
+def test_a_ctc_reads_confidence_is_its_least_probable_character():
+    # Reads "ab": a at 0.9, blank, b at 0.6 (then 0.8: the same b, not a new character).
+    logits = ctc_logits(
+        [
+            [0.9, 0.05, 0.03, 0.02],
+            [0.1, 0.1, 0.1, 0.7],
+            [0.2, 0.6, 0.1, 0.1],
+            [0.1, 0.8, 0.05, 0.05],
+        ]
+    )
+    codes, confidence = code_confidence(objective_for(ABC), logits)
+    assert codes.tolist() == [[0, 1, PAD]]
+    assert confidence.item() == pytest.approx(0.6)
+
+
+def test_a_read_of_a_length_the_model_may_not_read_has_no_confidence():
+    one_char = ctc_logits([[0.99, 0.0033, 0.0033, 0.0034], [0.01, 0.01, 0.01, 0.97]])
+    _, confidence = code_confidence(objective_for(ABC), one_char)
+    assert confidence.item() == 0.0  # "a" is shorter than the 2 characters every code has
+
+
+def test_a_per_position_reads_confidence_is_its_least_probable_position():
+    logits = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.05, 0.85]]]).log()
+    codes, confidence = code_confidence(objective_for(FIXED), logits)
+    assert codes.tolist() == [[0, 2]]
+    assert confidence.item() == pytest.approx(0.7)
+
+
+class FixedReader(torch.nn.Module):
+    """Reads image i as the logits of row i of ``table`` (its first pixel holds i)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = table
+
+    def forward(self, x):
+        return self.table[x[:, 0, 0, 0].round().long()]
+
+
+def images_numbered(n: int) -> torch.Tensor:
+    images = torch.zeros(n, 8, 12, 3, dtype=torch.uint8)
+    images[:, 0, 0, :] = torch.arange(n, dtype=torch.uint8)[:, None]
+    return images
+
+
+def fixed_table(confidences: list[float]) -> torch.Tensor:
+    """Per-position logits reading "ab" for every image, image i with both characters at confidences[i]."""
+    rows = []
+    for p in confidences:
+        rest = (1 - p) / 2
+        rows.append([[p, rest, rest], [rest, p, rest]])
+    return torch.tensor(rows).log()
+
+
+def test_only_reads_at_least_as_confident_as_the_threshold_are_kept(monkeypatch):
+    monkeypatch.setattr("captcha_tui.core.train.self_training.to_model_input", lambda x: x.float())
+    reader = FixedReader(fixed_table([0.95, 0.5, 0.9, 0.89]))
+    index, labels = read_confidently(reader, images_numbered(4), objective_for(FIXED), threshold=0.9)
+    assert index.tolist() == [0, 2]
+    assert labels.tolist() == [[0, 1], [0, 1]]
+
+
+def test_pseudo_labels_are_read_anew_each_epoch_and_the_labelled_images_keep_their_share(monkeypatch):
+    monkeypatch.setattr("captcha_tui.core.train.self_training.to_model_input", lambda x: x.float())
+    objective = objective_for(FIXED)
+    pool = images_numbered(12)
+    labelled = (images_numbered(2), torch.tensor([[2, 2], [2, 1]]))
+    held_out = (images_numbered(2), torch.tensor([[0, 1], [2, 2]]))  # the first agrees with the read
+    training = SelfTraining(pool, None, threshold=0.9)
+
+    unsure = FixedReader(fixed_table([0.5] * 12))
+    images, labels, report = training.epoch_set(unsure, objective, labelled, held_out)
+    assert report.used == 0 and report.pool == 12
+    assert len(images) == 2  # the labelled images alone
+
+    sure = FixedReader(fixed_table([0.95] * 6 + [0.5] * 6))  # the model improved: half the pool is read
+    unsure.train()
+    images, labels, report = training.epoch_set(sure, objective, labelled, held_out)
+    assert report.used == 6
+    assert (report.val_confident, report.val_agreeing, report.agreement) == (2, 1, 0.5)
+    # 6 pseudo-labelled; the 2 labelled images repeated to a third of the epoch.
+    assert len(images) == 6 + 2 * 2
+    assert labels.tolist().count([0, 1]) == 6
+    assert "6 of 12 unlabelled images" in report.describe()
+
+
+def test_generated_captchas_have_the_datas_characters_lengths_and_size():
+    spec = CodeSpec(charset="2345abc", min_length=3, max_length=5, image_size=(100, 40), decoder="ctc")
+    images, labels = generated_images(spec, 20, seed=1)
+    assert images.shape == (20, 40, 100, 3) and images.dtype == np.uint8
+    lengths = (labels != PAD).sum(1)
+    assert lengths.min() >= 3 and lengths.max() <= 5 and len(set(lengths.tolist())) > 1
+    assert labels[labels != PAD].max() < len(spec.charset)
+    again, _ = generated_images(spec, 20, seed=1)
+    assert np.array_equal(images, again)  # seeded: a resumed or repeated run sees the same ones
+
+
+def test_the_unlabelled_folder_leaves_out_labelled_images_and_unreadable_files(
+    captcha_dir, prepared_dataset, tmp_path
+):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    files = sorted(captcha_dir.glob("*.png"))
+    for path in files[:20]:  # in the labelled dataset already
+        shutil.copy(path, folder / path.name)
+    from captcha_tui.core.generator import generate
+
+    generate(folder / "new", 15, seed=99, workers=1)
+    (folder / "broken.png").write_bytes(b"not a png")
+    data = load_dataset(prepared_dataset)
+    images, notes = load_unlabelled(folder, data)
+    assert images.shape[0] == 15
+    assert images.shape[1:] == (data.spec.image_size[1], data.spec.image_size[0], 3)
+    joined = " ".join(notes)
+    assert "1 files are not readable" in joined and "20 images are in the labelled dataset" in joined
+
+
+def test_a_missing_or_empty_unlabelled_folder_is_refused(prepared_dataset, tmp_path):
+    data = load_dataset(prepared_dataset)
+    with pytest.raises(DatasetError, match="no such folder"):
+        load_unlabelled(tmp_path / "nowhere", data)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images to learn from"):
+        load_unlabelled(tmp_path / "empty", data)
+
+
+def test_a_run_with_a_missing_unlabelled_folder_is_a_usage_error(prepared_dataset, tmp_path):
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path / "run",
+        preset="tiny",
+        epochs=1,
+        device="cpu",
+        unlabelled=tmp_path / "x",
+    )
+    failed = Trainer(config).run()
+    assert isinstance(failed, ev.Failed) and failed.usage
+    assert "no such folder" in failed.message
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.5])
+def test_a_threshold_outside_zero_to_one_is_refused(threshold):
+    with pytest.raises(ValueError, match="pseudo-threshold"):
+        TrainConfig(pseudo_threshold=threshold).validate()
+
+
+def test_a_run_with_unlabelled_images_reports_its_pseudo_labels_each_epoch(
+    prepared_dataset, tmp_path, one_thread
+):
+    from captcha_tui.core.generator import generate
+
+    generate(tmp_path / "unlabelled", 60, seed=5, workers=1)
+    events: list = []
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path / "run",
+        preset="tiny",
+        epochs=2,
+        device="cpu",
+        unlabelled=tmp_path / "unlabelled",
+        pseudo_threshold=0.01,  # a tiny model after an epoch is confident of little: keep everything
+        generated=30,
+    )
+    finished = Trainer(config, events.append).run()
+    assert isinstance(finished, ev.Finished), finished
+    epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
+    assert len(epochs) == 2 and all(e.pseudo_labels is not None for e in epochs)
+    assert epochs[-1].pseudo_labels > 0
+    notices = " ".join(e.message for e in events if isinstance(e, ev.Notice))
+    assert "60 unlabelled images" in notices and "30 generated captchas" in notices
+    # The history keeps them, and older history rows without them still read.
+    from captcha_tui.core.runs import read_history
+
+    read, damaged = read_history(tmp_path / "run")
+    assert damaged == 0 and read[-1].pseudo_labels == epochs[-1].pseudo_labels
