@@ -200,7 +200,7 @@ class Trainer:
         rule = None
         while rule is None:
             epoch, started = state.epoch + 1, self._elapsed()
-            images, labels, pseudo = self._epoch_set(run)
+            images, labels, pseudo = self._epoch_set(run, state)
             trained, rule = self._train_epoch(run, state, epoch, images, labels)
             if rule is not None:
                 break  # stopped, or out of time (or images), inside the epoch
@@ -232,13 +232,20 @@ class Trainer:
             rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy), self._agree)
         return self._end(rule, run, state)
 
-    def _epoch_set(self, run: _Run) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
+    def _epoch_set(
+        self, run: _Run, state: RunState
+    ) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
         """The images and labels of the next epoch: the training split, and with self-training its
-        pseudo-labelled and generated images, read anew with the current weights."""
+        pseudo-labelled images (read anew with the current weights when due) and generated ones."""
         if run.self_training is None:
             return run.train_x, run.train_y, None
         return run.self_training.epoch_set(
-            run.model, run.objective, (run.train_x, run.train_y), (run.val_x, run.val_y), run.autocast
+            run.model,
+            run.objective,
+            (run.train_x, run.train_y),
+            (run.val_x, run.val_y),
+            run.autocast,
+            state.images_seen,
         )
 
     def _train_epoch(

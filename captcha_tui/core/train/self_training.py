@@ -5,11 +5,12 @@ makes each epoch of three parts:
 
 - the labelled training images, repeated so that they stay at least a third of the epoch;
 - **pseudo-labelled** images of DIR: what the model itself reads in them, kept only where it is confident
-  (every character at least ``threshold`` probable). They are read anew before every epoch, so the set
-  grows and corrects itself as the model improves. They are read as they are and trained on under the
+  (every character at least ``threshold`` probable). They are read anew as the run goes on
+  (each time it has trained on twice as many images as there are unlabelled ones), so the set grows
+  and corrects itself as the model improves. They are read as they are and trained on under the
   run's augmentation (random warps and colour changes for a small set): the weak/strong pairing of
-  FixMatch and Noisy Student, at the cost of one forward pass over DIR an epoch rather than one a step,
-  which a CPU cannot spare;
+  FixMatch and Noisy Student, at the cost of a forward pass over DIR now and then rather than one a
+  step, which a CPU cannot spare;
 - **generated** captchas of the built-in style, drawn once at the start with the run's charset, lengths
   and image size, so that a few hundred labels do not wash out what the base model knew (PaddleOCR's
   fine-tuning guide mixes general data into a small real set the same way).
@@ -39,7 +40,11 @@ from ..spec import PAD, CodeSpec
 PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseudo-label
 UNLABELLED_LIMIT = 20_000  # images of DIR kept in memory (chosen at random beyond it)
 GENERATED_WITH_UNLABELLED = 1_000  # generated captchas in each epoch of a run with --unlabelled
-LABELLED_SHARE = 1 / 3  # the least share of each epoch that is the user's own labelled images
+LABELLED_SHARE = 1 / 3
+# The pool is read anew once the run has trained on this many times its size since the last reading: a
+# reading costs about a third of training on as many images, so this keeps it near a sixth of the time
+# (reading it before every epoch, with a few hundred labels, took as long as the training itself).
+REREAD_AFTER = 2  # the least share of each epoch that is the user's own labelled images
 READ_BATCH = 500
 
 
@@ -181,6 +186,14 @@ class SelfTraining:
         self.generated = generated
         self.threshold = threshold
         self.last: PseudoLabelReport | None = None
+        self._current: tuple[torch.Tensor, torch.Tensor] | None = None  # rows of the pool kept, their reads
+        self._read_at = 0  # images the run had trained on at the last reading
+
+    def due(self, images_seen: int) -> bool:
+        """Whether the pool is to be read anew, the run having trained on ``images_seen`` images."""
+        if self.unlabelled is None:
+            return False
+        return self._current is None or images_seen - self._read_at >= REREAD_AFTER * len(self.unlabelled)
 
     def epoch_set(
         self,
@@ -189,13 +202,17 @@ class SelfTraining:
         labelled: tuple[torch.Tensor, torch.Tensor],
         held_out: tuple[torch.Tensor, torch.Tensor],
         autocast=None,
+        images_seen: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
         """The images and labels of the next epoch: labelled (repeated), pseudo-labelled and generated;
         and what the pseudo-labels are (None without unlabelled images)."""
         x, y = labelled
         parts_x, parts_y, report = [], [], None
         if self.unlabelled is not None:
-            report = self._pseudo_label(model, objective, held_out, autocast)
+            if self.due(images_seen):
+                self._pseudo_label(model, objective, held_out, autocast)
+                self._read_at = images_seen
+            report = self.last
             index, pseudo = self._current
             parts_x.append(self.unlabelled[index])
             parts_y.append(pseudo.to(y.dtype))

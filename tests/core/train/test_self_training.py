@@ -93,7 +93,7 @@ def test_only_reads_at_least_as_confident_as_the_threshold_are_kept(monkeypatch)
     assert labels.tolist() == [[0, 1], [0, 1]]
 
 
-def test_pseudo_labels_are_read_anew_each_epoch_and_the_labelled_images_keep_their_share(monkeypatch):
+def test_pseudo_labels_are_read_anew_as_the_run_goes_on_and_the_labelled_images_keep_their_share(monkeypatch):
     monkeypatch.setattr("captcha_tui.core.train.self_training.to_model_input", lambda x: x.float())
     objective = objective_for(FIXED)
     pool = images_numbered(12)
@@ -108,7 +108,11 @@ def test_pseudo_labels_are_read_anew_each_epoch_and_the_labelled_images_keep_the
 
     sure = FixedReader(fixed_table([0.95] * 6 + [0.5] * 6))  # the model improved: half the pool is read
     unsure.train()
-    images, labels, report = training.epoch_set(sure, objective, labelled, held_out)
+    # Not read again until the run has trained on twice the pool's size since the last reading.
+    assert not training.due(images_seen=23) and training.due(images_seen=24)
+    images, labels, report = training.epoch_set(sure, objective, labelled, held_out, images_seen=10)
+    assert report.used == 0 and len(images) == 2  # the last reading still stands
+    images, labels, report = training.epoch_set(sure, objective, labelled, held_out, images_seen=24)
     assert report.used == 6
     assert (report.val_confident, report.val_agreeing, report.agreement) == (2, 1, 0.5)
     # 6 pseudo-labelled; the 2 labelled images repeated to a third of the epoch.
