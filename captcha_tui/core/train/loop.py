@@ -239,7 +239,8 @@ class Trainer:
         pseudo-labelled images (read anew with the current weights when due) and generated ones."""
         if run.self_training is None:
             return run.train_x, run.train_y, None
-        return run.self_training.epoch_set(
+        reading = run.self_training.due(state.images_seen)
+        images, labels, report = run.self_training.epoch_set(
             run.model,
             run.objective,
             (run.train_x, run.train_y),
@@ -247,6 +248,9 @@ class Trainer:
             run.autocast,
             state.images_seen,
         )
+        if reading and report is not None:  # a line in the log each time the pool is read anew
+            self._emit(ev.Notice(report.describe()))
+        return images, labels, report
 
     def _train_epoch(
         self, run: _Run, state: RunState, epoch: int, images: torch.Tensor, labels: torch.Tensor

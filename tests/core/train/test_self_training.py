@@ -205,6 +205,7 @@ def test_a_run_with_unlabelled_images_reports_its_pseudo_labels_each_epoch(
     assert epochs[-1].pseudo_labels > 0
     notices = " ".join(e.message for e in events if isinstance(e, ev.Notice))
     assert "60 unlabelled images" in notices and "30 generated captchas" in notices
+    assert "of 60 unlabelled images pseudo-labelled" in notices  # each reading of the pool is said
     # The history keeps them, and older history rows without them still read.
     from captcha_tui.core.runs import read_history
 
