@@ -119,7 +119,7 @@ class TrainConfig:
         default=None,
         metadata={
             "help": "also learn from the images in DIR (not labelled): the model's own confident reads of "
-            "them, read anew every epoch",
+            "them, read anew as the run goes on",
             "metavar": "DIR",
         },
     )

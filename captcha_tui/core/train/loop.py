@@ -545,7 +545,7 @@ class Trainer:
         parts = []
         if unlabelled is not None:
             parts.append(
-                f"{len(unlabelled):,} unlabelled images of {cfg.unlabelled}, pseudo-labelled anew every epoch "
+                f"{len(unlabelled):,} unlabelled images of {cfg.unlabelled}, pseudo-labelled (read anew as the run goes on) "
                 f"where every character is at least {cfg.pseudo_threshold:g} probable"
             )
         if generated is not None:
