@@ -135,7 +135,8 @@ class _Quiet:
 def _quiet_launcher() -> _Quiet:
     """The launcher logs every start, stop and signal as warnings: the run's own lines say what matters."""
     loggers = [
-        logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.distributed.launcher")
+        logging.getLogger(name)
+        for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
     ]
     saved = [(logger, logger.level) for logger in loggers]
     for logger in loggers:
