@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -68,6 +69,7 @@ def launch(
     devices: DeviceList,
     make_sink: Callable[[], EventSink],
     stop: Any | None = None,
+    output: str = "terminal",
 ) -> Outcome:
     """Train ``config`` on ``devices`` (several), one process each, and wait for them to end.
 
@@ -75,10 +77,17 @@ def launch(
     process's events go (rank 0 reports the run; the others only their own fatal error). ``stop``: a
     multiprocessing Event (spawn context) that, once set, stops every process at the next mini-batch
     with a resumable last.pt. Ctrl+C or SIGTERM to this process does the same (the launcher passes the
-    signal on). Blocks; call it from a worker thread in a front end."""
+    signal on). ``output``: ``terminal`` (the processes print where this one does) or ``files`` (into a
+    temporary folder: a front end's screen must not be written over). Blocks; call it from a worker
+    thread in a front end."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logs = None
+    if output == "files":
+        logs = DefaultLogsSpecs(log_dir=tempfile.mkdtemp(prefix="captcha-tui-processes-"), redirects=Std.ALL)
 
     launch_config = LaunchConfig(
         min_nodes=1,
@@ -89,6 +98,7 @@ def launch(
         rdzv_endpoint="localhost:0",  # standalone, as torchrun --standalone: a free port of this machine
         max_restarts=0,  # a failed process ends the run (resumable from last.pt), it does not restart it
         start_method="spawn",
+        logs_specs=logs,
     )
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     quiet = _quiet_launcher()
@@ -168,3 +178,63 @@ def run_process(config: TrainConfig, make_sink: Callable[[], EventSink], stop: A
     result = trainer.run()
     if isinstance(result, ev.Failed):
         raise SystemExit(EXIT_USAGE if result.usage else 1)
+
+
+class LaunchedRun:
+    """A run on several devices, driven from a front end as a :class:`Trainer` is: :meth:`run` (blocking,
+    in a worker thread) launches the processes and hands rank 0's events to ``on_event`` in this process,
+    in order; :meth:`request_stop` stops every process at the next mini-batch with a resumable last.pt.
+
+    There is no pause: a rank that waits leaves the others blocked in their next collective, which ends
+    the run once ``dist_timeout_s`` passes. The processes' own output goes to files in a temporary folder,
+    not to the front end's terminal."""
+
+    paused = False
+    can_pause = False
+
+    def __init__(self, config: TrainConfig, devices: DeviceList, on_event: EventSink):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # the launcher spawns: its queues must match
+        self.config, self.devices = config, devices
+        self._sink = on_event
+        self._queue = context.Queue()
+        self._stop = context.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def pause(self) -> None:  # noqa: D102 - not offered (see the class)
+        pass
+
+    def resume(self) -> None:  # noqa: D102
+        pass
+
+    def run(self) -> ev.Finished | ev.Failed:
+        """Train to the end; never raises. Returns the run's last event (also passed on)."""
+        ended: list[ev.Finished | ev.Failed] = []
+
+        def relay() -> None:
+            while (event := self._queue.get()) is not None:
+                if isinstance(event, (ev.Finished, ev.Failed)):
+                    ended.append(event)
+                self._sink(event)
+
+        reader = threading.Thread(target=relay, name="captcha-launch-events", daemon=True)
+        reader.start()
+        try:
+            outcome = launch(self.config, self.devices, ToQueue(self._queue), self._stop, output="files")
+        except Exception as exc:  # noqa: BLE001 - the launcher itself failed (a port, a spawn): say so
+            outcome = Outcome(1, f"could not start the training processes: {type(exc).__name__}: {exc}")
+        finally:
+            self._queue.put(None)
+            reader.join()
+        if outcome.message is not None:
+            failed = ev.Failed(message=outcome.message)
+            self._sink(failed)
+            return failed
+        if ended:
+            return ended[-1]
+        failed = ev.Failed(message=f"the training processes ended with exit status {outcome.exit_code}")
+        self._sink(failed)
+        return failed
