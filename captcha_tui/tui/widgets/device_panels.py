@@ -64,7 +64,8 @@ class DevicePanels(VerticalScroll):
                 and gpu.index is not None
                 and sample.torch.device == f"cuda:{gpu.index}"
             )
-            panel.in_use = gpu.index is not None and gpu.index in in_use
+            # Marked for a run on several cards; one card's run shows its torch memory there already.
+            panel.in_use = len(in_use) > 1 and gpu.index in in_use
             panel.show(gpu, sample.torch if on_this_card else None)
         present = {gpu.nvml_index for gpu in sample.gpus}
         for index, panel in self._gpu_panels.items():
