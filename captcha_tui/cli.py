@@ -22,6 +22,7 @@ from .options import (
     UsageError,
     add_train_option,
     check_device,
+    check_devices,
     image_size,
     length_range,
     train_fields,
@@ -374,12 +375,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     if launched() and not args.headless:  # refused on a terminal or not: the same command, the same answer
         raise UsageError(DASHBOARD_UNDER_TORCHRUN)
     config = _train_config(args)
-    check_device(config.device)
+    devices = check_devices(config.device)
     if not config.resume or not (config.out / "last.pt").exists():
         _check_dataset(config.data)
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
         return _run_app(args, config, autostart=True)
+    if devices.several and not launched():  # under torchrun each process takes its item of the list
+        return train_launched(config, devices)
     return train_headless(config)
+
+
+def train_launched(config: TrainConfig, devices) -> int:
+    """One run on several devices from this one command: a process each, rank 0 printing the lines."""
+    from .core.train.launch import launch
+    from .headless import HeadlessPrinter
+
+    outcome = launch(config, devices, HeadlessPrinter)
+    if outcome.message:
+        print(f"{PROG}: error: {outcome.message}", file=sys.stderr, flush=True)
+    return outcome.exit_code
 
 
 def _check_dataset(path: Path) -> None:
@@ -649,7 +663,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"serve opens the dashboard; `{parsed.command}` is another command (give the dashboard's "
                 "options only, e.g. --data data/mine)"
             )
-        check_device(_train_config(parsed).device)
+        check_devices(_train_config(parsed).device)
 
     return serve.main(args, app_args, check_dashboard_args)
 
@@ -690,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command is None:
             config = _train_config(args)
-            check_device(config.device)
+            check_devices(config.device)
             served = os.environ.get(serve.SERVED_ENV)  # textual-serve's web driver: the browser is the screen
             if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
                 raise UsageError(

@@ -50,6 +50,17 @@ def check_device(spec: str) -> None:
         raise UsageError(str(exc)) from None
 
 
+def check_devices(spec: str):
+    """``--device`` of a training run: one device or a list of them (core.devices.DeviceList), checked
+    before anything starts."""
+    from .core.devices import DeviceError, parse_device_list
+
+    try:
+        return parse_device_list(spec)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # The train options are built from TrainConfig's fields (their metadata holds each help text), parsed
 # under their own names so that `prepare --out` or `eval --device` never mix with them, and with no
 # default: only what was typed is in the namespace and TrainConfig fills in the rest. That is why

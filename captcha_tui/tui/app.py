@@ -33,10 +33,11 @@ from textual.worker import Worker, WorkerState
 from ..core import events as ev
 from ..core.base_model import default_model
 from ..core.dataset import DatasetError, prepare
-from ..core.devices import DeviceInfo, device_name, list_devices
+from ..core.devices import DeviceError, DeviceInfo, DeviceList, device_name, list_devices, parse_device_list
 from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
 from ..core.train import BEST, TrainConfig, Trainer
+from ..core.train.launch import LaunchedRun
 from ..core.train.stopping import StopRequest
 from .dataset_info import DatasetSummary, read_dataset_summary
 from .event_buffer import EventBuffer
@@ -172,7 +173,7 @@ class CaptchaApp(App[int]):
         self.dataset: DatasetSummary | None = None
         # Shown as damaged (a manifest that cannot be read): the one kind of dataset g and o may replace.
         self.damaged_dataset = False
-        self.trainer: Trainer | None = None
+        self.trainer: Trainer | LaunchedRun | None = None  # LaunchedRun: one run on several devices
         self.last_result: ev.Finished | ev.Failed | None = None
         self.last_run: RunSummary | None = None  # what the run folder held when the app started
         self.train_screen = TrainScreen(clock)
@@ -268,6 +269,7 @@ class CaptchaApp(App[int]):
         busy = self.training or self.making_data
         running = self.training and not self._stopping  # a stopping run can only finish
         paused = self.trainer is not None and self.trainer.paused
+        can_pause = getattr(self.trainer, "can_pause", True)  # not a run on several devices
         if action == "start_training":
             return not busy and self.dataset is not None
         if action == "stop_training":
@@ -275,7 +277,7 @@ class CaptchaApp(App[int]):
         if action == "resume_training":
             return not busy and self.dataset is not None and self._resumable()
         if action == "pause_training":
-            return running and not paused
+            return running and not paused and can_pause
         if action == "continue_training":
             return running and paused
         if action == "open_eval":
@@ -297,7 +299,9 @@ class CaptchaApp(App[int]):
 
     def _show_config(self) -> None:
         device = self._resolved_device()
-        self._sampler.device = device  # torch memory of the training device, read by the monitor
+        # Torch memory of the training device, read by the monitor: this process's, so none for a run
+        # on several devices (its processes hold it).
+        self._sampler.device = None if "," in device else device
         self.train_screen.show_config(self.config, device)
 
     def _check_dataset(self) -> None:
@@ -372,14 +376,27 @@ class CaptchaApp(App[int]):
         config = self.config
         if stopped or resume:  # a fine-tune carries on from its own last.pt (which names its --init)
             config = replace(config, resume=True, init=None)
-        self.trainer = Trainer(config, on_event=self.event_buffer.put)
+        try:
+            devices = parse_device_list(config.device)
+        except DeviceError as exc:
+            if "," in config.device:  # a list this machine cannot train on: nothing to start
+                self.last_result = ev.Failed(message=str(exc), usage=True)
+                self.train_screen.apply_event(self.last_result)
+                return
+            devices = DeviceList((config.device,))  # one device: the trainer says what is wrong with it
+        if devices.several:
+            # Its processes are spawned and watched from the worker thread; rank 0's events come back
+            # over a queue into the same buffer.
+            self.trainer = LaunchedRun(config, devices, self.event_buffer.put)
+        else:
+            self.trainer = Trainer(config, on_event=self.event_buffer.put)
         self._stopping = False
         self._flush_timer.resume()
         self._train_worker = self._run_trainer(self.trainer)
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _run_trainer(self, trainer: Trainer) -> ev.Finished | ev.Failed:
+    def _run_trainer(self, trainer: Trainer | LaunchedRun) -> ev.Finished | ev.Failed:
         # Named while it trains, so anyone (tests, py-spy) can tell a training thread from an idle one.
         thread = threading.current_thread()
         idle_name, thread.name = thread.name, TRAIN_THREAD_NAME
@@ -511,7 +528,8 @@ class CaptchaApp(App[int]):
             return
         self.config = replace(self.config, device=name)
         self._show_config()
-        self.train_screen.log_line(f"device set to {name} for the next run")
+        several = f" (one run, a process on each of {name.count(',') + 1})" if "," in name else ""
+        self.train_screen.log_line(f"device set to {name} for the next run{several}")
 
     # ---- eval --------------------------------------------------------------------------------------------------
 

@@ -95,3 +95,24 @@ def test_the_gpu_panel_lists_who_holds_the_card_and_marks_this_run(prepared_data
             assert "no processes on this card" not in text
 
     asyncio.run(scenario())
+
+
+def test_a_run_on_several_gpus_marks_each_card_it_trains_on(prepared_dataset, tmp_path):
+    backend = FakeNvmlBackend.with_gpus(4)
+    sampler = HardwareSampler(backend=backend, device=None)
+    config = training_config(prepared_dataset, tmp_path / "run", device="cuda:0,cuda:2")
+    app = make_app(config, sampler=sampler, monitor_interval=0.05)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panels = app.train_screen.query_one(DevicePanels)
+            await wait_until(
+                pilot,
+                lambda: all(panels.gpu_panel(i) is not None and panels.gpu_panel(i).gpu for i in range(4)),
+                what="four GPU panels",
+            )
+            marked = [i for i in range(4) if "◀ training" in str(panels.gpu_panel(i).border_title)]
+            assert marked == [0, 2]
+            assert sampler.device is None  # the processes hold the torch memory, not the app
+
+    asyncio.run(scenario())

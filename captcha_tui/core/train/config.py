@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..augment import SMALL_SET
+from ..devices import DEVICE_LIST_HELP
 from ..model import CTC_LR, DEFAULT_LR, PRESETS, default_preset_rule
 from .self_training import GENERATED_WITH_UNLABELLED, PSEUDO_THRESHOLD
 from .stopping import PATIENCE, PATIENCE_IMAGES
@@ -33,7 +34,8 @@ class TrainConfig:
             "choices": tuple(sorted(PRESETS)),
         },
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
+    # One device, or a list trained data-parallel, one process each (devices.parse_device_list).
+    device: str = field(default="auto", metadata={"help": DEVICE_LIST_HELP, "metavar": "DEVICE[,DEVICE…]"})
     # The one-cycle schedule spans these (or the time limit, if shorter).
     epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
     batch_size: int = field(default=100, metadata={"help": "mini-batch size"})

@@ -31,7 +31,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..devices import DeviceError, resolve_device
+from ..devices import DeviceError, parse_device_list, resolve_device
 from .config import ConfigError
 from .step import Tally
 
@@ -73,6 +73,8 @@ def process_device(spec: str | None, local_rank: int) -> torch.device:
     ``auto`` / ``cuda`` on a machine with GPUs. A single device (``cuda:1``, ``mps``) cannot be shared
     among several processes, so it is refused with what to pass instead."""
     spec = (spec or "auto").strip().lower()
+    if "," in spec or spec.startswith("cpu:") or spec in ("cuda:all", "gpu:all"):
+        return _listed_device(spec, local_rank)
     if spec == "cpu":
         return torch.device("cpu")
     if spec in ("auto", "cuda", "gpu"):
@@ -91,6 +93,19 @@ def process_device(spec: str | None, local_rank: int) -> torch.device:
         f"--device {spec} names one device, but torchrun started several processes: use --device cuda "
         "(each process takes cuda:LOCAL_RANK) or --device cpu"
     )
+
+
+def _listed_device(spec: str, local_rank: int) -> torch.device:
+    """Process ``local_rank``'s item of a device list (``cuda:0,cuda:2``, ``cuda:all``, ``cpu:2``): one
+    process per item, as the one-command launch (launch.py) or ``torchrun --nproc-per-node`` started them."""
+    devices = parse_device_list(spec)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", devices.processes))
+    if local_world != devices.processes:
+        raise ConfigError(
+            f"--device {spec} lists {devices.processes} devices, but {local_world} processes were started on "
+            f"this machine: one process a device (torchrun --nproc-per-node {devices.processes})"
+        )
+    return torch.device(devices.names[local_rank])
 
 
 @dataclass

@@ -1,4 +1,7 @@
 """Pick the device to train on: arrows or j/k move, a digit picks its row, Enter confirms, Escape cancels.
+Space ticks rows: Enter with GPUs ticked trains one run on all of them (a process each), the result a
+device list such as ``cuda:0,cuda:2`` (core.devices.DeviceList); with none ticked it takes the
+highlighted row, as before. The CPU (or MPS) cannot be ticked together with GPUs: the note says why.
 
 While a run is training the picker still opens (to see what is there) but refuses to switch: the data
 and the model live on the current device, so the run must be stopped first. The reason is shown inline.
@@ -14,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ...core.devices import DeviceInfo
+from ...core.devices import DeviceInfo, DeviceList
 from ..formatting import size
 
 
@@ -31,7 +34,8 @@ def describe_device(info: DeviceInfo) -> str:
 
 
 class DevicePicker(ModalScreen[str | None]):
-    """Dismisses with the chosen device name, or None when cancelled.
+    """Dismisses with the chosen device name (or a device list's spelling, ``cuda:0,cuda:2``), or None
+    when cancelled.
 
     Opened with ``devices`` None while the devices are still being listed (a first CUDA query can take
     seconds): it says so in place of the rows, and :meth:`show_devices` fills them in.
@@ -41,6 +45,7 @@ class DevicePicker(ModalScreen[str | None]):
         Binding("escape", "cancel", "cancel"),
         Binding("j", "move(1)", "down", show=False),
         Binding("k", "move(-1)", "up", show=False),
+        Binding("space", "tick", "tick", show=False),
         *(Binding(str(n), f"pick({n})", f"pick row {n}", show=False) for n in range(10)),
     ]
 
@@ -52,6 +57,8 @@ class DevicePicker(ModalScreen[str | None]):
         self.listing = devices is None  # still looking for devices
         self.current = current
         self.refuse_reason = refuse_reason  # set while training: picking is refused with this reason
+        # The devices ticked for a run on several of them: those of the current list, to begin with.
+        self.ticked: set[str] = set(current.split(",")) if current and "," in current else set()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box") as box:
@@ -72,6 +79,7 @@ class DevicePicker(ModalScreen[str | None]):
             return  # the picker is being taken down (the app is quitting)
         option_list = found.first()
         option_list.clear_options()
+        self.ticked &= {d.name for d in devices}
         option_list.add_options(self._options())
         option_list.display = True
         option_list.focus()
@@ -81,28 +89,72 @@ class DevicePicker(ModalScreen[str | None]):
     def _highlight_current(self) -> None:
         names = [d.name for d in self.devices]
         if names:
-            self.query_one(OptionList).highlighted = names.index(self.current) if self.current in names else 0
+            # A list is current: the cursor on its first device.
+            at = next((n for n in names if n == self.current or n in self.ticked), None)
+            self.query_one(OptionList).highlighted = names.index(at) if at else 0
 
     def _options(self) -> list[Option]:
-        options = []
-        for row, info in enumerate(self.devices):
-            prompt = Text.assemble(
-                (f"{row} " if row < 10 else "  ", "dim"),
-                (f"{info.name:<8}", "bold"),
-                " ",
-                describe_device(info),
-            )
-            if info.name == self.current:
-                prompt.append("  ● current", "green")
-            options.append(Option(prompt, id=info.name))
-        return options
+        return [Option(self._prompt(row, info), id=info.name) for row, info in enumerate(self.devices)]
+
+    def _prompt(self, row: int, info: DeviceInfo) -> Text:
+        ticked = info.name in self.ticked
+        prompt = Text.assemble(
+            (f"{row} " if row < 10 else "  ", "dim"),
+            ("[x] " if ticked else "[ ] ", "bold green" if ticked else "dim"),
+            (f"{info.name:<8}", "bold"),
+            " ",
+            describe_device(info),
+        )
+        if info.name == self.current:
+            prompt.append("  ● current", "green")
+        return prompt
 
     def _note(self) -> Text:
         if self.listing:
             return Text("looking for devices… (asking CUDA can take a few seconds)", style="yellow")
         if self.refuse_reason:
             return Text(self.refuse_reason, style="yellow")
-        return Text("↑↓ or j/k move · 0-9 pick · Enter confirm · Esc cancel", style="dim")
+        if self.ticked:
+            chosen = self.chosen_list
+            return Text(
+                f"ticked: {chosen} · Enter trains on {'these' if len(self.ticked) > 1 else 'it'} · "
+                "Space unticks · Esc cancel",
+                style="green",
+            )
+        return Text(
+            "↑↓ or j/k move · 0-9 pick · Space tick GPUs (one run on several) · Enter confirm · Esc cancel",
+            style="dim",
+        )
+
+    @property
+    def chosen_list(self) -> str:
+        """The ticked devices as one device list, in the rows' order (``cuda:0,cuda:2``)."""
+        return str(DeviceList(tuple(d.name for d in self.devices if d.name in self.ticked)))
+
+    def action_tick(self) -> None:
+        """Tick or untick the highlighted row; the CPU (or MPS) and GPUs are never ticked together."""
+        name = self.highlighted_device if not self.listing else None
+        if name is None:
+            return
+        note = self.query_one("#picker-note", Static)
+        if name in self.ticked:
+            self.ticked.discard(name)
+        else:
+            # Several devices are several GPUs: a CPU process would hold every GPU step back.
+            gpus_only = name.startswith("cuda") and all(n.startswith("cuda") for n in self.ticked)
+            if self.ticked and not gpus_only:
+                note.update(
+                    Text(
+                        f"cannot tick {name} with {', '.join(sorted(self.ticked))}: one run trains on "
+                        f"several GPUs, or on one other device; untick first (Space)",
+                        style="bold red",
+                    )
+                )
+                return
+            self.ticked.add(name)
+        row = [d.name for d in self.devices].index(name)
+        self.query_one(OptionList).replace_option_prompt_at_index(row, self._prompt(row, self.devices[row]))
+        note.update(self._note())
 
     @property
     def highlighted_device(self) -> str | None:
@@ -126,12 +178,13 @@ class DevicePicker(ModalScreen[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self._choose(event.option_index)
+        self._choose(event.option_index, ticked=True)
 
-    def _choose(self, row: int) -> None:
+    def _choose(self, row: int, ticked: bool = False) -> None:
+        """Dismiss with ``row``'s device, or (``ticked``: Enter) with the ticked ones where there are any."""
         if self.refuse_reason:
             note = self.query_one("#picker-note", Static)
             note.update(Text(f"refused: {self.refuse_reason}", style="bold red"))
             self.notify(self.refuse_reason, title="device not changed", severity="warning")
             return
-        self.dismiss(self.devices[row].name)
+        self.dismiss(self.chosen_list if ticked and self.ticked else self.devices[row].name)

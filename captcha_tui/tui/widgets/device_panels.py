@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -11,6 +13,12 @@ from ...core.hardware import Sample
 from ..formatting import repaint
 from .gpu_panel import GpuPanel
 from .host_panel import HostPanel
+
+
+def gpus_in_use(training_device: str | None) -> set[int]:
+    """The CUDA indices a run trains on: one (``cuda:1``) or a list's (``cuda:0,cuda:2``)."""
+    found = (re.fullmatch(r"cuda:(\d+)", part.strip()) for part in (training_device or "").split(","))
+    return {int(match.group(1)) for match in found if match}
 
 
 def shows_host(sample: Sample, training_device: str | None) -> bool:
@@ -45,6 +53,7 @@ class DevicePanels(VerticalScroll):
         status.display = bool(notes)
 
         host_panel = self.query_one("#host-panel", HostPanel)
+        in_use = gpus_in_use(training_device)
         for gpu in sample.gpus:
             panel = self._gpu_panels.get(gpu.nvml_index)
             if panel is None:
@@ -55,6 +64,8 @@ class DevicePanels(VerticalScroll):
                 and gpu.index is not None
                 and sample.torch.device == f"cuda:{gpu.index}"
             )
+            # Marked for a run on several cards; one card's run shows its torch memory there already.
+            panel.in_use = len(in_use) > 1 and gpu.index in in_use
             panel.show(gpu, sample.torch if on_this_card else None)
         present = {gpu.nvml_index for gpu in sample.gpus}
         for index, panel in self._gpu_panels.items():

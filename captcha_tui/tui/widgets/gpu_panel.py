@@ -75,6 +75,7 @@ class GpuPanel(Vertical):
         self.utilization: deque[float] = deque(maxlen=UTIL_HISTORY)
         self.gpu: GpuSample | None = None
         self.torch: TorchMemorySample | None = None
+        self.in_use = False  # the run trains on this card (one of several, for a device list)
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="gpu-memory")
@@ -101,7 +102,7 @@ class GpuPanel(Vertical):
         name = gpu.name or "unknown GPU"
         # The name first when the card has no CUDA index: a long title is cut at the panel's edge.
         if gpu.index is not None:
-            self.border_title = f"cuda:{gpu.index} · {name}"
+            self.border_title = f"cuda:{gpu.index}{' ◀ training' if self.in_use else ''} · {name}"
         else:
             self.border_title = f"{name} · NVML {gpu.nvml_index}, not visible to CUDA"
         self.set_class(gpu.error is not None, "-lost")

@@ -74,9 +74,13 @@ class RunHeader(Static):
 
     def show_run(self, e: ev.RunStarted) -> None:
         self._dataset = self._dataset_line(e.dataset, e.train_count, e.val_count, e.test_count, e.spec)
+        device = e.device
+        if e.processes > 1:  # rank 0 reports its own device: say the whole run's
+            listed = self._settings.device if self._settings is not None else e.device
+            device = f"{listed} ({e.processes} processes, {e.backend})"
         self._settings = _Settings(
             e.preset,
-            e.device,
+            device,
             e.batch_size,
             e.learning_rate,
             e.amp,

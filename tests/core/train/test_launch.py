@@ -1,0 +1,199 @@
+"""One run on several processes from one command (``train --device cpu:2``: the launcher of launch.py,
+gloo on the CPU): what it trains and writes, what a process dying and Ctrl+C leave, and the device lists
+refused before anything starts. The tiny preset, one thread a process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from captcha_tui import cli
+from captcha_tui.core import events as ev
+from captcha_tui.core.checkpoint import load_checkpoint
+from captcha_tui.core.dataset import load_dataset
+from captcha_tui.core.predictor import Predictor
+from captcha_tui.core.train import TrainConfig, Trainer
+from captcha_tui.core.train.config import ConfigError
+from captcha_tui.core.train.distributed import process_device
+from tests.helpers import history_rows
+
+REPO = Path(__file__).resolve().parents[3]
+DRIVER = Path(__file__).with_name("launch_driver.py")
+RUN_TIMEOUT = 180  # seconds for a whole two-process run, on a busy two-core machine
+KILL_BOUND = 120  # seconds within which a run whose process died must have ended
+
+
+@pytest.fixture
+def launch_env(cli_env) -> dict[str, str]:
+    return dict(cli_env, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), cli_env.get("PYTHONPATH")])))
+
+
+def _train_command(args: list[str]) -> list[str]:
+    base = [sys.executable, str(DRIVER), "train", "--headless", "--device", "cpu:2", "--preset", "tiny"]
+    return base + ["--threads", "1", *args]
+
+
+def _train(args: list[str], env: dict[str, str], timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _train_command(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def test_one_command_trains_one_run_on_two_processes(prepared_dataset, tmp_path, launch_env):
+    run_dir = tmp_path / "run"
+    result = _train(["--epochs", "2", "--data", str(prepared_dataset), "--out", str(run_dir)], launch_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "on 2 processes (gloo, cpu), batch 100 a process (200 a step)" in out
+    lines = out.splitlines()
+    for start in ("dataset ", "epoch 1:", "epoch 2:", "finished:", "best checkpoint "):
+        assert sum(line.startswith(start) for line in lines) == 1, (start, out)  # rank 0 alone prints
+    assert "error" not in result.stderr.lower(), result.stderr  # and the launcher says nothing
+
+    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]  # written once, by rank 0
+    logged = [line.split()[2] for line in (run_dir / "train.log").read_text().splitlines()]
+    assert logged.count("RunStarted") == 1 and logged.count("EpochEnd") == 2
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "config.json",
+        "history.jsonl",
+        "last.pt",
+        "train.log",
+    ]
+    best = load_checkpoint(run_dir / "best.pt")
+    assert not any(key.startswith("module.") for key in best.model)
+    images = load_dataset(prepared_dataset).images["test"][:3]
+    assert len(Predictor.load(run_dir / "best.pt").predict_arrays(images)) == 3  # on this one process
+
+
+def test_a_process_killed_mid_epoch_ends_the_run_in_one_line_resumably(
+    prepared_dataset, tmp_path, launch_env
+):
+    run_dir = tmp_path / "run"
+    args = ["--epochs", "3", "--batch-size", "40", "--data", str(prepared_dataset), "--out", str(run_dir)]
+    started = time.monotonic()
+    result = _train(args, dict(launch_env, KILL_AT="1:2:2"), timeout=KILL_BOUND)
+    assert time.monotonic() - started < KILL_BOUND
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("captcha-tui: error:")]
+    # The launcher's line names the process that died; rank 0 may also say its peer went away.
+    assert any(
+        "process 1 of 2 (cpu) was killed by SIGKILL; the other processes were stopped" in line
+        for line in errors
+    ), result.stderr
+    # No launcher log, table or traceback: the run's own error lines only.
+    assert all(line.startswith("captcha-tui: error:") for line in result.stderr.splitlines()), result.stderr
+
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last.trainer["epoch"] >= 1  # epoch 1 at least; rank 0 may have saved epoch 2's first step too
+    events: list = []
+    config = TrainConfig(
+        data=prepared_dataset, out=run_dir, preset="tiny", epochs=3, device="cpu", threads=1, resume=True
+    )
+    assert isinstance(Trainer(config, events.append).run(), ev.Finished)
+    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2, 3]
+
+
+def test_ctrl_c_stops_every_process_with_a_resumable_last_pt(prepared_dataset, tmp_path, launch_env):
+    run_dir = tmp_path / "run"
+    args = ["--epochs", "50", "--batch-size", "10", "--data", str(prepared_dataset), "--out", str(run_dir)]
+    process = subprocess.Popen(
+        _train_command(args),
+        env=launch_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch 1:"):
+                break
+        os.kill(process.pid, signal.SIGINT)  # to the launching command only: it passes it on
+        out, err = process.communicate(timeout=KILL_BOUND)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, out + err
+    assert re.search(r"^finished: .*stop", out, re.MULTILINE), out
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last.trainer["epoch"] >= 1
+    assert last.trainer["epoch"] < 50
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [
+        ("cuda:0,cuda:0", "lists cuda:0 more than once"),
+        ("cpu,cuda:0", "cpu cannot be one item of a list"),
+        ("cuda:0,,cuda:1", "has an empty item"),
+    ],
+)
+def test_a_bad_device_list_is_refused_before_anything_starts(
+    device, words, prepared_dataset, tmp_path, capsys
+):
+    code = cli.main(
+        [
+            "train",
+            "--headless",
+            "--device",
+            device,
+            "--data",
+            str(prepared_dataset),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_every_gpu_without_cuda_is_refused_with_what_to_do(prepared_dataset, tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--headless",
+            "--device",
+            "cuda:all",
+            "--data",
+            str(prepared_dataset),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert code == 2
+    assert "cuda:all was asked for" in capsys.readouterr().err
+
+
+def test_each_process_takes_its_item_of_the_list(monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert process_device("cpu:2", 1) == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    with pytest.raises(ConfigError, match="lists 2 devices, but 3 processes were started"):
+        process_device("cpu:2", 0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_train_one_run_over_nccl(prepared_dataset, tmp_path, launch_env):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "captcha_tui", "train", "--headless", "--device", "cuda:0,cuda:1"]
+    command += ["--preset", "tiny", "--epochs", "2", "--data", str(prepared_dataset), "--out", str(run_dir)]
+    result = subprocess.run(
+        command, env=launch_env, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=REPO
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "on 2 processes (nccl, cuda:0)" in result.stdout
+    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]
