@@ -38,6 +38,10 @@ from ..objectives import Objective
 from ..spec import PAD, CodeSpec
 
 PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseudo-label
+# Pseudo-labels are used at the least confidence where the held-out reads that confident are right this
+# often, over at least this many of them (trusted_threshold).
+TRUSTED = 0.9
+LEAST_EVIDENCE = 3
 UNLABELLED_LIMIT = 20_000  # images of DIR kept in memory (chosen at random beyond it)
 GENERATED_WITH_UNLABELLED = 1_000  # generated captchas in each epoch of a run with --unlabelled
 LABELLED_SHARE = 1 / 3
@@ -54,7 +58,7 @@ class PseudoLabelReport:
 
     used: int  # pseudo-labelled images in this epoch
     pool: int  # unlabelled images in all
-    threshold: float
+    threshold: float | None  # the confidence they have at least; None: none trusted yet
     val_confident: int  # validation images read with at least that confidence
     val_agreeing: int  # of which the read equals the label
     val_total: int
@@ -65,7 +69,17 @@ class PseudoLabelReport:
         return self.val_agreeing / self.val_confident if self.val_confident else None
 
     def describe(self) -> str:
-        share = f"{self.used:,} of {self.pool:,} unlabelled images pseudo-labelled (confidence ≥ {self.threshold:g})"
+        if self.threshold is None:
+            checked = (
+                f"{self.val_agreeing} of the {self.val_confident} it reads confidently are right"
+                if self.val_confident
+                else "it reads none of them confidently"
+            )
+            return (
+                f"no pseudo-labels yet: the model's confident reads are not trusted until they are right "
+                f"{TRUSTED:.0%} of the time on the {self.val_total} held-out labels ({checked})"
+            )
+        share = f"{self.used:,} of {self.pool:,} unlabelled images pseudo-labelled (confidence ≥ {self.threshold:.2g})"
         if not self.val_total:
             return share
         agreement = "" if self.agreement is None else f", {self.agreement:.0%} of them right"
@@ -149,28 +163,47 @@ def code_confidence(objective: Objective, logits: torch.Tensor) -> tuple[torch.T
 
 
 @torch.inference_mode()
-def read_confidently(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    objective: Objective,
-    threshold: float,
-    autocast=None,
+def read_all(
+    model: torch.nn.Module, images: torch.Tensor, objective: Objective, autocast=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows of ``images`` read with every character at least ``threshold`` probable, and those reads
-    as labels (K, max_length). The model is left in eval mode: the caller restores training mode."""
+    """Every image's greedy read (N, max_length) and its confidence (N,) (:func:`code_confidence`). The
+    model is left in eval mode: the caller restores training mode."""
     model.eval()
-    keep, labels = [], []
+    codes, confidence = [], []
     for start in range(0, len(images), READ_BATCH):
         with autocast or torch.autocast(images.device.type, enabled=False):
             logits = model(to_model_input(images[start : start + READ_BATCH]))
-        codes, confidence = code_confidence(objective, logits)
-        confident = confidence >= threshold
-        keep.append(torch.nonzero(confident).flatten() + start)
-        labels.append(codes[confident])
-    if not keep:
-        empty = torch.zeros(0, dtype=torch.long, device=images.device)
-        return empty, torch.zeros(0, objective.spec.max_length, dtype=torch.long, device=images.device)
-    return torch.cat(keep), torch.cat(labels)
+        read, sure = code_confidence(objective, logits)
+        codes.append(read)
+        confidence.append(sure)
+    if not codes:
+        empty = torch.zeros(0, objective.spec.max_length, dtype=torch.long, device=images.device)
+        return empty, torch.zeros(0, device=images.device)
+    return torch.cat(codes), torch.cat(confidence)
+
+
+def trusted_threshold(confidence: torch.Tensor, right: torch.Tensor, floor: float) -> float | None:
+    """The least confidence (at least ``floor``) at which the held-out reads that confident are right at
+    least TRUSTED of the time, over at least LEAST_EVIDENCE of them; None where there is no such level.
+
+    A model fine-tuned from another style starts out confidently wrong: the base model reads hundreds of
+    another generator's captchas with every character over 0.9 probable, and none of them right. The
+    held-out labels are what says when its confident reads can be trained on."""
+    keep = confidence >= floor
+    confidence, right = confidence[keep], right[keep]
+    order = confidence.argsort(descending=True)
+    confidence, right = confidence[order], right[order].float()
+    precision = right.cumsum(0) / torch.arange(1, len(right) + 1, device=right.device)
+    # A level takes every read as confident as it: only the last of equally confident reads ends one.
+    ends_level = torch.ones_like(right, dtype=torch.bool)
+    ends_level[:-1] = confidence[1:] < confidence[:-1]
+    good = torch.nonzero((precision >= TRUSTED) & ends_level).flatten()
+    good = good[good >= LEAST_EVIDENCE - 1]
+    if not len(good):
+        return None
+    if int(good[-1]) == len(right) - 1:  # trusted down to the least confident read: down to the floor
+        return floor
+    return float(confidence[good[-1]])
 
 
 class SelfTraining:
@@ -227,24 +260,31 @@ class SelfTraining:
         return images, labels, report
 
     def _pseudo_label(self, model, objective, held_out, autocast) -> PseudoLabelReport:
-        """Read the unlabelled pool (and the held-out images, to see how far such reads are right)."""
+        """Read the unlabelled pool, and the held-out images to see how far such reads can be trusted:
+        keep the reads at least as confident as :func:`trusted_threshold` says (none where it says none).
+        With no held-out images the threshold is taken on trust."""
         was_training = model.training
+        val_x, val_y = held_out
         try:
-            index, pseudo = read_confidently(model, self.unlabelled, objective, self.threshold, autocast)
-            val_x, val_y = held_out
-            val_index, val_read = read_confidently(model, val_x, objective, self.threshold, autocast)
+            codes, confidence = read_all(model, self.unlabelled, objective, autocast)
+            val_codes, val_confidence = read_all(model, val_x, objective, autocast)
         finally:
             model.train(was_training)
-        agreeing = (
-            int((val_read == val_y[val_index].to(val_read.dtype)).all(1).sum()) if len(val_index) else 0
+        right = (val_codes == val_y.to(val_codes.dtype)).all(1)
+        threshold = trusted_threshold(val_confidence, right, self.threshold) if len(val_x) else self.threshold
+        index = (
+            torch.nonzero(confidence >= threshold).flatten()
+            if threshold is not None
+            else torch.zeros(0, dtype=torch.long, device=codes.device)
         )
-        self._current = index, pseudo
+        self._current = index, codes[index]
+        sure = val_confidence >= (threshold if threshold is not None else self.threshold)
         self.last = PseudoLabelReport(
             used=len(index),
             pool=len(self.unlabelled),
-            threshold=self.threshold,
-            val_confident=len(val_index),
-            val_agreeing=agreeing,
+            threshold=threshold,
+            val_confident=int(sure.sum()),
+            val_agreeing=int((sure & right).sum()),
             val_total=len(val_x),
         )
         return self.last

@@ -19,7 +19,8 @@ from captcha_tui.core.train.self_training import (
     code_confidence,
     generated_images,
     load_unlabelled,
-    read_confidently,
+    read_all,
+    trusted_threshold,
 )
 
 ABC = CodeSpec(charset="abc", min_length=2, max_length=3, image_size=(12, 8), decoder="ctc")
@@ -85,12 +86,34 @@ def fixed_table(confidences: list[float]) -> torch.Tensor:
     return torch.tensor(rows).log()
 
 
-def test_only_reads_at_least_as_confident_as_the_threshold_are_kept(monkeypatch):
+def test_every_image_is_read_with_its_confidence(monkeypatch):
     monkeypatch.setattr("captcha_tui.core.train.self_training.to_model_input", lambda x: x.float())
-    reader = FixedReader(fixed_table([0.95, 0.5, 0.9, 0.89]))
-    index, labels = read_confidently(reader, images_numbered(4), objective_for(FIXED), threshold=0.9)
-    assert index.tolist() == [0, 2]
-    assert labels.tolist() == [[0, 1], [0, 1]]
+    reader = FixedReader(fixed_table([0.95, 0.5, 0.9]))
+    codes, confidence = read_all(reader, images_numbered(3), objective_for(FIXED))
+    assert codes.tolist() == [[0, 1]] * 3
+    assert confidence.tolist() == pytest.approx([0.95, 0.5, 0.9])
+
+
+@pytest.mark.parametrize(
+    ("confidence", "right", "floor", "expected"),
+    [
+        # Right at every level: the floor itself.
+        ([0.99, 0.95, 0.92, 0.5], [1, 1, 1, 1], 0.9, 0.9),
+        # Confidently wrong (a model new to a style): not trusted at any level.
+        ([0.99, 0.98, 0.97, 0.96], [0, 0, 0, 1], 0.9, None),
+        # Right above 0.95, wrong below: the least level where 9 in 10 of the reads are right.
+        ([0.99, 0.98, 0.97, 0.96, 0.91, 0.90], [1, 1, 1, 1, 0, 0], 0.9, 0.96),
+        # Equally confident reads are one level: 3 right and 1 wrong at 0.95 is 75%.
+        ([0.95, 0.95, 0.95, 0.95], [1, 0, 1, 1], 0.9, None),
+        # Fewer than three confident reads: too little evidence.
+        ([0.99, 0.98, 0.5], [1, 1, 1], 0.9, None),
+    ],
+)
+def test_the_threshold_is_where_the_held_out_reads_are_right_nine_times_in_ten(
+    confidence, right, floor, expected
+):
+    got = trusted_threshold(torch.tensor(confidence), torch.tensor(right, dtype=torch.bool), floor)
+    assert got == (None if expected is None else pytest.approx(expected))
 
 
 def test_pseudo_labels_are_read_anew_as_the_run_goes_on_and_the_labelled_images_keep_their_share(monkeypatch):
@@ -98,12 +121,14 @@ def test_pseudo_labels_are_read_anew_as_the_run_goes_on_and_the_labelled_images_
     objective = objective_for(FIXED)
     pool = images_numbered(12)
     labelled = (images_numbered(2), torch.tensor([[2, 2], [2, 1]]))
-    held_out = (images_numbered(2), torch.tensor([[0, 1], [2, 2]]))  # the first agrees with the read
+    # Held out: images read as pool rows 0, 1, 2 (labelled "ab", as read) and 7 (labelled "cc").
+    held_out = (images_numbered(8)[[0, 1, 2, 7]], torch.tensor([[0, 1], [0, 1], [0, 1], [2, 2]]))
     training = SelfTraining(pool, None, threshold=0.9)
 
     unsure = FixedReader(fixed_table([0.5] * 12))
     images, labels, report = training.epoch_set(unsure, objective, labelled, held_out)
-    assert report.used == 0 and report.pool == 12
+    assert report.used == 0 and report.pool == 12 and report.threshold is None
+    assert "no pseudo-labels yet" in report.describe()
     assert len(images) == 2  # the labelled images alone
 
     sure = FixedReader(fixed_table([0.95] * 6 + [0.5] * 6))  # the model improved: half the pool is read
@@ -114,7 +139,7 @@ def test_pseudo_labels_are_read_anew_as_the_run_goes_on_and_the_labelled_images_
     assert report.used == 0 and len(images) == 2  # the last reading still stands
     images, labels, report = training.epoch_set(sure, objective, labelled, held_out, images_seen=24)
     assert report.used == 6
-    assert (report.val_confident, report.val_agreeing, report.agreement) == (2, 1, 0.5)
+    assert (report.val_confident, report.val_agreeing, report.agreement) == (3, 3, 1.0)
     # 6 pseudo-labelled; the 2 labelled images repeated to a third of the epoch.
     assert len(images) == 6 + 2 * 2
     assert labels.tolist().count([0, 1]) == 6
@@ -195,17 +220,17 @@ def test_a_run_with_unlabelled_images_reports_its_pseudo_labels_each_epoch(
         epochs=2,
         device="cpu",
         unlabelled=tmp_path / "unlabelled",
-        pseudo_threshold=0.01,  # a tiny model after an epoch is confident of little: keep everything
         generated=30,
     )
     finished = Trainer(config, events.append).run()
     assert isinstance(finished, ev.Finished), finished
     epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
     assert len(epochs) == 2 and all(e.pseudo_labels is not None for e in epochs)
-    assert epochs[-1].pseudo_labels > 0
+    # Two epochs of a tiny model read nothing it can be trusted with: no pseudo-label is trained on.
+    assert epochs[-1].pseudo_labels == 0
     notices = " ".join(e.message for e in events if isinstance(e, ev.Notice))
     assert "60 unlabelled images" in notices and "30 generated captchas" in notices
-    assert "of 60 unlabelled images pseudo-labelled" in notices  # each reading of the pool is said
+    assert "no pseudo-labels yet" in notices  # each reading of the pool is said
     # The history keeps them, and older history rows without them still read.
     from captcha_tui.core.runs import read_history
 
