@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -93,6 +94,8 @@ def run(
     unseen: int = 1000,
     time_limit_s: float | None = 300.0,
     train_images: int | None = None,
+    generated: int | None = None,
+    pseudo_threshold: float | None = None,
     device: str = "cpu",
     work_dir: Path | None = None,
     runs: tuple[str, ...] | None = None,
@@ -127,6 +130,8 @@ def run(
             "labelled": labelled,
             "unlabelled": unlabelled,
             "train_images": train_images,
+            "generated": generated,
+            "pseudo_threshold": pseudo_threshold,
             "split": {name: count for name, count in report.counts.items()},
             "unseen": unseen,
             "time_limit_s": time_limit_s,
@@ -150,7 +155,10 @@ def run(
                 train_images=train_images,
                 init=init,
                 unlabelled=work / "unlabelled" if self_training else None,
+                generated=generated if self_training else None,
             )
+            if self_training and pseudo_threshold is not None:
+                config = replace(config, pseudo_threshold=pseudo_threshold)
             epochs: list[ev.EpochEnd] = []
             finished = Trainer(config, on_event=_epochs_into(epochs)).run()
             if isinstance(finished, ev.Failed):
@@ -202,6 +210,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a budget in training images a run instead of the time limit (independent of the machine's speed)",
     )
     parser.add_argument(
+        "--generated",
+        type=int,
+        metavar="N",
+        help="generated captchas mixed into the run with unlabelled ones (default: as train --unlabelled)",
+    )
+    parser.add_argument(
+        "--pseudo-threshold",
+        type=float,
+        metavar="P",
+        help="the least confidence of a pseudo-label (default: as train --unlabelled)",
+    )
+    parser.add_argument(
         "--runs",
         nargs="+",
         choices=[name for name, _, _ in RUNS],
@@ -227,6 +247,8 @@ def main(args: argparse.Namespace) -> int:
             unseen=args.unseen,
             time_limit_s=None if args.train_images else args.time_limit,
             train_images=args.train_images,
+            generated=args.generated,
+            pseudo_threshold=args.pseudo_threshold,
             runs=tuple(args.runs) if args.runs else None,
             device=args.device,
             on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
