@@ -36,6 +36,7 @@ from ..core.dataset import DatasetError, prepare
 from ..core.devices import DeviceInfo, device_name, list_devices
 from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
+from ..core.learning import LearnSettings
 from ..core.train import BEST, TrainConfig, Trainer
 from ..core.train.stopping import StopRequest
 from .dataset_info import DatasetSummary, read_dataset_summary
@@ -147,6 +148,7 @@ class CaptchaApp(App[int]):
         eval_device: str = "cpu",
         label_dir: Path | None = None,
         runs_dir: Path | None = None,
+        label_learn: LearnSettings | None = None,
     ) -> None:
         """Everything after ``image_dir`` is a seam for tests and demos:
 
@@ -166,6 +168,7 @@ class CaptchaApp(App[int]):
         self.image_renderer = image_renderer
         self.eval_device = eval_device
         self.label_dir = label_dir  # the folder start_screen="label" opens
+        self.label_learn = label_learn  # how the label screen's model learns (None: the defaults)
         # The folder of run folders h lists: start_screen="runs"'s, else the one the run folder is in.
         self.runs_dir = Path(runs_dir) if runs_dir is not None else Path(self.config.out).parent
         self.devices = devices
@@ -563,7 +566,14 @@ class CaptchaApp(App[int]):
         # A fresh screen each time: the folder's labels.csv, not the screen, holds the answers so far.
         self.label_dir = folder
         self.push_screen(
-            LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer, standalone)
+            LabelScreen(
+                folder,
+                self.eval_checkpoint,
+                self.eval_device,
+                self.image_renderer,
+                standalone,
+                learn=self.label_learn,
+            )
         )
 
     # ---- runs ------------------------------------------------------------------------------------------------
@@ -637,6 +647,7 @@ def run_app(
     model: Path | None,
     label_dir: Path | None = None,
     runs_dir: Path | None = None,
+    label_learn: LearnSettings | None = None,
 ) -> AppExit:
     """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
@@ -647,6 +658,7 @@ def run_app(
         model=model,
         label_dir=label_dir,
         runs_dir=runs_dir,
+        label_learn=label_learn,
     )
     app.run()
     return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))
