@@ -173,7 +173,7 @@ def test_every_n_answers_starts_a_fine_tune_on_its_own(prepared_dataset, tiny_ru
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = await _ready(pilot)
-            assert "every 3 (next after 3 more)" in _text(screen, "#label-learn")
+            assert "every 3 answers (next after 3 more)" in _text(screen, "#label-learn")
             await _enter(pilot, folder, 2)
             assert not screen.learning and "next after 1 more" in _text(screen, "#label-learn")
             await _enter(pilot, folder)

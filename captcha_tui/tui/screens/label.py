@@ -66,7 +66,7 @@ DRAW_AHEAD_AFTER_S = 0.1  # how long after an image shows the next ones are draw
 QUIET_AFTER_KEY_S = 0.25
 KEYS_HINT = (
     "Enter saves the text as the label · Ctrl+S skips (asked again next time) · Ctrl+R: unreadable"
-    " · Ctrl+Z: undo · Ctrl+T: learn now"
+    " · Ctrl+Z: undo"
 )
 AGREEMENT_WINDOW = 50  # the reading model's agreement is over this many of the user's last answers
 LEARN_REPORT_S = 0.1  # the fine-tune's progress is shown at most this often
@@ -211,7 +211,7 @@ class LabelScreen(Screen):
         self.learning = False  # a fine-tune's worker is running
         self._labelled_at_round = 0  # this session's labelled answers when the last round started
         self._learn_state = Text("")  # the learn box's second line while a fine-tune runs
-        self._learn_outcome = Text("")  # how the last one ended
+        self.learn_outcome = Text("")  # how the last one ended
         self._learn_run: tuple[int, float | None, float | None] = (0, None, None)  # answers, val, best
         self._rerank_progress: tuple[int, int] | None = None
         self._last_report = 0.0
@@ -321,7 +321,7 @@ class LabelScreen(Screen):
             if message.predictor is None
             else "the base model"
             if is_base_model(message.path)
-            else f"{message.path.name} ({message.path.parent.name})"
+            else f"{message.path.parent.name}/{message.path.name}"
         )
         self._show_learn()
         if message.predictor is None:
@@ -560,7 +560,7 @@ class LabelScreen(Screen):
         self._learn_state = Text("")
         session = self.session
         if message.predictor is None or session is None:
-            self._learn_outcome = Text.assemble(
+            self.learn_outcome = Text.assemble(
                 ("learning failed: ", "bold red"),
                 (message.problem, "red"),
                 f" · still reading with {self._reader_name}; every answer is saved",
@@ -590,7 +590,7 @@ class LabelScreen(Screen):
         waiting = session.queue.items()
         unscored = session.scan.unlabelled[session.scored :] if session.scoring else []
         self._rerank_progress = (0, len(waiting))
-        self._learn_outcome = Text(
+        self.learn_outcome = Text(
             f"learnt from {result.answers:,} answers in {outcome.elapsed_s:.0f} s (validation "
             f"{percent(outcome.best_val_accuracy)}{test})",
             style="green",
@@ -642,8 +642,8 @@ class LabelScreen(Screen):
             second = Text(
                 f"re-ranking by the new model… {done:,} / {total:,} images read again", style="yellow"
             )
-        elif self._learn_outcome.plain:
-            second = Text.assemble(self._learn_outcome, " · ", self._learn_plan())
+        elif self.learn_outcome.plain:
+            second = Text.assemble(self.learn_outcome, " · ", self._learn_plan())
         else:
             second = self._learn_plan()
         self.query_one("#label-learn", Static).update(Text("\n").join([first, second]), layout=False)
@@ -653,10 +653,7 @@ class LabelScreen(Screen):
         if not every or session is None:
             return Text("Ctrl+T fine-tunes the model on your answers", style="dim")
         left = max(0, every - (session.tally.labelled - self._labelled_at_round))
-        return Text(
-            f"the model learns from your answers every {every} (next after {left} more) · Ctrl+T: now",
-            style="dim",
-        )
+        return Text(f"learns every {every} answers (next after {left} more) · Ctrl+T: now", style="dim")
 
     # ---- drawing ------------------------------------------------------------------------------------------
 
