@@ -523,16 +523,16 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
     if args.model is not None and not args.model.is_file():
         raise UsageError(f"checkpoint not found: {args.model}")
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("labelling needs a terminal")
-    from .tui.app import run_app
-
     if args.learn_every < 0:
         raise UsageError(f"--learn-every takes 0 (off) or more answers (got {args.learn_every})")
     if not args.learn_time_limit > 0:
         raise UsageError(
             f"--learn-time-limit takes a positive number of seconds (got {args.learn_time_limit})"
         )
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("labelling needs a terminal")
+    from .tui.app import run_app
+
     learn = LearnSettings(
         every=args.learn_every, time_limit_s=args.learn_time_limit, device=args.learn_device
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
+from captcha_tui.cli import main
 from captcha_tui.core import learning
 from captcha_tui.core.labels import label_from_name
 from captcha_tui.core.learning import LearnSettings
@@ -264,3 +265,15 @@ def test_quitting_while_it_trains_stops_the_trainer(
     asyncio.run(scenario())  # returns once the worker's thread has ended: asyncio.run waits for it
     assert [o.reason for o in outcomes] == ["stopped"]
     assert (folder / "labels.csv").read_text().count("\n") == EARLIER + 1
+
+
+def test_the_label_command_checks_its_learning_options(captcha_files, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    _folder(captcha_files, folder)
+    for argv, words in (
+        (["--learn-every", "-1"], "--learn-every takes 0 (off) or more answers"),
+        (["--learn-time-limit", "0"], "--learn-time-limit takes a positive number of seconds"),
+    ):
+        assert main(["label", str(folder), *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err, (argv, err)

@@ -523,6 +523,7 @@ class LabelScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - CheckpointError, or a file cut short
             self.post_message(LearnEnded(result, None, f"cannot read its model {result.best}: {exc}"))
             return
+        self.learner.prune(keep=result.best)  # the rounds before: here, not on the UI thread
         self.post_message(LearnEnded(result, predictor))
 
     def on_learn_event(self, message: LearnEvent) -> None:
@@ -577,7 +578,6 @@ class LabelScreen(Screen):
         at = time.strftime("%H:%M", time.localtime(result.finished_at))
         self._reader_name = f"the model fine-tuned on {result.answers:,} answers at {at}"
         session.keep_case = predictor.meta.spec.keep_case
-        self.learner.prune(keep=result.best)
         meta = predictor.meta
         self._model_line = Text.assemble(
             ("model ", "dim"),
