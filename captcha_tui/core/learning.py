@@ -14,7 +14,10 @@ Everything here runs in a worker thread; :meth:`Learner.stop` may be called from
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +56,9 @@ class LearnSettings:
     generated: int = 300  # generated captchas mixed into every epoch
     preset: str | None = None  # None: the reading model's (tests may name a smaller one)
     batch_size: int = 100
+    # Linux: how much lower the fine-tune's thread runs than the rest (nice), so that the UI thread gets a
+    # core first whenever it has a frame to draw.
+    nice: int = 10
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ class Learner:
                 trainer.request_stop()
         self._made.append(run_dir)
         try:
-            outcome = trainer.run()
+            outcome = self._train(trainer)
         finally:
             with self._lock:
                 self._trainer = None
@@ -204,6 +210,26 @@ class Learner:
             finished_at=time.time(),
         )
 
+    def _train(self, trainer: Trainer) -> ev.Finished | ev.Failed:
+        """``trainer.run()`` in a thread of its own, at a lower priority: a thread's niceness cannot be
+        raised back without privileges, so the caller's (a pooled worker thread) is left as it is."""
+        outcome: list[ev.Finished | ev.Failed] = []
+        error: list[BaseException] = []
+
+        def train() -> None:
+            lower_priority(self.settings.nice)
+            try:
+                outcome.append(trainer.run())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                error.append(exc)
+
+        thread = threading.Thread(target=train, name="captcha-tui-learn", daemon=True)
+        thread.start()
+        thread.join()
+        if error:
+            raise error[0]
+        return outcome[0]
+
     def prune(self, keep: Path) -> None:
         """Delete this session's round folders but ``keep``'s (the one read with): each holds a
         checkpoint or two, and a long session makes dozens."""
@@ -213,3 +239,13 @@ class Learner:
                 continue
             shutil.rmtree(run_dir, ignore_errors=True)
             self._made.remove(run_dir)
+
+
+def lower_priority(nice: int) -> None:
+    """Linux: run the calling thread ``nice`` steps lower (a thread's own niceness there); elsewhere, and
+    where it is refused, nothing (elsewhere the call would renice the whole process)."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))

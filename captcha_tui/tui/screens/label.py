@@ -214,7 +214,6 @@ class LabelScreen(Screen):
         self.learn_outcome = Text("")  # how the last one ended
         self._learn_run: tuple[int, float | None, float | None] = (0, None, None)  # answers, val, best
         self._rerank_progress: tuple[int, int] | None = None
-        self._last_report = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"listing {self.folder}…", style="dim"), id="label-status")
