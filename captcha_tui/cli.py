@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__, serve
 from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
+from .core.learning import LearnSettings
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 from .core.train.distributed import env_rank, launched
 from .options import (
@@ -179,6 +180,26 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         default=None,
         help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
         "exists, else the base model shipped with captcha-tui)",
+    )
+    lab.add_argument(
+        "--learn-every",
+        type=int,
+        default=LearnSettings.every,
+        metavar="N",
+        help="fine-tune the model on your answers every N labelled answers, in the background, and rank "
+        "what is left by the new model (0: only on Ctrl+T) (default: %(default)s)",
+    )
+    lab.add_argument(
+        "--learn-time-limit",
+        type=float,
+        default=LearnSettings.time_limit_s,
+        metavar="SECONDS",
+        help="training time of each of those fine-tunes (default: %(default)s)",
+    )
+    lab.add_argument(
+        "--learn-device",
+        default=LearnSettings.device,
+        help="where they train: cpu, cuda, cuda:N or mps (default: %(default)s)",
     )
     runs = commands.add_parser(
         "runs",
@@ -516,12 +537,23 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
     if args.model is not None and not args.model.is_file():
         raise UsageError(f"checkpoint not found: {args.model}")
+    if args.learn_every < 0:
+        raise UsageError(f"--learn-every takes 0 (off) or more answers (got {args.learn_every})")
+    if not args.learn_time_limit > 0:
+        raise UsageError(
+            f"--learn-time-limit takes a positive number of seconds (got {args.learn_time_limit})"
+        )
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("labelling needs a terminal")
     from .tui.app import run_app
 
+    learn = LearnSettings(
+        every=args.learn_every, time_limit_s=args.learn_time_limit, device=args.learn_device
+    )
     # No --model: the app takes the run folder's best.pt, else the base model (none: the screen says so).
-    return run_app(None, DEFAULT_IMAGE_DIR, False, "label", args.model, label_dir=folder).code
+    return run_app(
+        None, DEFAULT_IMAGE_DIR, False, "label", args.model, label_dir=folder, label_learn=learn
+    ).code
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

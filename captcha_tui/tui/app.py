@@ -36,6 +36,7 @@ from ..core.dataset import DatasetError, prepare
 from ..core.devices import DeviceError, DeviceInfo, DeviceList, device_name, list_devices, parse_device_list
 from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
+from ..core.learning import LearnSettings
 from ..core.train import BEST, TrainConfig, Trainer
 from ..core.train.launch import LaunchedRun
 from ..core.train.stopping import StopRequest
@@ -148,6 +149,7 @@ class CaptchaApp(App[int]):
         eval_device: str = "cpu",
         label_dir: Path | None = None,
         runs_dir: Path | None = None,
+        label_learn: LearnSettings | None = None,
     ) -> None:
         """Everything after ``image_dir`` is a seam for tests and demos:
 
@@ -167,6 +169,7 @@ class CaptchaApp(App[int]):
         self.image_renderer = image_renderer
         self.eval_device = eval_device
         self.label_dir = label_dir  # the folder start_screen="label" opens
+        self.label_learn = label_learn  # how the label screen's model learns (None: the defaults)
         # The folder of run folders h lists: start_screen="runs"'s, else the one the run folder is in.
         self.runs_dir = Path(runs_dir) if runs_dir is not None else Path(self.config.out).parent
         self.devices = devices
@@ -581,7 +584,14 @@ class CaptchaApp(App[int]):
         # A fresh screen each time: the folder's labels.csv, not the screen, holds the answers so far.
         self.label_dir = folder
         self.push_screen(
-            LabelScreen(folder, self.eval_checkpoint, self.eval_device, self.image_renderer, standalone)
+            LabelScreen(
+                folder,
+                self.eval_checkpoint,
+                self.eval_device,
+                self.image_renderer,
+                standalone,
+                learn=self.label_learn,
+            )
         )
 
     # ---- runs ------------------------------------------------------------------------------------------------
@@ -655,6 +665,7 @@ def run_app(
     model: Path | None,
     label_dir: Path | None = None,
     runs_dir: Path | None = None,
+    label_learn: LearnSettings | None = None,
 ) -> AppExit:
     """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
@@ -665,6 +676,7 @@ def run_app(
         model=model,
         label_dir=label_dir,
         runs_dir=runs_dir,
+        label_learn=label_learn,
     )
     app.run()
     return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))

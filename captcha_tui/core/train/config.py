@@ -10,7 +10,7 @@ from pathlib import Path
 from ..augment import SMALL_SET
 from ..devices import DEVICE_LIST_HELP
 from ..model import CTC_LR, DEFAULT_LR, PRESETS, default_preset_rule
-from .self_training import GENERATED_WITH_UNLABELLED, PSEUDO_THRESHOLD
+from .self_training import GENERATED_WITH_UNLABELLED, PSEUDO_THRESHOLD, UNLABELLED_LIMIT
 from .stopping import PATIENCE, PATIENCE_IMAGES
 
 DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
@@ -133,6 +133,9 @@ class TrainConfig:
             "metavar": "P",
         },
     )
+    # With --unlabelled: the most of its images kept (chosen at random beyond it). Each is read every epoch,
+    # so the label screen's short fine-tunes keep fewer than a long run.
+    unlabelled_limit: int = UNLABELLED_LIMIT
     # None: GENERATED_WITH_UNLABELLED with --unlabelled, else none.
     generated: int | None = field(
         default=None,
@@ -204,6 +207,8 @@ class TrainConfig:
             )
         if not 0 < self.pseudo_threshold <= 1:
             raise ValueError(f"--pseudo-threshold must be in (0, 1] (got {self.pseudo_threshold})")
+        if self.unlabelled_limit < 1:
+            raise ValueError(f"unlabelled_limit must be at least 1 (got {self.unlabelled_limit})")
         if self.generated is not None and self.generated < 0:
             raise ValueError(f"--generated takes 0 or more captchas (got {self.generated})")
         if self.init is not None and self.resume:

@@ -529,7 +529,7 @@ class Trainer:
         unlabelled = generated = None
         if cfg.unlabelled is not None:
             try:
-                pool, said = load_unlabelled(cfg.unlabelled, data, seed=cfg.seed)
+                pool, said = load_unlabelled(cfg.unlabelled, data, limit=cfg.unlabelled_limit, seed=cfg.seed)
             except DatasetError as exc:  # the command names a folder that cannot be used
                 raise ConfigError(str(exc)) from None
             notices.extend(ev.Notice(line, "warning") for line in said)
