@@ -79,11 +79,11 @@ def draw_other_style(
     return paths
 
 
-# The runs, in order: (name, init, whether it also learns from the unlabelled captchas).
+# The runs, in order: (key for --runs, name, init, whether it also learns from the unlabelled captchas).
 RUNS = (
-    ("fine-tune + unlabelled", BASE_MODEL, True),
-    ("fine-tune from base", BASE_MODEL, False),
-    ("from scratch", None, False),
+    ("unlabelled", "fine-tune + unlabelled", BASE_MODEL, True),
+    ("labelled", "fine-tune from base", BASE_MODEL, False),
+    ("scratch", "from scratch", None, False),
 )
 
 
@@ -141,8 +141,8 @@ def run(
         right, judged = accuracy(Predictor.load(base, device=device).predict_paths(test_images))
         result["base_unseen_accuracy"] = right / judged if judged else 0.0
         on_line(f"{'the base model as shipped':>20}: {result['base_unseen_accuracy']:.1%} whole-code")
-        for name, init, self_training in RUNS:
-            if (runs is not None and name not in runs) or (self_training and not unlabelled):
+        for key, name, init, self_training in RUNS:
+            if (runs is not None and key not in runs) or (self_training and not unlabelled):
                 continue
             config = TrainConfig(
                 data=work / "dataset",
@@ -224,9 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs",
         nargs="+",
-        choices=[name for name, _, _ in RUNS],
-        metavar="RUN",
-        help=f"only these runs (of: {'; '.join(name for name, _, _ in RUNS)})",
+        choices=[key for key, _, _, _ in RUNS],
+        help="only these runs: " + "; ".join(f"{key}: {name}" for key, name, _, _ in RUNS),
     )
     parser.add_argument("--device", default="cpu", help="device to train on")
     add_json_option(parser, "the progress lines go to stderr")
