@@ -106,7 +106,7 @@ OPTION_SAMPLES = {
     "log_dir": (["--log-dir", "runs/tb"], Path("runs/tb")),
     "unlabelled": (["--unlabelled", "mine/all"], Path("mine/all")),
     "pseudo_threshold": (["--pseudo-threshold", "0.8"], 0.8),
-    "generated": (["--generated", "0"], 0),
+    "generated": (["--generated", "500"], 500),
 }
 
 

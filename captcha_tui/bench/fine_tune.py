@@ -155,7 +155,7 @@ def run(
                 train_images=train_images,
                 init=init,
                 unlabelled=work / "unlabelled" if self_training else None,
-                generated=generated if self_training else None,
+                generated=(generated or 0) if self_training else 0,
             )
             if self_training and pseudo_threshold is not None:
                 config = replace(config, pseudo_threshold=pseudo_threshold)
@@ -213,7 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generated",
         type=int,
         metavar="N",
-        help="generated captchas mixed into the run with unlabelled ones (default: as train --unlabelled)",
+        help="generated captchas mixed into the run with unlabelled ones (default: none, as train)",
     )
     parser.add_argument(
         "--pseudo-threshold",

@@ -53,7 +53,7 @@ class LearnSettings:
     threads: int = 1  # PyTorch threads of the fine-tune: the screen keeps a core
     min_answers: int = 10  # labelled answers before the first fine-tune
     unlabelled_limit: int = 2_000  # the folder's images kept for pseudo-labelling (self_training.py)
-    generated: int = 300  # generated captchas mixed into every epoch
+    generated: int = 0  # generated captchas mixed into every epoch (TrainConfig.generated: they cost)
     preset: str | None = None  # None: the reading model's (tests may name a smaller one)
     batch_size: int = 100
     # Linux: how much lower the fine-tune's thread runs than the rest (nice), so that the UI thread gets a

@@ -534,8 +534,8 @@ class Trainer:
                 raise ConfigError(str(exc)) from None
             notices.extend(ev.Notice(line, "warning") for line in said)
             unlabelled = torch.from_numpy(pool).to(device)
-        if cfg.generated_count:
-            images, labels = generated_images(spec, cfg.generated_count, seed=cfg.seed)
+        if cfg.generated:
+            images, labels = generated_images(spec, cfg.generated, seed=cfg.seed)
             generated = (
                 torch.from_numpy(images).to(device),
                 torch.from_numpy(labels.astype("int64")).to(device),

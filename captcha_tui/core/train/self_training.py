@@ -11,9 +11,10 @@ makes each epoch of three parts:
   run's augmentation (random warps and colour changes for a small set): the weak/strong pairing of
   FixMatch and Noisy Student, at the cost of a forward pass over DIR now and then rather than one a
   step, which a CPU cannot spare;
-- **generated** captchas of the built-in style, drawn once at the start with the run's charset, lengths
-  and image size, so that a few hundred labels do not wash out what the base model knew (PaddleOCR's
-  fine-tuning guide mixes general data into a small real set the same way).
+- with ``--generated N``, captchas of the built-in style, drawn once at the start with the run's charset,
+  lengths and image size, so that the model keeps reading that style (PaddleOCR's fine-tuning guide mixes
+  general data into a small real set this way). They are off by default: in a 300-label fine-tune they
+  cost the user's own style 12 points at an equal number of images seen (docs/performance.md).
 
 How far the pseudo-labels can be trusted is measured on the held-out (validation) labels: the share of
 them the model reads confidently, and how often those confident reads agree with the label.
@@ -43,7 +44,6 @@ PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseu
 TRUSTED = 0.9
 LEAST_EVIDENCE = 3
 UNLABELLED_LIMIT = 20_000  # images of DIR kept in memory (chosen at random beyond it)
-GENERATED_WITH_UNLABELLED = 1_000  # generated captchas in each epoch of a run with --unlabelled
 LABELLED_SHARE = 1 / 3
 # The pool is read anew once the run has trained on this many times its size since the last reading: a
 # reading costs about a third of training on as many images, so this keeps it near a sixth of the time
