@@ -77,7 +77,7 @@ def test_the_defaults_the_issue_found_missing_are_shown(capsys):
     text = _help(["bench", "speed"], capsys)
     assert "--batch-size BATCH_SIZE mini-batch of the presets (default: 100)" in text
     assert "timed passes; the median is reported (default: 3)" in text
-    assert "--preset {crnn,crnn-fast,crnn-tiny,fast,resnet18,tiny}" in text
+    assert "--preset {crnn,crnn-fast,crnn-tiny,fast,resnet18,slots-fast,slots-tiny,tiny}" in text
     assert "--size WxH" in text and "(default: 120x50)" in text
     assert "--one-run" not in _help(["bench", "tui"], capsys)  # internal: the fresh process's own switch
 
