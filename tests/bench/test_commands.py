@@ -93,6 +93,7 @@ def test_the_defaults_the_issue_found_missing_are_shown(capsys):
             "--train-images must be at least 1",
         ),
         (["bench", "accuracy", "--target", "0.9", "--device", "banana"], "unknown device"),
+        (["bench", "accuracy", "--target", "0.9", "--lr", "-1"], "--lr must be a positive number"),
         (["bench", "fine-tune", "--labelled", "5"], "--labelled takes at least 10"),
         (["bench", "onnx", "/nonexistent/best.pt"], "checkpoint not found"),
         (["bench", "label", "--images", "50"], "at least 100"),
