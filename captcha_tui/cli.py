@@ -600,6 +600,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     width, height = spec.image_size
     if spec.decoder == "ctc":
         outputs = f"(N, {info.steps}, {spec.classes} + 1 blank)"
+    elif spec.decoder == "slots":
+        outputs = f"(N, {spec.max_length}, {spec.classes} + 1 end)"
     else:
         outputs = f"(N, {spec.max_length}, {spec.classes})"
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -9,6 +9,7 @@ machine's speed). The test split is scored once, at the end, in all and by code 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -43,11 +44,12 @@ def time_to_accuracy(
     length: tuple[int, int] | None = None,
     keep: Path | None = None,
     train_images: int | None = None,
+    lr: float | None = None,
 ) -> dict:
     """Generate and prepare the default data (codes of ``length``: one or a (min, max) range) and train
     until validation accuracy reaches ``target``, or time (``time_limit_s``, data included) or the image
     budget (``train_images``) runs out; the clock covers all of it. The test split is only scored at the
-    end. ``keep``: copy the run folder there."""
+    end. ``keep``: copy the run folder there. ``lr``: the peak learning rate (default: the preset's)."""
     from ..core.dataset import prepare
     from ..core.events import EpochEnd, Failed, Finished
     from ..core.generator import generate
@@ -96,6 +98,7 @@ def time_to_accuracy(
             if time_limit_s is None
             else max(1.0, time_limit_s * (1 - FINAL_EVAL_SHARE) - data_s),
             train_images=train_images,
+            lr=lr,
         )
         result = Trainer(config, on_event).run()
         elapsed = time.perf_counter() - started
@@ -125,6 +128,7 @@ def time_to_accuracy(
         "reason": result.reason,
         "device": str(resolved),
         "preset": preset,
+        "lr": lr,
         "amp": resolve_amp(amp, resolved),
         "count": count,
         "curve": curve,
@@ -208,6 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "codes of several lengths)",
     )
     parser.add_argument("--batch-size", type=int, default=100, help="mini-batch")
+    parser.add_argument(
+        "--lr", type=float, default=None, metavar="LR", help="peak learning rate (default: the preset's)"
+    )
     add_amp_option(parser)
     parser.add_argument(
         "--keep", type=Path, default=None, metavar="DIR", help="keep the run folder (best.pt, history) in DIR"
@@ -221,6 +228,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("batch size must be at least 1")
     if not 0 < args.target <= 1:
         raise UsageError("--target takes a fraction in (0, 1], e.g. 0.95")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UsageError(f"--lr must be a positive number (got {args.lr})")
     if args.train_images is not None and args.train_images < 1:
         raise UsageError(f"--train-images must be at least 1 (got {args.train_images})")
     # An image budget replaces the default 15 minutes: a recipe is then measured, not the machine.
@@ -238,6 +247,7 @@ def main(args: argparse.Namespace) -> int:
         quiet=args.json,
         length=args.length,
         keep=args.keep,
+        lr=args.lr,
     )
     print_result(result, args.json, format_tta)
     return 0

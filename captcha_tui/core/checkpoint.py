@@ -317,6 +317,14 @@ def _output_problem(spec: CodeSpec, weights: dict[str, torch.Tensor]) -> str:
                 f"has {outputs[-1]}: the charset does not match the weights"
             )
         return ""
+    if spec.decoder == "slots":
+        if outputs[-1] != length * (len(charset) + 1):
+            return (
+                f"its charset has {len(charset)} characters (+1 end) × {length} slots = "
+                f"{length * (len(charset) + 1)} outputs, but the model's output layer has {outputs[-1]}: "
+                "the charset or length does not match the weights"
+            )
+        return ""
     if outputs[-1] != length * len(charset):
         classes, rest = divmod(outputs[-1], length)
         trained = f" ({classes} characters × {length})" if not rest else ""

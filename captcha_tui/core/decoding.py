@@ -1,5 +1,5 @@
-"""From model outputs to codes: per-position argmax, CTC greedy and exact-length decoding, a read-time
-character mask, and the character error rate.
+"""From model outputs to codes: per-position argmax, CTC greedy and exact-length decoding, slots
+decoding, a read-time character mask, and the character error rate.
 
 A CTC model emits one distribution per time step over the charset plus a blank (the last index). A path
 (one symbol per step) *collapses* to a code by merging runs of the same symbol and dropping blanks, so
@@ -7,6 +7,16 @@ A CTC model emits one distribution per time step over the charset plus a blank (
 decoding finds the most probable path whose collapsed code has exactly N characters, by dynamic
 programming over (characters emitted so far, last symbol): not a truncation or padding of the greedy
 code, which could not be the best N-character reading.
+
+A slots model emits one distribution per slot over the charset plus an "end" class (the last index). A
+code of k characters is read as its characters in slots 0..k-1 and the end in every slot after, so its
+log-probability is the sum of those. The slots are independent given the image, so the most probable code
+of each length k is the best character of each slot before k, plus the end's log-probabilities after;
+decoding takes the best of those over the lengths allowed: the model's trained lengths (min to max), or
+exactly the one asked for (``--length``). Where every slot's argmax already forms a code (characters, then
+ends only, of a trained length) this is that greedy reading; where it does not (a character after an end,
+a length never trained on) it is the most probable code that is one, rather than a reading that could never
+be right.
 """
 
 from __future__ import annotations
@@ -80,7 +90,12 @@ def plan_read(spec: CodeSpec, options: ReadOptions, steps: int | None = None) ->
                 f"this model emits at most {steps} characters per image (its time steps); --length {length} "
                 "is more than it can read"
             )
-        if spec.decoder == "ctc" and not spec.min_length <= length <= spec.max_length:
+        if spec.decoder == "slots" and length > spec.max_length:
+            raise ReadError(
+                f"this model has {spec.max_length} slots, one per character; --length {length} is more "
+                "than it can read"
+            )
+        if spec.decoder in ("ctc", "slots") and not spec.min_length <= length <= spec.max_length:
             notes.append(
                 f"--length {length} is outside the {spec.lengths} characters this model was trained on"
             )
@@ -102,6 +117,65 @@ def decode_positional(logits: torch.Tensor, plan: ReadPlan | None = None) -> lis
         Decoded(tuple(row), tuple(round(p, 4) for p in probs))
         for row, probs in zip(indices.tolist(), best.tolist(), strict=True)
     ]
+
+
+# ---- slots models (an end class per slot) ------------------------------------------------------------------
+
+
+def slot_lengths(spec: CodeSpec, plan: ReadPlan | None = None) -> tuple[int, int]:
+    """The code lengths a slots model's reading may have: exactly the plan's, else those it was trained on."""
+    if plan is not None and plan.length is not None:
+        return plan.length, plan.length
+    return spec.min_length, spec.max_length
+
+
+def slots_best(
+    logits: torch.Tensor, low: int, high: int, allowed: np.ndarray | torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The most probable code of ``low``..``high`` characters from (N, slots, classes + 1) logits (end
+    last), the characters limited to ``allowed`` (bool over the charset; the end always stays).
+
+    Returns (characters (N, slots): each slot's best allowed character, lengths (N,), log-probabilities
+    (N, slots, classes + 1)): the code is ``characters[:length]``. On the device, no host sync."""
+    logits = logits.float()
+    if allowed is not None:
+        keep = torch.as_tensor(allowed, dtype=torch.bool, device=logits.device)
+        keep = torch.cat((keep, keep.new_ones(1)))  # the end class stays
+        logits = logits.masked_fill(~keep, float("-inf"))
+    log_probs = logits.log_softmax(-1)
+    char_lp, chars = log_probs[..., :-1].max(-1)  # (N, slots)
+    end_lp = log_probs[..., -1]
+    zeros = char_lp.new_zeros(len(char_lp), 1)
+    # score[:, k] = Σ_{s<k} best character + Σ_{s≥k} end: the best code of exactly k characters.
+    before = torch.cat((zeros, char_lp.cumsum(1)), 1)
+    after = torch.cat((end_lp.flip(1).cumsum(1).flip(1), zeros), 1)
+    score = before + after
+    outside = torch.ones(score.shape[1], dtype=torch.bool, device=score.device)
+    outside[low : high + 1] = False
+    lengths = score.masked_fill(outside, float("-inf")).argmax(1)
+    return chars, lengths, log_probs
+
+
+def decode_slots(logits: torch.Tensor, spec: CodeSpec, plan: ReadPlan | None = None) -> list[Decoded]:
+    """``logits``: (N, slots, classes + 1). The most probable code of the trained lengths (or of the
+    plan's exact length), each character's confidence its probability in its slot (over the allowed
+    characters and the end)."""
+    low, high = slot_lengths(spec, plan)
+    chars, lengths, log_probs = slots_best(logits, low, high, None if plan is None else plan.allowed)
+    probs = log_probs.gather(-1, chars.unsqueeze(-1)).squeeze(-1).exp()
+    out = []
+    for row, p, k in zip(chars.tolist(), probs.tolist(), lengths.tolist(), strict=True):
+        out.append(Decoded(tuple(row[:k]), tuple(round(x, 4) for x in p[:k])))
+    return out
+
+
+def slots_batch(logits: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """(N, slots, classes + 1) logits → (N, slots + 1) codes padded with PAD, on the device (the last
+    column always PAD, as :func:`ctc_hits` wants)."""
+    chars, lengths, _ = slots_best(logits, low, high)
+    slots = torch.arange(chars.shape[1], device=chars.device)
+    codes = chars.masked_fill(slots >= lengths[:, None], PAD)
+    return torch.nn.functional.pad(codes, (0, 1), value=PAD)
 
 
 # ---- CTC models -------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The graph takes what :class:`~captcha_tui.core.predictor.Predictor` feeds a model: a (N, H, W, 3) uint8
 batch at the spec's image size (N free), with the permute, the normalisation and any resize inside, and
 returns the raw logits: (N, length, classes) for a per-position model, (N, steps, classes + 1) for a CTC
-one, the blank last. Where ONNX Runtime is installed the graph is checked against PyTorch before anything
+one, the blank last, (N, length, classes + 1) for a slots one, the end last. Where ONNX Runtime is installed the graph is checked against PyTorch before anything
 is written.
 """
 

@@ -9,6 +9,11 @@ A CTC preset keeps the image's width as a sequence: it maps the batch to (N, T, 
 distribution per column step over the charset plus a blank (the last index), and is trained with CTC
 loss; decoding collapses repeats and drops blanks (``decoding.py``), so one model reads codes of any
 length up to what its T steps can hold.
+
+A slots preset has a per-position preset's backbone and head, with one more class per position: it maps
+the batch to (N, max_length, classes + 1) logits, the last class of each slot meaning "the code has
+ended". A code of k characters fills slots 0..k-1 and the end class the rest; it is trained with
+cross-entropy per slot like a per-position model, and reads codes of any length up to max_length.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class Preset:
     # (width, height) the network works at; images of another size are resized on the way in, so a preset
     # behaves the same on any dataset. None: whatever size the dataset has.
     input_size: tuple[int, int] | None = None
-    decoder: str = "positional"  # or "ctc": see the module docstring
+    decoder: str = "positional"  # or "ctc", "slots": see the module docstring
     # CTC presets: stages after the first halve only the height, from this stage on, so the width keeps
     # enough columns (time steps) for long codes.
     keep_width_from: int | None = None
@@ -80,6 +85,26 @@ PRESETS: dict[str, Preset] = {
             (1, 1, 1, 1),
             "flatten",
             stem_stride=2,
+        ),
+        Preset(
+            "slots-fast",
+            "fast's network with an end class in each of its per-position outputs: reads codes of several"
+            " lengths (up to the longest trained on)",
+            (32, 64, 128, 256),
+            (1, 1, 1, 1),
+            "flatten",
+            stem_stride=2,
+            input_size=(120, 50),
+            decoder="slots",
+        ),
+        Preset(
+            "slots-tiny",
+            "a very small slots reader (codes of several lengths, an end class per slot) for tests",
+            (8, 16, 24, 32),
+            (1, 1, 1, 1),
+            "flatten",
+            stem_stride=2,
+            decoder="slots",
         ),
         Preset(
             "crnn",
@@ -179,6 +204,9 @@ class CaptchaNet(nn.Module):
             )
         self.decoder = preset.decoder
         self.length, self.classes = length, classes
+        # Outputs per position: a slots model has an end class after the charset's.
+        outputs = classes + 1 if preset.decoder == "slots" else classes
+        self.outputs = outputs
         self.input_size = preset.input_size
         self.memory_format = torch.contiguous_format
         width0 = preset.widths[0]
@@ -211,18 +239,19 @@ class CaptchaNet(nn.Module):
             self.head = nn.Linear(2 * preset.recurrent if preset.recurrent else 256, classes + 1)
         elif preset.head == "pool":
             self.head = nn.Sequential(
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, length * classes)
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, length * outputs)
             )
         else:
             # Keep the (coarse) layout: which column a feature sits in says which character it belongs to.
             cells = self.steps * cells_high
             self.head = nn.Sequential(
-                nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * cells, length * classes)
+                nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * cells, length * outputs)
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: (N, 3, H, W), uint8 pixels or floats already normalised. Returns (N, length, classes)
-        logits for a per-position model, (N, steps, classes + 1) for a CTC one (blank last)."""
+        logits for a per-position model, (N, steps, classes + 1) for a CTC one (blank last), (N, length,
+        classes + 1) for a slots one (end last)."""
         x = (
             (images.float() * (1.0 / 255.0) - PIXEL_MEAN) * (1.0 / PIXEL_STD)
             if images.dtype == torch.uint8
@@ -238,7 +267,7 @@ class CaptchaNet(nn.Module):
             if self.recurrent is not None:
                 x = self.recurrent(x)[0]
             return self.head(x)
-        return self.head(x).view(-1, self.length, self.classes)
+        return self.head(x).view(-1, self.length, self.outputs)
 
     def set_channels_last(self, enabled: bool) -> CaptchaNet:
         self.memory_format = torch.channels_last if enabled else torch.contiguous_format

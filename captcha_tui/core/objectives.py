@@ -1,9 +1,12 @@
 """What training minimises and how a batch is scored, for each kind of model.
 
 Per-position models: cross-entropy per character position (with label smoothing). CTC models: CTC loss
-over the time steps, scored by greedy decoding on the device. Both report whole-code hits per image and,
-on the host at the reporting rate, a character error rate (edit distance over characters ÷ characters).
-The trainer and the bench call these and never look at the decoder kind themselves.
+over the time steps, scored by greedy decoding on the device. Slots models: cross-entropy per slot (with
+label smoothing), the end class the target of every slot after the code, scored by the decoding of
+``decoding.py``. All report whole-code hits per image; models of varying-length codes (CTC, slots) also,
+on the host at the reporting rate, a character error rate (edit distance over characters ÷ characters),
+and per-position ones their character accuracy. The trainer and the bench call these and never look at
+the decoder kind themselves.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .decoding import ctc_greedy_batch, ctc_hits, error_counts
+from .decoding import ctc_greedy_batch, ctc_hits, error_counts, slots_batch
 from .spec import PAD, CodeSpec
 
 
 class Objective:
-    """The per-position objective; :class:`CtcObjective` overrides what differs."""
+    """The per-position objective; :class:`CtcObjective` and :class:`SlotsObjective` override what differs."""
+
+    # Scored by the character error rate (codes of varying length) rather than by character accuracy.
+    varying_length = False
 
     def __init__(self, spec: CodeSpec, label_smoothing: float = 0.0):
         self.spec, self.label_smoothing = spec, label_smoothing
@@ -45,6 +51,8 @@ class Objective:
 
 
 class CtcObjective(Objective):
+    varying_length = True
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # CTC wants (T, N, classes + 1) log-probabilities in float32 (it has no bf16 kernel).
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
@@ -66,10 +74,31 @@ class CtcObjective(Objective):
         return ctc_greedy_batch(logits, self.spec.max_length)
 
 
+class SlotsObjective(Objective):
+    """Cross-entropy per slot over the charset and the end class (the last index), which every PAD is."""
+
+    varying_length = True
+
+    def _targets(self, targets: torch.Tensor) -> torch.Tensor:
+        return targets.masked_fill(targets == PAD, self.spec.classes)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().loss(logits, self._targets(targets))
+
+    def summed_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().summed_loss(logits, self._targets(targets))
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        return slots_batch(logits, self.spec.min_length, self.spec.max_length)
+
+
 def objective_for(spec: CodeSpec, label_smoothing: float = 0.0) -> Objective:
-    """Label smoothing applies to per-position models only (CTC's targets are alignments, not classes)."""
+    """Label smoothing applies to per-position and slots models only (CTC's targets are alignments, not
+    classes)."""
     if spec.decoder == "ctc":
         return CtcObjective(spec)
+    if spec.decoder == "slots":
+        return SlotsObjective(spec, label_smoothing)
     return Objective(spec, label_smoothing)
 
 

@@ -93,9 +93,10 @@ def _signature_problem(session, info: OnnxMetadata) -> str:
         return (
             f"its input is {given.type} {given.shape}, but its metadata says (N, {height}, {width}, 3) uint8"
         )
-    steps, classes = (
-        (info.steps, spec.classes + 1) if spec.decoder == "ctc" else (spec.max_length, spec.classes)
-    )
+    steps, classes = {
+        "ctc": (info.steps, spec.classes + 1),
+        "slots": (spec.max_length, spec.classes + 1),
+    }.get(spec.decoder, (spec.max_length, spec.classes))
     shape = outputs[info.output].shape
     if len(shape) != 3 or any(
         isinstance(d, int) and d != w for d, w in zip(shape[1:], (steps, classes), strict=True)

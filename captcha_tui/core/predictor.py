@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
-from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, plan_read
+from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
 from .images import ImageError, decode_image, load_image, to_model_array
 from .labels import label_from_name
 from .model import PRESETS, build_model, to_model_input
@@ -105,11 +105,11 @@ class Predictor:
         read (charset mask, exact length)."""
         plan = self.plan(options)
         logits = self.logits(images)
-        decode = decode_ctc if self.spec.decoder == "ctc" else decode_positional
-        return [
-            Prediction("".join(self.spec.charset[i] for i in d.indices), d.confidences)
-            for d in decode(logits, plan)
-        ]
+        if self.spec.decoder == "slots":
+            decoded = decode_slots(logits, self.spec, plan)
+        else:
+            decoded = (decode_ctc if self.spec.decoder == "ctc" else decode_positional)(logits, plan)
+        return [Prediction("".join(self.spec.charset[i] for i in d.indices), d.confidences) for d in decoded]
 
     @torch.inference_mode()
     def logits(self, images: np.ndarray) -> torch.Tensor:

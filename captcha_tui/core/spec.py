@@ -14,9 +14,11 @@ from typing import Any
 # charset may hold at most 255 characters (indices 0..254).
 PAD = 255
 MAX_CHARSET = 255
-# How the model's outputs become a code: one softmax per character position (fixed length), or a
-# sequence over the image's width collapsed by CTC (any length up to what the width allows).
-DECODERS = ("positional", "ctc")
+# How the model's outputs become a code: one softmax per character position (fixed length); a sequence
+# over the image's width collapsed by CTC (any length up to what the width allows); or one softmax per
+# slot over the charset plus an "end" class (codes of up to max_length characters, the end filling the
+# slots after the last character).
+DECODERS = ("positional", "ctc", "slots")
 
 
 class SpecError(ValueError):
@@ -168,7 +170,10 @@ def _problem(spec: CodeSpec) -> str:
     if spec.decoder not in DECODERS:
         return f"its decoder {spec.decoder!r} is unknown (known: {', '.join(DECODERS)})"
     if spec.decoder == "positional" and not spec.fixed_length:
-        return f"codes of {spec.lengths} characters need a CTC model: a per-position model reads one fixed length"
+        return (
+            f"codes of {spec.lengths} characters need a CTC or slots model: a per-position model reads one "
+            "fixed length"
+        )
     return ""
 
 

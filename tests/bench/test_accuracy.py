@@ -23,9 +23,10 @@ def test_time_to_accuracy_smoke(capsys, tmp_path):
 def test_time_to_accuracy_on_an_image_budget_reports_each_length(capsys):
     # 300 images of 3-5 characters: 240 train, so a budget of 600 images is two and a half epochs.
     argv = ["bench", "accuracy", "--json", "--target", "0.999", "--count", "300", "--length", "3-5"]
-    argv += ["--device", "cpu", "--preset", "crnn-tiny", "--train-images", "600"]
+    argv += ["--device", "cpu", "--preset", "crnn-tiny", "--train-images", "600", "--lr", "0.004"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["lr"] == 0.004 and result["preset"] == "crnn-tiny"
     assert result["reason"] == "image_budget" and result["time_limit_s"] is None
     assert 600 <= result["images_seen"] < 600 + 100  # at the first mini-batch that reaches the budget
     assert result["train_images"] == 600 and result["elapsed_s"] > 0 and result["test_accuracy"] is not None

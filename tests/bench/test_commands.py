@@ -77,7 +77,7 @@ def test_the_defaults_the_issue_found_missing_are_shown(capsys):
     text = _help(["bench", "speed"], capsys)
     assert "--batch-size BATCH_SIZE mini-batch of the presets (default: 100)" in text
     assert "timed passes; the median is reported (default: 3)" in text
-    assert "--preset {crnn,crnn-fast,crnn-tiny,fast,resnet18,tiny}" in text
+    assert "--preset {crnn,crnn-fast,crnn-tiny,fast,resnet18,slots-fast,slots-tiny,tiny}" in text
     assert "--size WxH" in text and "(default: 120x50)" in text
     assert "--one-run" not in _help(["bench", "tui"], capsys)  # internal: the fresh process's own switch
 
@@ -93,6 +93,7 @@ def test_the_defaults_the_issue_found_missing_are_shown(capsys):
             "--train-images must be at least 1",
         ),
         (["bench", "accuracy", "--target", "0.9", "--device", "banana"], "unknown device"),
+        (["bench", "accuracy", "--target", "0.9", "--lr", "-1"], "--lr must be a positive number"),
         (["bench", "fine-tune", "--labelled", "5"], "--labelled takes at least 10"),
         (["bench", "onnx", "/nonexistent/best.pt"], "checkpoint not found"),
         (["bench", "label", "--images", "50"], "at least 100"),

@@ -220,6 +220,20 @@ def test_wrong_charset_names_the_mismatch(tmp_path, good) -> None:
     _refused(path, "charset or length does not match")
 
 
+def test_a_slots_checkpoint_counts_the_end_class(tmp_path) -> None:
+    from captcha_tui.core.model import build_model
+
+    spec = CodeSpec("abcd", 2, 3, (40, 16), decoder="slots")
+    model = build_model("slots-tiny", spec)
+    meta = {"spec": spec.to_dict(), "preset": "slots-tiny", "epoch": 1, "val_accuracy": 0.0, "created": ""}
+    good_path = save_checkpoint(tmp_path / "good.pt", {"meta": meta, "model": model.state_dict()})
+    assert load_checkpoint(good_path).meta.spec == spec
+    edited = {**meta, "spec": spec.replace(charset="abc").to_dict()}
+    path = save_checkpoint(tmp_path / "best.pt", {"meta": edited, "model": model.state_dict()})
+    message = _refused(path, "charset or length does not match the weights")
+    assert "3 characters (+1 end) × 3 slots = 12 outputs, but the model's output layer has 15" in message
+
+
 @pytest.mark.parametrize(
     ("meta", "match"),
     [

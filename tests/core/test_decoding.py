@@ -16,9 +16,11 @@ from captcha_tui.core.decoding import (
     ctc_greedy_batch,
     ctc_hits,
     decode_positional,
+    decode_slots,
     edit_distance,
     error_counts,
     plan_read,
+    slots_batch,
 )
 from captcha_tui.core.spec import PAD, CodeSpec
 
@@ -191,3 +193,103 @@ def test_error_counts_ignore_padding() -> None:
     decoded = np.array([[1, 2, 3, PAD], [1, PAD, PAD, PAD]])
     targets = np.array([[1, 2, 3, 4], [2, 2, PAD, PAD]])
     assert error_counts(decoded, targets) == (1 + 2, 6)
+
+
+# ---- slots models: an end class (the last index) in every slot ------------------------------------------
+
+
+def _slots_brute_force(logits: torch.Tensor, lengths: range, allowed: list[int]) -> tuple[float, tuple]:
+    """Every code of ``lengths`` over the ``allowed`` characters, scored by the sum of each slot's
+    log-probability (its character's, or the end's after the code), the mask renormalising each slot."""
+    slots, symbols = logits.shape
+    end = symbols - 1
+    keep = torch.full((symbols,), float("-inf"))
+    keep[[*allowed, end]] = 0.0
+    log_probs = (logits + keep).log_softmax(-1).double()
+    best, best_code = -np.inf, None
+    for length in lengths:
+        for code in itertools.product(allowed, repeat=length):
+            path = [*code, *[end] * (slots - length)]
+            score = float(log_probs[torch.arange(slots), path].sum())
+            if score > best:
+                best, best_code = score, code
+    return best, best_code
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_slots_decoding_and_exact_length_match_a_brute_force(seed) -> None:
+    rng = np.random.default_rng(seed)
+    charset = "abc"[: int(rng.integers(2, 4))]
+    low = int(rng.integers(1, 4))
+    spec = CodeSpec(charset, low, 3, (120, 50), decoder="slots")
+    # Logits spread wide enough that a slot's argmax is often an end before a character (or the reverse).
+    logits = torch.tensor(rng.normal(size=(6, 3, len(charset) + 1)) * 2.5, dtype=torch.float32)
+    cases = [(ReadOptions(), range(low, 4))]
+    cases += [(ReadOptions(length=k), range(k, k + 1)) for k in (1, 2, 3)]
+    cases += [(ReadOptions(charset=charset[1:]), range(low, 4))]
+    cases += [(ReadOptions(charset=charset[0], length=2), range(2, 3))]
+    for options, lengths in cases:
+        plan = plan_read(spec, options)
+        allowed = [i for i, c in enumerate(charset) if options.charset is None or c in options.charset]
+        got = decode_slots(logits, spec, plan)
+        for row, decoded in zip(logits, got, strict=True):
+            _, expected = _slots_brute_force(row, lengths, allowed)
+            assert decoded.indices == expected, (options, row)
+            assert len(decoded.confidences) == len(decoded.indices)
+        if options.charset is None and options.length is None:  # the trainer's reading on the device
+            batch = slots_batch(logits, low, 3)
+            assert batch.shape == (6, 4) and (batch[:, 3] == PAD).all()
+            assert [tuple(r[r != PAD].tolist()) for r in batch] == [d.indices for d in got]
+
+
+def test_slots_read_until_the_end_when_the_slots_agree() -> None:
+    spec = CodeSpec("ab12", 1, 4, (120, 50), decoder="slots")
+    end = 4
+
+    def confident(path: list[int]) -> torch.Tensor:
+        logits = torch.zeros(len(path), 5)
+        logits[torch.arange(len(path)), torch.tensor(path)] = 6.0
+        return logits
+
+    after_end = confident([1, end, 0, end])
+    after_end[2, 0] = 3.0  # "a" after an end, less sure of itself than the end before it
+    logits = torch.stack([confident([0, 3, end, end]), confident([2, 2, 2, 1]), after_end])
+    got = decode_slots(logits, spec)
+    assert [d.indices for d in got[:2]] == [(0, 3), (2, 2, 2, 1)]
+    # A character after an end: no code reads that way. The most probable code is "b" (an end where the
+    # unsure "a" was), not "b?a" (a character where the sure end was).
+    assert got[2].indices == (1,)
+    after_end[2, 0] = 9.0  # now the "a" is the surer: "b", the end's slot read as its best character, "a"
+    assert decode_slots(after_end[None], spec)[0].indices == (1, 0, 0)
+    # Confidence: each character's probability in its slot.
+    p = torch.softmax(torch.tensor([6.0, 0, 0, 0, 0]), 0)[0].item()
+    assert got[0].confidences == (round(p, 4), round(p, 4))
+
+
+def test_slots_charset_restriction_masks_characters_but_keeps_the_end() -> None:
+    spec = CodeSpec("ab12", 2, 3, (120, 50), decoder="slots")
+    end = 4
+    # Slot 0: a (runner-up 1); slot 1: b (runner-up 2); slot 2: the end, then "a".
+    logits = torch.tensor([[[5.0, 0, 1, 0, 0], [0, 5, 0, 1, 0], [2, 0, 0, 0, 5]]])
+    assert decode_slots(logits, spec)[0].indices == (0, 1)
+    plan = plan_read(spec, ReadOptions(charset="12"))
+    got = decode_slots(logits, spec, plan)[0]
+    assert got.indices == (2, 3)
+    # Renormalised over 1, 2 and the end: the confidence is that slot's probability of "1".
+    slot0 = torch.softmax(torch.tensor([1.0, 0, 0]), 0)[0].item()
+    assert got.confidences[0] == round(slot0, 4)
+    # Asking for 3 characters reads the best allowed one in the end's slot instead.
+    assert decode_slots(logits, spec, plan_read(spec, ReadOptions(charset="12", length=3)))[0].indices == (
+        2,
+        3,
+        2,
+    )
+    assert end == logits.shape[-1] - 1
+
+
+def test_slots_refuse_more_characters_than_slots() -> None:
+    spec = CodeSpec("ab12", 4, 6, (120, 50), decoder="slots")
+    with pytest.raises(ReadError, match="has 6 slots"):
+        plan_read(spec, ReadOptions(length=7))
+    plan = plan_read(spec, ReadOptions(length=3))
+    assert plan.length == 3 and any("outside the 4–6" in n for n in plan.notes)

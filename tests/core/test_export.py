@@ -51,12 +51,16 @@ def _random_checkpoint(path: Path, preset: str, spec: CodeSpec) -> Path:
 @pytest.fixture(scope="module")
 def exported(onnx_libs, tiny_run, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """(checkpoint, exported model) of each kind: the trained tiny run (per-position); a CTC crnn-tiny
-    reading 4–6 characters; and `fast` at 150×60, whose graph resizes (antialiased) to its 120×50."""
+    reading 4–6 characters; a slots-tiny reading 4–6 (an end class per slot); and `fast` at 150×60, whose
+    graph resizes (antialiased) to its 120×50."""
     folder = tmp_path_factory.mktemp("export")
     checkpoints = {
         "positional": tiny_run / "best.pt",
         "ctc": _random_checkpoint(
             folder / "ctc.pt", "crnn-tiny", CodeSpec(DEFAULT_CHARSET, 4, 6, (120, 50), decoder="ctc")
+        ),
+        "slots": _random_checkpoint(
+            folder / "slots.pt", "slots-tiny", CodeSpec(DEFAULT_CHARSET, 4, 6, (120, 50), decoder="slots")
         ),
         "resized": _random_checkpoint(
             folder / "fast.pt", "fast", CodeSpec.fixed(DEFAULT_CHARSET, 4, (150, 60))
@@ -65,7 +69,7 @@ def exported(onnx_libs, tiny_run, tmp_path_factory) -> dict[str, tuple[Path, Pat
     return {kind: (pt, export_onnx(pt, folder / f"{kind}.onnx")) for kind, pt in checkpoints.items()}
 
 
-@pytest.mark.parametrize("kind", ["positional", "ctc", "resized"])
+@pytest.mark.parametrize("kind", ["positional", "ctc", "slots", "resized"])
 def test_onnx_reads_real_captchas_as_pytorch_does(exported, captcha_files, kind):
     checkpoint, model = exported[kind]
     torch_reader, onnx_reader = Predictor.load(checkpoint), Predictor.load(model)
@@ -93,7 +97,7 @@ def test_onnx_reads_real_captchas_as_pytorch_does(exported, captcha_files, kind)
         assert np.allclose(got_one.confidences, expected_one.confidences, atol=2e-4)
 
 
-@pytest.mark.parametrize("kind", ["positional", "ctc"])
+@pytest.mark.parametrize("kind", ["positional", "ctc", "slots"])
 def test_the_batch_axis_is_dynamic(exported, captcha_files, kind):
     checkpoint, model = exported[kind]
     torch_reader, onnx_reader = Predictor.load(checkpoint), Predictor.load(model)
@@ -104,8 +108,9 @@ def test_the_batch_axis_is_dynamic(exported, captcha_files, kind):
         assert np.abs(got - torch_reader.logits(batch).numpy()).max() <= 1e-4
 
 
-def test_read_options_apply_to_onnx_models_too(exported, captcha_files):
-    checkpoint, model = exported["ctc"]
+@pytest.mark.parametrize("kind", ["ctc", "slots"])
+def test_read_options_apply_to_onnx_models_too(exported, captcha_files, kind):
+    checkpoint, model = exported[kind]
     options_cases = [{"charset": "2345"}, {"length": 5}]
     from captcha_tui.core.decoding import ReadOptions
 
@@ -232,7 +237,7 @@ def test_rounding_is_honest_and_a_wrong_graph_is_not():
 
 def test_a_freshly_trained_model_of_each_kind_exports(onnx_libs, prepared_dataset, tmp_path):
     # Two epochs on a tiny set: logits still near zero, where a fixed absolute tolerance refused them.
-    for preset in ("tiny", "crnn-tiny"):
+    for preset in ("tiny", "crnn-tiny", "slots-tiny"):
         run = tmp_path / preset
         Trainer(TrainConfig(data=prepared_dataset, out=run, preset=preset, device="cpu", epochs=2)).run()
         onnx_file = export_onnx(run / "best.pt", tmp_path / f"{preset}.onnx")
@@ -315,7 +320,7 @@ def _docs_snippet() -> str:
     return blocks[0]
 
 
-@pytest.mark.parametrize("kind", ["positional", "ctc", "resized"])
+@pytest.mark.parametrize("kind", ["positional", "ctc", "slots", "resized"])
 def test_the_docs_snippet_reads_what_captcha_tui_reads(exported, captcha_files, tmp_path, kind):
     snippet = _docs_snippet()
     assert "captcha_tui" not in snippet.replace('["captcha_tui"]', "")  # plain onnxruntime and numpy

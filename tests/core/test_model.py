@@ -109,6 +109,33 @@ def test_ctc_presets_map_images_to_a_sequence_over_the_width(preset):
     assert model.steps == time_steps(preset, (120, 50)) and model.steps >= 2 * 6  # room for repeats
 
 
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p].decoder == "slots"))
+def test_slots_presets_map_images_to_slots_with_an_end_class(preset):
+    spec = CodeSpec("abcdefghij", 4, 6, (120, 50), decoder="slots")
+    model = build_model(preset, spec).eval()
+    with torch.inference_mode():
+        logits = model(to_model_input(torch.randint(0, 256, (2, 50, 120, 3), dtype=torch.uint8)))
+    assert logits.shape == (2, 6, 11)  # six slots: ten characters and the end
+    assert torch.isfinite(logits).all()
+
+
+def test_slots_fast_is_fast_with_one_more_output_per_position():
+    fast, slots = PRESETS["fast"], PRESETS["slots-fast"]
+    assert (slots.widths, slots.blocks, slots.head, slots.stem_stride, slots.input_size, slots.lr) == (
+        fast.widths,
+        fast.blocks,
+        fast.head,
+        fast.stem_stride,
+        fast.input_size,
+        fast.lr,
+    )
+    positional = build_model("fast", CodeSpec.fixed("abcdefghij", 6, (120, 50)))
+    spec = CodeSpec("abcdefghij", 4, 6, (120, 50), decoder="slots")
+    extra = count_parameters(build_model("slots-fast", spec)) - count_parameters(positional)
+    assert extra == 6 * (positional.head[-1].in_features + 1)  # one output row (and bias) per slot
+    assert preset_spec("slots-fast", CodeSpec("ab", 4, 6, (1, 1), decoder="ctc")).decoder == "slots"
+
+
 def test_crnn_keeps_thirty_columns_whatever_the_image_size():
     spec = CodeSpec("abc", 2, 5, (200, 64), decoder="ctc")
     model = build_model("crnn", spec)

@@ -37,7 +37,10 @@ def test_reads_the_flat_fields_of_files_written_before_it() -> None:
             {"charset": "ab", "min_length": 4, "max_length": 4, "image_size": [1, 1], "decoder": "x"},
             "decoder 'x'",
         ),
-        ({"charset": "ab", "min_length": 4, "max_length": 6, "image_size": [1, 1]}, "need a CTC model"),
+        (
+            {"charset": "ab", "min_length": 4, "max_length": 6, "image_size": [1, 1]},
+            "need a CTC or slots model",
+        ),
         ("nonsense", "no spec"),
     ],
 )

@@ -262,7 +262,7 @@ class Trainer:
         n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order.to(images.device)
-        ctc = run.spec.decoder == "ctc"
+        ctc = run.objective.varying_length  # scored by CER, as CTC models are
         epoch_sums, window = Tally(images.device, ctc), Tally(images.device, ctc)  # window: since a report
         started, last_report = self._elapsed(), time.perf_counter()
         batch = state.position // (state.batch_size * world)  # steps of this epoch already trained
@@ -348,7 +348,7 @@ class Trainer:
             hits = run.objective.hits(decoded, labels)
             chars = (
                 (decoded[:, : labels.shape[1]] == labels).sum()
-                if run.spec.decoder != "ctc"
+                if not run.objective.varying_length
                 else hits.sum() * 0
             )
             stats = torch.stack((loss.detach().float() * len(labels), hits.sum().float(), chars.float()))

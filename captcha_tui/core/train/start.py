@@ -72,8 +72,9 @@ def transfer_weights(
 ) -> Transfer:
     """Copy ``weights`` (a checkpoint's, read with ``source``) into ``model`` (built for ``target``): every
     tensor whose name and shape match, except the output layer when the two read different codes. That
-    one is rebuilt; for per-position models with the same input, the rows of the characters both charsets
-    share are copied by character (and position), so they need not be learnt again."""
+    one is rebuilt; for per-position (or slots) models with the same input, the rows of the characters
+    both charsets share (and of the end class) are copied by character (and position), so they need not be
+    learnt again."""
     own = model.state_dict()  # the model's own tensors: copying into them changes the model
     output = _output_layer(own)
     same_codes = (source.charset, source.max_length, source.decoder) == (
@@ -92,7 +93,7 @@ def transfer_weights(
             tensor.copy_(theirs)
             copied.add(name)
         shared = 0
-        if output and not same_codes and source.decoder == target.decoder == "positional":
+        if output and not same_codes and source.decoder == target.decoder != "ctc":
             shared = _copy_shared_rows(own, weights, output, source, target)
     layers: dict[str, bool] = {}
     for name in own:
@@ -115,16 +116,20 @@ def _output_layer(weights: dict[str, torch.Tensor]) -> str:
 
 
 def _copy_shared_rows(own, weights, output: str, source: CodeSpec, target: CodeSpec) -> int:
-    """Per-position output rows are ``position × classes + character``: copy those of shared characters."""
+    """Per-position output rows are ``position × classes + character`` (``classes + 1`` and the end last,
+    for slots models): copy those of shared characters, and the end's."""
     weight, bias = own[f"{output}.weight"], own.get(f"{output}.bias")
     theirs, their_bias = weights.get(f"{output}.weight"), weights.get(f"{output}.bias")
     if theirs is None or theirs.dim() != 2 or theirs.shape[1] != weight.shape[1]:
         return 0  # another input size: no row fits
     chars = [(j, source.charset.index(c)) for j, c in enumerate(target.charset) if c in source.charset]
+    end = target.decoder == "slots"
+    mine, theirs_n = target.classes + end, source.classes + end  # outputs per position
+    pairs = chars + [(target.classes, source.classes)] * end
     rows, their_rows = [], []
     for position in range(min(source.max_length, target.max_length)):
-        rows += [position * target.classes + j for j, _ in chars]
-        their_rows += [position * source.classes + i for _, i in chars]
+        rows += [position * mine + j for j, _ in pairs]
+        their_rows += [position * theirs_n + i for _, i in pairs]
     if not rows:
         return 0
     rows_t, their_t = torch.tensor(rows), torch.tensor(their_rows)
@@ -152,9 +157,10 @@ def model_spec(preset: str, data: Dataset) -> CodeSpec:
     """The dataset's codes with the preset's decoder; a per-position preset reads one length only."""
     if PRESETS[preset].decoder == "positional" and not data.spec.fixed_length:
         ctc = ", ".join(name for name, p in PRESETS.items() if p.decoder == "ctc")
+        slots = ", ".join(name for name, p in PRESETS.items() if p.decoder == "slots")
         raise ConfigError(
             f"{data.path} holds codes of {data.spec.lengths} characters, but preset {preset!r} reads one "
-            f"fixed length: use a CTC preset ({ctc}), or leave --preset out"
+            f"fixed length: use a CTC preset ({ctc}) or a slots one ({slots}), or leave --preset out"
         )
     return preset_spec(preset, data.spec)
 

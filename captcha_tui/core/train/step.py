@@ -11,7 +11,7 @@ import torch
 from ..dataset import Dataset
 from ..devices import resolve_amp
 from ..model import to_model_input
-from ..objectives import CtcObjective, Objective, character_errors
+from ..objectives import Objective, character_errors
 
 EVAL_BATCH = 1000
 
@@ -104,7 +104,7 @@ def mixed_precision(enabled: bool | None, device: torch.device):
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None, objective=None) -> Scores:
     """A split's loss, whole-code accuracy and character accuracy (or CER, for CTC), in chunks."""
     objective = objective or Objective(None)
-    ctc = isinstance(objective, CtcObjective)
+    ctc = objective.varying_length  # scored by CER, as CTC models are
     if len(images) == 0:
         return Scores(0.0, 0.0, None if ctc else 0.0, 0.0 if ctc else None)
     sums = torch.zeros(3, device=images.device)

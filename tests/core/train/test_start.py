@@ -92,6 +92,24 @@ def test_transfer_weights_copies_output_rows_by_character():
     assert torch.equal(mine[2 * 5 :], fresh[2 * 5 :])  # the third position is new too
 
 
+def test_transfer_weights_copies_slots_rows_by_character_and_the_end():
+    torch.manual_seed(0)
+    source_spec = CodeSpec("abcd", 2, 3, (40, 16), decoder="slots")
+    target_spec = CodeSpec("#dcxa", 2, 4, (40, 16), decoder="slots")  # d, c, a shared; one more slot
+    source, target = build_model("slots-tiny", source_spec), build_model("slots-tiny", target_spec)
+    fresh = target.head[2].weight.detach().clone()
+    done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
+    assert done.output_rebuilt and done.shared_characters == 3 and done.copied == done.layers - 1
+    theirs, mine = source.head[2].weight, target.head[2].weight
+    for slot in range(3):
+        for char in "dca":
+            row = slot * 6 + target_spec.charset.index(char)
+            assert torch.equal(mine[row], theirs[slot * 5 + source_spec.charset.index(char)])
+        assert torch.equal(mine[slot * 6 + 5], theirs[slot * 5 + 4])  # the end class, last in both
+        assert torch.equal(mine[slot * 6], fresh[slot * 6])  # '#' is new: left as built
+    assert torch.equal(mine[3 * 6 :], fresh[3 * 6 :])  # the fourth slot is new too
+
+
 def test_fine_tuning_from_another_preset_is_refused_with_the_preset_named(
     tiny_run, prepared_dataset, tmp_path
 ):
