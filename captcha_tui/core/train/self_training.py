@@ -44,11 +44,11 @@ PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseu
 TRUSTED = 0.9
 LEAST_EVIDENCE = 3
 UNLABELLED_LIMIT = 20_000  # images of DIR kept in memory (chosen at random beyond it)
-LABELLED_SHARE = 1 / 3
+LABELLED_SHARE = 1 / 3  # the least share of each epoch that is the user's own labelled images
 # The pool is read anew once the run has trained on this many times its size since the last reading: a
 # reading costs about a third of training on as many images, so this keeps it near a sixth of the time
 # (reading it before every epoch, with a few hundred labels, took as long as the training itself).
-REREAD_AFTER = 2  # the least share of each epoch that is the user's own labelled images
+REREAD_AFTER = 2
 READ_BATCH = 500
 
 
