@@ -22,3 +22,21 @@ def spec_for(length: int, classes: int, image_size: tuple[int, int] = (120, 50))
 
     charset = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return CodeSpec.fixed(charset[:classes], length, image_size)
+
+
+def assert_rank_0_wrote_one_run(run_dir: Path, out: str) -> None:
+    """A run of two epochs on several processes: rank 0 alone printed and wrote (one history row and one
+    train.log entry an epoch, the run folder's usual files and nothing else)."""
+    lines = out.splitlines()
+    for start in ("dataset ", "epoch 1:", "epoch 2:", "finished:", "best checkpoint "):
+        assert sum(line.startswith(start) for line in lines) == 1, (start, out)
+    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]
+    logged = [line.split()[2] for line in (run_dir / "train.log").read_text().splitlines()]
+    assert logged.count("RunStarted") == 1 and logged.count("EpochEnd") == 2
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "config.json",
+        "history.jsonl",
+        "last.pt",
+        "train.log",
+    ]

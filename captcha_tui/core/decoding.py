@@ -293,13 +293,19 @@ def decode_ctc(logits: torch.Tensor, plan: ReadPlan | None = None) -> list[Decod
 # ---- on the device, for training metrics ------------------------------------------------------------------
 
 
+def ctc_emitted(best: torch.Tensor, blank: int) -> torch.Tensor:
+    """Which steps of greedy paths (N, T) emit a character: not blank, and not a repeat of the step
+    before."""
+    previous = torch.nn.functional.pad(best, (1, 0), value=blank)[:, :-1]
+    return (best != blank) & (best != previous)
+
+
 def ctc_greedy_batch(logits: torch.Tensor, width: int) -> torch.Tensor:
     """(N, T, classes + 1) logits → (N, width) collapsed greedy codes padded with PAD, on the device with
     no host sync. A code longer than ``width`` is cut, and marked wrong by :func:`ctc_hits`."""
     blank = logits.shape[-1] - 1
     best = logits.argmax(-1)  # (N, T)
-    previous = torch.nn.functional.pad(best, (1, 0), value=blank)[:, :-1]
-    emit = (best != blank) & (best != previous)
+    emit = ctc_emitted(best, blank)
     position = emit.cumsum(1) - 1  # where each emitted symbol goes
     out = torch.full((best.shape[0], width + 1), PAD, dtype=best.dtype, device=best.device)
     # Everything past ``width`` (and every non-emitting step) lands in the spare last column.

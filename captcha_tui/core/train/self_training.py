@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..dataset import Dataset, DatasetError, decode_images, find_image_files
+from ..decoding import ctc_emitted
 from ..generator import CaptchaStyle, random_code, render_captcha
 from ..images import to_model_array
 from ..model import to_model_input
@@ -151,9 +152,7 @@ def code_confidence(objective: Objective, logits: torch.Tensor) -> tuple[torch.T
     probs = logits.float().softmax(-1)
     best, chosen = probs.max(-1)
     if spec.decoder == "ctc":
-        blank = logits.shape[-1] - 1
-        previous = torch.nn.functional.pad(chosen, (1, 0), value=blank)[:, :-1]
-        emit = (chosen != blank) & (chosen != previous)
+        emit = ctc_emitted(chosen, logits.shape[-1] - 1)
         confidence = torch.where(emit, best, torch.ones_like(best)).amin(1)
     else:
         confidence = best.amin(1)
@@ -221,6 +220,8 @@ class SelfTraining:
         self.last: PseudoLabelReport | None = None
         self._current: tuple[torch.Tensor, torch.Tensor] | None = None  # rows of the pool kept, their reads
         self._read_at = 0  # images the run had trained on at the last reading
+        # The epoch's images and labels, built at each reading and kept until the next one.
+        self._epoch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def due(self, images_seen: int) -> bool:
         """Whether the pool is to be read anew, the run having trained on ``images_seen`` images."""
@@ -239,13 +240,19 @@ class SelfTraining:
     ) -> tuple[torch.Tensor, torch.Tensor, PseudoLabelReport | None]:
         """The images and labels of the next epoch: labelled (repeated), pseudo-labelled and generated;
         and what the pseudo-labels are (None without unlabelled images)."""
+        if self.due(images_seen):
+            self._pseudo_label(model, objective, held_out, autocast)
+            self._read_at = images_seen
+            self._epoch = None
+        if self._epoch is None:  # the first epoch, or the pool was read anew
+            self._epoch = self._compose(labelled)
+        return *self._epoch, self.last
+
+    def _compose(self, labelled: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled images (repeated), the pseudo-labelled ones and the generated ones, in one set."""
         x, y = labelled
-        parts_x, parts_y, report = [], [], None
-        if self.unlabelled is not None:
-            if self.due(images_seen):
-                self._pseudo_label(model, objective, held_out, autocast)
-                self._read_at = images_seen
-            report = self.last
+        parts_x, parts_y = [], []
+        if self._current is not None:
             index, pseudo = self._current
             parts_x.append(self.unlabelled[index])
             parts_y.append(pseudo.to(y.dtype))
@@ -255,9 +262,7 @@ class SelfTraining:
         others = sum(len(part) for part in parts_x)
         # The user's own labels stay at least LABELLED_SHARE of the epoch, however many others there are.
         repeats = max(1, math.ceil(others * LABELLED_SHARE / ((1 - LABELLED_SHARE) * max(len(x), 1)) - 1e-9))
-        images = torch.cat([x] * repeats + parts_x)
-        labels = torch.cat([y] * repeats + parts_y)
-        return images, labels, report
+        return torch.cat([x] * repeats + parts_x), torch.cat([y] * repeats + parts_y)
 
     def _pseudo_label(self, model, objective, held_out, autocast) -> PseudoLabelReport:
         """Read the unlabelled pool, and the held-out images to see how far such reads can be trusted:

@@ -29,7 +29,7 @@ from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.core.train.config import ConfigError
 from captcha_tui.core.train.distributed import process_device, rank_share
 from captcha_tui.core.train.stopping import EpochBudget, Standing, StopRequest, StopRules, TimeLimit
-from tests.helpers import history_rows
+from tests.helpers import assert_rank_0_wrote_one_run, history_rows
 
 REPO = Path(__file__).resolve().parents[3]
 DRIVER = Path(__file__).with_name("dist_driver.py")
@@ -167,22 +167,8 @@ def test_two_processes_train_one_run(prepared_dataset, tmp_path, dist_env):
     out = result.stdout
     assert "on 2 processes (gloo, cpu), batch 100 a process (200 a step)" in out
     # Rank 0 alone prints: each line once.
-    lines = out.splitlines()
-    for start in ("dataset ", "epoch 1:", "epoch 2:", "finished:", "best checkpoint "):
-        assert sum(line.startswith(start) for line in lines) == 1, (start, out)
     assert "captcha-tui: error" not in result.stderr
-
-    # Rank 0 alone writes: one history row, and one train.log entry, an epoch.
-    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]
-    logged = [line.split()[2] for line in (run_dir / "train.log").read_text().splitlines()]
-    assert logged.count("RunStarted") == 1 and logged.count("EpochEnd") == 2
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "best.pt",
-        "config.json",
-        "history.jsonl",
-        "last.pt",
-        "train.log",
-    ]
+    assert_rank_0_wrote_one_run(run_dir, out)  # rank 0 alone prints and writes
 
     # The checkpoint is the plain model's: it loads and reads on this one process.
     assert not any(key.startswith("module.") for key in load_checkpoint(run_dir / "best.pt").model)

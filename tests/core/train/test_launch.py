@@ -23,7 +23,7 @@ from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.core.train.config import ConfigError
 from captcha_tui.core.train.distributed import process_device
-from tests.helpers import history_rows
+from tests.helpers import assert_rank_0_wrote_one_run, history_rows
 
 REPO = Path(__file__).resolve().parents[3]
 DRIVER = Path(__file__).with_name("launch_driver.py")
@@ -53,21 +53,8 @@ def test_one_command_trains_one_run_on_two_processes(prepared_dataset, tmp_path,
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "on 2 processes (gloo, cpu), batch 100 a process (200 a step)" in out
-    lines = out.splitlines()
-    for start in ("dataset ", "epoch 1:", "epoch 2:", "finished:", "best checkpoint "):
-        assert sum(line.startswith(start) for line in lines) == 1, (start, out)  # rank 0 alone prints
     assert "error" not in result.stderr.lower(), result.stderr  # and the launcher says nothing
-
-    assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]  # written once, by rank 0
-    logged = [line.split()[2] for line in (run_dir / "train.log").read_text().splitlines()]
-    assert logged.count("RunStarted") == 1 and logged.count("EpochEnd") == 2
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "best.pt",
-        "config.json",
-        "history.jsonl",
-        "last.pt",
-        "train.log",
-    ]
+    assert_rank_0_wrote_one_run(run_dir, out)  # rank 0 alone prints and writes
     best = load_checkpoint(run_dir / "best.pt")
     assert not any(key.startswith("module.") for key in best.model)
     images = load_dataset(prepared_dataset).images["test"][:3]
