@@ -5,6 +5,7 @@ dashboard; s stops every process with a resumable last.pt."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 
 import pytest
 import torch
@@ -18,8 +19,11 @@ from .helpers import SIZE, make_app, screen_text, send_keys, training_config, wa
 RUN_TIMEOUT = 180  # seconds for a two-process run to start and end, on a busy two-core machine
 
 
-def test_the_dashboard_trains_one_run_on_two_processes(prepared_dataset, tmp_path):
+def test_the_dashboard_trains_one_run_on_two_processes(prepared_dataset, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
+    temp = tmp_path / "temp"  # where the processes' output goes, away from the dashboard's screen
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     app = make_app(training_config(prepared_dataset, run_dir, device="cpu:2"))
 
     async def scenario():
@@ -40,6 +44,7 @@ def test_the_dashboard_trains_one_run_on_two_processes(prepared_dataset, tmp_pat
     asyncio.run(scenario())
     assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]
     assert (run_dir / "best.pt").is_file()
+    assert not list(temp.iterdir())  # a run that ended well leaves no output folder behind
 
 
 def test_stop_ends_every_process_with_a_resumable_last_pt(prepared_dataset, tmp_path):

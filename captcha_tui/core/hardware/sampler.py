@@ -219,12 +219,21 @@ class HardwareSampler:
         """Who each pid is (user, command line, looked up once while it stays on a card); most memory
         first, then by pid."""
         described = []
+        run = self._run_pids() if listed else set()
         for pid, memory in listed.items():
             who = self._who.get(pid)
             if who is None:
                 who = self._who[pid] = self._lookup_who(pid)
-            described.append(GpuProcess(pid, memory, *who, ours=pid == self._pid))
+            described.append(GpuProcess(pid, memory, *who, ours=pid in run))
         return tuple(sorted(described, key=lambda p: (-(p.memory if p.memory is not None else -1), p.pid)))
+
+    def _run_pids(self) -> set[int]:
+        """This process and its descendants: a run on several devices trains in processes the launcher
+        spawned, and each of them is the run too."""
+        pids = {self._pid}
+        with contextlib.suppress(psutil.Error):
+            pids.update(child.pid for child in psutil.Process(self._pid).children(recursive=True))
+        return pids
 
     # --- host and torch --------------------------------------------------------------------------------
 

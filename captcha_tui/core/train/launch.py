@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -85,9 +86,10 @@ def launch(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logs = None
+    logs = log_dir = None
     if output == "files":
-        logs = DefaultLogsSpecs(log_dir=tempfile.mkdtemp(prefix="captcha-tui-processes-"), redirects=Std.ALL)
+        log_dir = tempfile.mkdtemp(prefix="captcha-tui-processes-")
+        logs = DefaultLogsSpecs(log_dir=log_dir, redirects=Std.ALL)
 
     launch_config = LaunchConfig(
         min_nodes=1,
@@ -104,17 +106,27 @@ def launch(
     quiet = _quiet_launcher()
     try:
         elastic_launch(launch_config, run_process)(process_config(config, devices), make_sink, stop)
+        outcome = Outcome(0)
     except ChildFailedError as failed:
-        return _failure(failed, devices)
+        outcome = _failure(failed, devices)
     except SignalException:
         # The launcher passed the signal on: the processes saved last.pt and said so, rank 0 printing.
-        return Outcome(EXIT_INTERRUPTED)
+        outcome = Outcome(EXIT_INTERRUPTED)
     finally:
         quiet.close()
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():  # the launcher's own handlers outlive it otherwise
                 signal.signal(sig, handler)
-    return Outcome(0)
+    return _keep_output_of_failure(outcome, log_dir) if log_dir is not None else outcome
+
+
+def _keep_output_of_failure(outcome: Outcome, log_dir: str) -> Outcome:
+    """The processes' output files: kept, and named, where a process failed (its traceback is there);
+    removed otherwise, where the run's own events said everything."""
+    if outcome.message is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return outcome
+    return replace(outcome, message=f"{outcome.message} (each process's output: {log_dir})")
 
 
 def _failure(failed, devices: DeviceList) -> Outcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -257,6 +258,20 @@ def test_the_processes_on_a_card_say_who_holds_it():
     backend.set_process_memory(0, gone, None)  # it left the card: forgotten, its pid free for reuse
     (gpu,) = sampler.sample().gpus
     assert [p.pid for p in gpu.processes] == [os.getpid(), 1] and gone not in sampler._who
+
+
+def test_the_processes_this_one_started_are_the_run_too():
+    # A run on several devices trains in processes the launcher spawned: each is marked as this run.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        backend = FakeNvmlBackend(fake_gpus(1))
+        backend.set_process_memory(0, child.pid, 1 * GiB)
+        backend.add_process_without_figure(0, 1)  # init: not ours
+        (gpu,) = HardwareSampler(backend, device="cpu").sample().gpus
+        assert [(p.pid, p.ours) for p in gpu.processes] == [(child.pid, True), (1, False)]
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_card_that_cannot_list_its_processes_says_so_and_keeps_its_readings():

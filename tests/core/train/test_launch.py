@@ -23,6 +23,7 @@ from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.core.train.config import ConfigError
 from captcha_tui.core.train.distributed import process_device
+from captcha_tui.core.train.launch import Outcome, _keep_output_of_failure
 from tests.helpers import assert_rank_0_wrote_one_run, history_rows
 
 REPO = Path(__file__).resolve().parents[3]
@@ -184,3 +185,16 @@ def test_two_gpus_train_one_run_over_nccl(prepared_dataset, tmp_path, launch_env
     assert result.returncode == 0, result.stdout + result.stderr
     assert "on 2 processes (nccl, cuda:0)" in result.stdout
     assert [row["epoch"] for row in history_rows(run_dir)] == [1, 2]
+
+
+def test_the_processes_output_is_kept_and_named_only_where_one_failed(tmp_path):
+    kept, removed = tmp_path / "failed", tmp_path / "ended-well"
+    for folder in (kept, removed):
+        folder.mkdir()
+        (folder / "stderr.log").write_text("Traceback ...")
+    failed = _keep_output_of_failure(Outcome(1, "process 1 of 2 (cuda:1) was killed by SIGKILL"), str(kept))
+    assert failed == Outcome(
+        1, f"process 1 of 2 (cuda:1) was killed by SIGKILL (each process's output: {kept})"
+    )
+    assert (kept / "stderr.log").is_file()
+    assert _keep_output_of_failure(Outcome(130), str(removed)) == Outcome(130) and not removed.exists()
