@@ -99,13 +99,20 @@ def run(
     device: str = "cpu",
     work_dir: Path | None = None,
     runs: tuple[str, ...] | None = None,
+    base: Path | None = None,
     on_line: Callable[[str], None] = print,
 ) -> dict:
     """Fine-tune from the base model with and without the unlabelled captchas, and train from scratch, on
-    the same labelled set; score each on the unseen captchas. ``runs`` picks some of :data:`RUNS`."""
-    base = base_model_path()
+    the same labelled set; score each on the unseen captchas. ``runs`` picks some of :data:`RUNS`;
+    ``base``: another checkpoint in the shipped base model's place (a candidate for it)."""
     if base is None:
-        raise FineTuneBenchError("this install has no base model to fine-tune (captcha_tui/assets/base.pt)")
+        base = base_model_path()
+        if base is None:
+            raise FineTuneBenchError(
+                "this install has no base model to fine-tune (captcha_tui/assets/base.pt)"
+            )
+    elif not Path(base).is_file():
+        raise FineTuneBenchError(f"--base {base}: no such checkpoint")
     meta = load_checkpoint(base).meta
     spec = meta.spec
     with tempfile.TemporaryDirectory(prefix="captcha-finetune-", dir=work_dir) as tmp:
@@ -136,11 +143,13 @@ def run(
             "unseen": unseen,
             "time_limit_s": time_limit_s,
             "device": device,
+            "base": str(base),
             "runs": {},
         }
         right, judged = accuracy(Predictor.load(base, device=device).predict_paths(test_images))
         result["base_unseen_accuracy"] = right / judged if judged else 0.0
-        on_line(f"{'the base model as shipped':>20}: {result['base_unseen_accuracy']:.1%} whole-code")
+        before = "the base model as shipped" if base == base_model_path() else f"{Path(base).name} as it is"
+        on_line(f"{before:>20}: {result['base_unseen_accuracy']:.1%} whole-code")
         for key, name, init, self_training in RUNS:
             if (runs is not None and key not in runs) or (self_training and not unlabelled):
                 continue
@@ -153,7 +162,7 @@ def run(
                 patience=None,  # off under a budget: every run uses all of it; best.pt: the best epoch
                 time_limit_s=time_limit_s,
                 train_images=train_images,
-                init=init,
+                init=str(base) if init == BASE_MODEL else init,
                 unlabelled=work / "unlabelled" if self_training else None,
                 generated=(generated or 0) if self_training else 0,
             )
@@ -227,6 +236,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[key for key, _, _, _ in RUNS],
         help="only these runs: " + "; ".join(f"{key}: {name}" for key, name, _, _ in RUNS),
     )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="fine-tune from this checkpoint instead of the shipped base model (a candidate for it)",
+    )
     parser.add_argument("--device", default="cpu", help="device to train on")
     add_json_option(parser, "the progress lines go to stderr")
 
@@ -250,6 +265,7 @@ def main(args: argparse.Namespace) -> int:
             pseudo_threshold=args.pseudo_threshold,
             runs=tuple(args.runs) if args.runs else None,
             device=args.device,
+            base=args.base,
             on_line=(lambda line: print(line, file=sys.stderr)) if args.json else print,
         )
     except FineTuneBenchError as exc:

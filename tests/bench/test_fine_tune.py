@@ -38,6 +38,14 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
     assert fine_tune.OTHER_STYLE_SIZE == (160, 60)
 
 
+def test_a_candidate_base_that_is_not_there_is_named(tmp_path):
+    with pytest.raises(FineTuneBenchError, match=r"--base .*missing\.pt: no such checkpoint"):
+        run(
+            labelled=30, unseen=10, base=tmp_path / "missing.pt", work_dir=tmp_path, on_line=lambda line: None
+        )
+    assert list(tmp_path.iterdir()) == []  # nothing drawn
+
+
 def test_the_other_style_is_drawn_the_same_every_time(tmp_path):
     """The package draws its noise from ``secrets``; the benchmark seeds it, so rounds compare alike."""
     pytest.importorskip("captcha")
