@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.devices import list_devices, resolve_device
+from ..core.devices import list_devices, parse_device_list, resolve_device
 from ..core.generator import DEFAULT_CHARSET, DEFAULT_LENGTH
 from ..core.images import MODEL_IMAGE_SIZE
 from ..core.model import PRESETS, build_model, prefers_channels_last, preset_spec, to_model_input
 from ..core.objectives import objective_for
 from ..core.spec import CodeSpec
 from ..core.train import mixed_precision, train_step
-from ..options import UsageError, add_amp_option, check_device, image_size
+from ..options import UsageError, add_amp_option, check_device, check_devices, image_size
 from . import reference
 from .common import add_json_option, machine_info, make_chunk, print_result
 
@@ -170,7 +170,9 @@ def preset_recipe(
     labels: np.ndarray,
     batch_size: int,
     amp: bool | None,
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> Recipe:
+    """``wrap``: what the model is trained as (DistributedDataParallel over it, for several devices)."""
     torch.manual_seed(0)
     classes = len(DEFAULT_CHARSET)
     size = (images.shape[2], images.shape[1])
@@ -178,6 +180,8 @@ def preset_recipe(
     objective = objective_for(spec)
     model = build_model(preset, spec).to(device)
     model.set_channels_last(prefers_channels_last(preset, device))
+    if wrap is not None:
+        model = wrap(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     autocast, scaler = mixed_precision(amp, device)
     x_all = torch.from_numpy(images).to(device)
@@ -203,6 +207,87 @@ def preset_recipe(
     }
     flops = train_step_flops(preset, classes, device, size)
     return Recipe(row, len(x_all), batch_size, train_batch, predict_batch, flops)
+
+
+def data_parallel_rounds(
+    device_spec: str, preset: str, images: np.ndarray, labels: np.ndarray, batch_size: int, amp, repeats: int
+) -> tuple[list[float], bool] | None:
+    """One process of a data-parallel timing (the launcher's entry point): this rank trains on its share
+    of the chunk, mini-batches of ``batch_size`` a process, the gradients all-reduced as in a run on
+    several devices. Returns, on rank 0, the images/s of all the processes together in each round (the
+    slowest process ends a round) and whether it trained in mixed precision; None elsewhere."""
+    import os
+
+    import torch.distributed as dist
+
+    from ..core.train.distributed import join
+
+    group = join(device_spec, timeout_s=600)
+    try:
+        if group.device.type == "cpu":  # the cores shared out, as train does
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // group.world))
+        share = slice(group.rank, None, group.world)
+        recipe = preset_recipe(
+            group.device, preset, images[share], labels[share], batch_size, amp, group.wrap
+        )
+        for start in range(0, min(recipe.images, 2 * batch_size), batch_size):  # warm-up, not timed
+            recipe.train_batch(start)
+        rates = []
+        for _ in range(repeats):
+            dist.barrier()
+            _sync(group.device)
+            started = time.perf_counter()
+            recipe.train_pass()
+            _sync(group.device)
+            dist.barrier()
+            rates.append(len(images) / (time.perf_counter() - started))
+        return (rates, recipe.row["amp"]) if group.main else None
+    finally:
+        group.close()
+
+
+def data_parallel_row(
+    devices, preset: str, images: np.ndarray, labels: np.ndarray, batch_size: int, amp, repeats: int
+) -> dict:
+    """Training images/s of ``preset`` on several devices (a :class:`~captcha_tui.core.devices.DeviceList`),
+    one process each, as ``train --device`` runs them. Prediction runs on one device: not timed here."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    from ..core.train.launch import one_machine
+
+    try:
+        returned = elastic_launch(one_machine(devices), data_parallel_rounds)(
+            str(devices), preset, images, labels, batch_size, amp, repeats
+        )
+    except ChildFailedError as failed:
+        rank, failure = failed.get_first_failure()
+        raise UsageError(
+            f"bench speed --device {devices}: process {rank} ({devices.names[failure.local_rank]}) failed "
+            f"with exit status {failure.exitcode}"
+        ) from None
+    rates, mixed = returned[0]
+    rounds = [round(rate, 2) for rate in rates]
+    rate = statistics.median(rounds)
+    return {
+        "device": str(devices),
+        "processes": devices.processes,
+        "preset": preset,
+        "image_size": [images.shape[2], images.shape[1]],
+        "batch_size": batch_size,  # a process
+        "amp": mixed,
+        "images": len(images),
+        "train_images_per_s": round(rate, 1),
+        "seconds_per_chunk": round(len(images) / rate, 2),
+        "predict_images_per_s": None,
+        "predict_one_ms": None,
+        "train_gflop_per_image": None,
+        "train_gflops": None,
+        "matmul_gflops": None,
+        "fraction_of_matmul": None,
+        "train_rounds": rounds,
+        "predict_rounds": None,
+    }
 
 
 REFERENCE_ROW = "reference"
@@ -281,6 +366,19 @@ def throughput(
         )
     results, reference_rows, peaks = [], [], {}
     for name in device_names:
+        several = parse_device_list(name)
+        if several.several:
+            if progress:
+                print(
+                    f"timing {', '.join(presets or DEFAULT_PRESETS)} on {several} (training), {repeats} rounds…",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            for preset in presets or DEFAULT_PRESETS:
+                results.append(
+                    data_parallel_row(several, preset, chunk_images, chunk_labels, batch_size, amp, repeats)
+                )
+            continue
         device = resolve_device(name)
         peaks[str(device)] = round(matmul_gflops(device), 1)
         names = list(presets or DEFAULT_PRESETS)
@@ -309,6 +407,15 @@ def size_text(size) -> str:
     return "×".join(map(str, size))
 
 
+def _shown(value: float | None, spec: str) -> str:
+    """``value`` as ``spec`` formats it, or n/a right-aligned to the same width (a several-device row
+    times training only)."""
+    if value is not None:
+        return format(value, spec)
+    width = int("".join(c for c in spec.split(".")[0] if c.isdigit()) or 0)
+    return f"{'n/a':>{width}}"
+
+
 def format_table(report: dict) -> str:
     machine, results = report["machine"], report["results"]
     references = report.get("reference", [])
@@ -328,8 +435,8 @@ def format_table(report: dict) -> str:
         line = (
             f"{r['device']:8} {r['preset']:9} {size_text(r['image_size']):>6} {r['batch_size']:5d} "
             f"{'on' if r['amp'] else 'off':>4} {r['train_images_per_s']:12,.1f} {r['seconds_per_chunk']:8.2f} "
-            f"{r['predict_images_per_s']:14,.1f} {r['predict_one_ms']:10.2f} {r['train_gflops']:8.1f} "
-            f"{r['fraction_of_matmul']:9.1%}"
+            f"{_shown(r['predict_images_per_s'], '14,.1f')} {_shown(r['predict_one_ms'], '10.2f')} "
+            f"{_shown(r['train_gflops'], '8.1f')} {_shown(r['fraction_of_matmul'], '9.1%')}"
         )
         if "train_vs_reference" in r:
             line += f" {r['train_vs_reference']:9.2f}× {r['predict_vs_reference']:11.2f}×"
@@ -346,7 +453,10 @@ def format_table(report: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--device", action="append", help="device to time (repeatable; default: every device)"
+        "--device",
+        action="append",
+        help="device to time (repeatable; default: every device); a list such as cuda:0,cuda:1, cuda:all or "
+        "cpu:N times training on all of them at once, one process each, as train --device runs it",
     )
     parser.add_argument(
         "--preset",
@@ -382,7 +492,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     for spec in args.device or []:
-        check_device(spec)
+        if not check_devices(spec).several:
+            check_device(spec)
     if args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
     report = throughput(

@@ -287,3 +287,24 @@ def test_bench_json_has_the_agreed_fields(capsys):
     assert (
         row["train_images_per_s"] > 0 and row["predict_images_per_s"] > 0 and row["train_gflop_per_image"] > 0
     )
+
+
+def test_a_list_of_devices_times_training_on_all_of_them_at_once(capsys):
+    # cpu:2 (two gloo processes) stands for cuda:0,cuda:1: the row a two-GPU figure is read from.
+    args = ["bench", "speed", "--device", "cpu:2", "--preset", "tiny", "--images", "40", "--repeats", "2"]
+    assert main([*args, "--batch-size", "10"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("cpu:2"))
+    assert row.split()[1:5] == ["tiny", "120×50", "10", "off"] and row.count("n/a") == 4
+    assert float(row.split()[5].replace(",", "")) > 0  # images/s of both processes together
+
+    assert main([*args, "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert (result["device"], result["processes"], result["images"]) == ("cpu:2", 2, 40)
+    assert len(result["train_rounds"]) == 2 and result["train_images_per_s"] > 0
+    assert result["predict_images_per_s"] is None  # prediction runs on one device: not timed here
+
+
+def test_a_bad_list_of_devices_is_refused_before_anything_is_timed(capsys):
+    assert main(["bench", "speed", "--device", "cpu:2,cpu:2", "--preset", "tiny"]) == 2
+    assert "cannot be one item of a list" in capsys.readouterr().err

@@ -84,24 +84,14 @@ def launch(
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
     logs = log_dir = None
     if output == "files":
         log_dir = tempfile.mkdtemp(prefix="captcha-tui-processes-")
         logs = DefaultLogsSpecs(log_dir=log_dir, redirects=Std.ALL)
 
-    launch_config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=devices.processes,
-        run_id=f"captcha-tui-{uuid.uuid4().hex[:12]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # standalone, as torchrun --standalone: a free port of this machine
-        max_restarts=0,  # a failed process ends the run (resumable from last.pt), it does not restart it
-        start_method="spawn",
-        logs_specs=logs,
-    )
+    launch_config = one_machine(devices, logs)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     quiet = _quiet_launcher()
     try:
@@ -118,6 +108,24 @@ def launch(
             for sig, handler in handlers.items():  # the launcher's own handlers outlive it otherwise
                 signal.signal(sig, handler)
     return _keep_output_of_failure(outcome, log_dir) if log_dir is not None else outcome
+
+
+def one_machine(devices: DeviceList, logs: Any = None):
+    """The launcher's settings for one process per device of this machine, as ``torchrun --standalone``
+    would start them. ``logs``: where their output goes (None: where this process's does)."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=devices.processes,
+        run_id=f"captcha-tui-{uuid.uuid4().hex[:12]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # standalone, as torchrun --standalone: a free port of this machine
+        max_restarts=0,  # a failed process ends the run (resumable from last.pt), it does not restart it
+        start_method="spawn",
+        logs_specs=logs,
+    )
 
 
 def _keep_output_of_failure(outcome: Outcome, log_dir: str) -> Outcome:
