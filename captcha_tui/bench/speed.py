@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import statistics
 import sys
 import time
@@ -216,8 +217,6 @@ def data_parallel_rounds(
     of the chunk, mini-batches of ``batch_size`` a process, the gradients all-reduced as in a run on
     several devices. Returns, on rank 0, the images/s of all the processes together in each round (the
     slowest process ends a round) and whether it trained in mixed precision; None elsewhere."""
-    import os
-
     import torch.distributed as dist
 
     from ..core.train.distributed import join
