@@ -28,15 +28,18 @@ def test_the_base_model_ships_in_the_package_and_says_how_it_was_made():
 
 def test_the_base_model_reads_fresh_built_in_captchas_at_the_accuracy_the_readme_states(tmp_path):
     meta = load_checkpoint(SHIPPED).meta
-    claimed = float(re.search(r"test split \([\d,]+ images\): ([\d.]+)% whole-code", meta.made_by).group(1))
-    assert f"{claimed:.2f}%" in README.read_text()  # the README quotes the file's own figure
+    readme = README.read_text()
+    tested = float(re.search(r"test split \([\d,]+ images\): ([\d.]+)% whole-code", meta.made_by).group(1))
+    assert f"{tested:.2f}%" in readme  # the README quotes the file's own figure
+    # and what it reads of the built-in default style, from its table of readers
+    claimed = float(re.search(r"\| \*\*this base model\*\* \| \*\*([\d.]+)%\*\*", readme).group(1))
     # Codes it never saw (another seed than its training data), of every length it reads.
     images = tmp_path / "images"
     generate(images, 400, seed=12345, length=(meta.spec.min_length, meta.spec.max_length), workers=1)
     predictor = Predictor.load(SHIPPED)
     right, judged = accuracy(predictor.predict_paths(sorted(images.iterdir())))
     assert judged == 400
-    # 400 images: a standard error of about 1 point near 96%; 4 points of slack keeps it from flaking.
+    # 400 images: a standard error of about 1.2 points near 93%; 4 points of slack keeps it from flaking.
     assert right / judged >= claimed / 100 - 0.04, (right, judged, claimed)
 
 
