@@ -176,6 +176,11 @@ def run(
             finished = Trainer(config, on_event=_epochs_into(epochs)).run()
             if isinstance(finished, ev.Failed):
                 raise FineTuneBenchError(f"{name}: training failed: {finished.message}")
+            if finished.best_checkpoint is None:
+                raise FineTuneBenchError(
+                    f"{name}: the run ended before its first epoch was scored ({finished.elapsed_s:.0f} s): "
+                    "give each run more time (--time-limit) or images (--train-images)"
+                )
             predictor = Predictor.load(finished.best_checkpoint, device=device)
             right, judged = accuracy(predictor.predict_paths(test_images))
             row = {

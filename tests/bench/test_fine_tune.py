@@ -28,7 +28,9 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
     pytest.importorskip("captcha")
     paths = draw_other_style(tmp_path / "look", 5, 7, "abc", (4, 6))
     assert [4 <= len(label_from_name(p.name)) <= 6 for p in paths] == [True] * 5
-    result = run(labelled=30, unseen=10, time_limit_s=3, work_dir=tmp_path, on_line=lambda line: None)
+    result = run(
+        labelled=30, unlabelled=0, unseen=10, time_limit_s=3, work_dir=tmp_path, on_line=lambda line: None
+    )
     assert result["split"] == {"train": 24, "val": 3, "test": 3}
     runs = result["runs"]
     assert set(runs) == {"fine-tune from base", "from scratch"}
@@ -36,6 +38,13 @@ def test_a_tiny_fine_tune_against_scratch_scores_both_on_unseen_images(tmp_path)
         assert 0 <= row["unseen_accuracy"] <= 1 and row["images_seen"] > 0
     assert 0 <= result["base_unseen_accuracy"] <= 1
     assert fine_tune.OTHER_STYLE_SIZE == (160, 60)
+
+
+def test_a_run_too_short_to_score_an_epoch_says_what_to_give_it(tmp_path):
+    pytest.importorskip("captcha")
+    # Reading 3,000 unlabelled captchas takes longer than the whole second the run is given.
+    with pytest.raises(FineTuneBenchError, match=r"ended before its first epoch was scored.*--time-limit"):
+        run(labelled=30, unseen=10, time_limit_s=1, work_dir=tmp_path, on_line=lambda line: None)
 
 
 def test_a_candidate_base_that_is_not_there_is_named(tmp_path):
