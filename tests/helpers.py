@@ -40,3 +40,18 @@ def assert_rank_0_wrote_one_run(run_dir: Path, out: str) -> None:
         "last.pt",
         "train.log",
     ]
+
+
+def varying_length_run(work: Path, preset: str, epochs: int) -> tuple[Path, Path, Path]:
+    """Codes of 3–5 characters through the command line: generate 90 small captchas, prepare them and
+    train ``preset`` on them (one thread, batches of 24). Returns (images, dataset, run) folders."""
+    from captcha_tui.cli import main
+
+    images, data, run = work / "img", work / "data", work / "run"
+    assert (
+        main(["generate", "--count", "90", "--length", "3-5", "--size", "60x24", "--out", str(images)]) == 0
+    )
+    assert main(["prepare", str(images), "--out", str(data), "--workers", "1"]) == 0
+    train = ["train", "--headless", "--data", str(data), "--out", str(run), "--epochs", str(epochs)]
+    assert main([*train, "--preset", preset, "--batch-size", "24", "--threads", "1"]) == 0
+    return images, data, run

@@ -9,22 +9,13 @@ import pytest
 from captcha_tui.cli import main
 from captcha_tui.core.checkpoint import load_checkpoint
 
-from .helpers import history_rows
+from .helpers import history_rows, varying_length_run
 
 
 @pytest.fixture(scope="module")
 def ctc_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("ctc")
-    images, data, run = work / "img", work / "data", work / "run"
-    assert (
-        main(["generate", "--count", "90", "--length", "3-5", "--size", "60x24", "--out", str(images)]) == 0
-    )
-    assert main(["prepare", str(images), "--out", str(data), "--workers", "1"]) == 0
-    # No --preset: codes of several lengths pick a CTC model by themselves (crnn); tiny keeps the test quick.
-    code = main(["train", "--headless", "--data", str(data), "--out", str(run), "--epochs", "1"]
-                + ["--preset", "crnn-tiny", "--batch-size", "24", "--threads", "1"])  # fmt: skip
-    assert code == 0
-    return images, data, run
+    # Codes of several lengths pick a CTC model by themselves (crnn); tiny keeps the test quick.
+    return varying_length_run(tmp_path_factory.mktemp("ctc"), "crnn-tiny", epochs=1)
 
 
 def test_prepare_keeps_every_length_and_training_records_a_ctc_model(ctc_run, capsys) -> None:

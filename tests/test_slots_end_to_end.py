@@ -14,23 +14,14 @@ from captcha_tui.core.decoding import ReadOptions
 from captcha_tui.core.images import load_image
 from captcha_tui.core.predictor import Predictor
 
-from .helpers import history_rows
+from .helpers import history_rows, varying_length_run
 
 TRAIN = ["--headless", "--batch-size", "24", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def slots_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("slots")
-    images, data, run = work / "img", work / "data", work / "run"
-    assert (
-        main(["generate", "--count", "90", "--length", "3-5", "--size", "60x24", "--out", str(images)]) == 0
-    )
-    assert main(["prepare", str(images), "--out", str(data), "--workers", "1"]) == 0
-    code = main(["train", *TRAIN, "--data", str(data), "--out", str(run), "--epochs", "2"]
-                + ["--preset", "slots-tiny"])  # fmt: skip
-    assert code == 0
-    return images, data, run
+    return varying_length_run(tmp_path_factory.mktemp("slots"), "slots-tiny", epochs=2)
 
 
 def test_training_records_a_slots_model_scored_like_other_varying_length_ones(slots_run) -> None:

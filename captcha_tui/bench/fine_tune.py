@@ -107,7 +107,8 @@ def run(
     """Fine-tune from the base model with and without the unlabelled captchas, and train from scratch, on
     the same labelled set; score each on the unseen captchas. ``runs`` picks some of :data:`RUNS`;
     ``base``: another checkpoint in the shipped base model's place (a candidate for it)."""
-    if base is None:
+    shipped = base is None
+    if shipped:
         base = base_model_path()
         if base is None:
             raise FineTuneBenchError(
@@ -150,7 +151,7 @@ def run(
         }
         right, judged = accuracy(Predictor.load(base, device=device).predict_paths(test_images))
         result["base_unseen_accuracy"] = right / judged if judged else 0.0
-        before = "the base model as shipped" if base == base_model_path() else f"{Path(base).name} as it is"
+        before = "the base model as shipped" if shipped else f"{Path(base).name} as it is"
         on_line(f"{before:>20}: {result['base_unseen_accuracy']:.1%} whole-code")
         for key, name, init, self_training in RUNS:
             if (runs is not None and key not in runs) or (self_training and not unlabelled):

@@ -262,8 +262,11 @@ class Trainer:
         n, length = len(images), labels.shape[1]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order.to(images.device)
-        ctc = run.objective.varying_length  # scored by CER, as CTC models are
-        epoch_sums, window = Tally(images.device, ctc), Tally(images.device, ctc)  # window: since a report
+        by_cer = run.objective.varying_length  # codes of varying length: scored by the character error rate
+        epoch_sums, window = (
+            Tally(images.device, by_cer),
+            Tally(images.device, by_cer),
+        )  # window: since a report
         started, last_report = self._elapsed(), time.perf_counter()
         batch = state.position // (state.batch_size * world)  # steps of this epoch already trained
         last_batch = None  # (decoded, targets) of the last step: CTC's character errors, sampled at reports
@@ -297,7 +300,7 @@ class Trainer:
             # A report's timing is each rank's own: it involves no collective, and only rank 0's is shown.
             epoch_done = n - state.position < 2 * world  # what is left cannot make another step
             if time.perf_counter() - last_report >= cfg.report_interval_s or epoch_done:
-                if ctc:  # the last batch's edit distances, read back with the report's sums
+                if by_cer:  # the last batch's edit distances, read back with the report's sums
                     errors = character_errors(*last_batch)
                     window.add_errors(*errors)
                     epoch_sums.add_errors(*errors)

@@ -20,11 +20,11 @@ class Tally:
     """Loss × images, whole codes right and characters right: summed on the device, read back only when
     reported, so a GPU is not synced on every batch."""
 
-    def __init__(self, device: torch.device, ctc: bool = False):
+    def __init__(self, device: torch.device, by_cer: bool = False):
         self.sums = torch.zeros(3, device=device)
         self.images = 0
-        self.ctc = ctc
-        self.errors = self.characters = 0  # CTC: edit distances of the batches sampled at reports
+        self.by_cer = by_cer  # codes of varying length (CTC, slots): scored by the character error rate
+        self.errors = self.characters = 0  # by_cer: edit distances of the batches sampled at reports
 
     def add(self, stats: torch.Tensor, images: int) -> None:
         self.sums += stats
@@ -36,10 +36,10 @@ class Tally:
 
     def means(self, length: int) -> Scores:
         """Loss, whole-code accuracy, and character accuracy (per-position models) or the character
-        error rate of the sampled batches (CTC); one device sync."""
+        error rate of the sampled batches (codes of varying length); one device sync."""
         loss, right, chars = self.sums.tolist()
         images = max(self.images, 1)
-        if self.ctc:
+        if self.by_cer:
             cer = self.errors / self.characters if self.characters else None
             return Scores(loss / images, right / images, None, cer)
         return Scores(loss / images, right / images, chars / (images * length), None)
@@ -102,11 +102,12 @@ def mixed_precision(enabled: bool | None, device: torch.device):
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None, objective=None) -> Scores:
-    """A split's loss, whole-code accuracy and character accuracy (or CER, for CTC), in chunks."""
+    """A split's loss, whole-code accuracy and character accuracy (or CER, for codes of varying length),
+    in chunks."""
     objective = objective or Objective(None)
-    ctc = objective.varying_length  # scored by CER, as CTC models are
+    by_cer = objective.varying_length
     if len(images) == 0:
-        return Scores(0.0, 0.0, None if ctc else 0.0, 0.0 if ctc else None)
+        return Scores(0.0, 0.0, None if by_cer else 0.0, 0.0 if by_cer else None)
     sums = torch.zeros(3, device=images.device)
     decoded_all = []
     for start in range(0, len(images), EVAL_BATCH):
@@ -118,11 +119,11 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, autocast=None, o
         sums[0] += objective.summed_loss(logits, y)
         sums[1] += objective.hits(decoded, y).sum()
         sums[2] += (decoded[:, : y.shape[1]] == y).sum()
-        if ctc:
+        if by_cer:
             decoded_all.append(decoded)
     loss, right, chars = sums.tolist()
     n = len(images)
-    if ctc:
+    if by_cer:
         errors, characters = character_errors(torch.cat(decoded_all), labels)
         return Scores(loss / n, right / n, None, errors / max(characters, 1))
     return Scores(loss / n, right / n, chars / (n * labels.shape[1]), None)
