@@ -1,21 +1,9 @@
 """Write the base model shipped in the package (``captcha_tui/assets/base.pt``) from a finished run.
 
-    captcha-tui generate --style mix --count 40000 --seed 101 --out data/base-images/mix
-    captcha-tui generate --style mix --count 60000 --seed 103 --out data/base-images/mix2
-    captcha-tui generate --length 4-6 --count 20000 --seed 102 --out data/base-images/default
-    captcha-tui generate --length 4-6 --count 40000 --seed 104 --out data/base-images/default2
-    captcha-tui prepare data/base-images --out data/base-set
-    captcha-tui train --headless --data data/base-set --out runs/base --preset crnn-fast --device cpu \
-        --epochs 1000 --train-images 900000
-    captcha-tui generate --style mix --count 100000 --seed 105 --out data/base-images2/mix3
-    captcha-tui generate --length 4-6 --count 60000 --seed 106 --out data/base-images2/default3
-    captcha-tui prepare data/base-images2 --out data/base-set2
-    captcha-tui train --headless --data data/base-set2 --out runs/base2 --init runs/base/best.pt \
-        --device cpu --epochs 1000 --train-images 1000000
-    python -m tools.make_base_model runs/base2
-
-The second run goes on from the first on 160,000 captchas it has never seen (fresh seeds, so its test split
-is new to both runs), its one-cycle schedule peaking at a third of the first's learning rate (a fine-tune's).
+The base is made by the commands of :data:`COMMANDS` (the README gives the same), ending with
+``python -m tools.make_base_model runs/base2``. The second run goes on from the first on 160,000 captchas it
+has never seen (fresh seeds, so its test split is new to both runs), its one-cycle schedule peaking at a
+third of the first's learning rate (a fine-tune's).
 
 Only the best weights (in half precision: half the size, and reading as well, as the test that scores it
 shows) and the metadata are kept; the optimizer state and the history are dropped. The metadata's
@@ -37,6 +25,7 @@ from captcha_tui.core.checkpoint import load_checkpoint, save_checkpoint
 from captcha_tui.core.devices import cpu_name
 
 ASSET = Path(__file__).resolve().parents[1] / "captcha_tui" / "assets" / "base.pt"
+# What made the base, in order; made_by adds the last run's time and machine (the first run's is noted here).
 COMMANDS = "; ".join(
     (
         "captcha-tui generate --style mix --count 40000 --seed 101 --out data/base-images/mix",

@@ -263,10 +263,8 @@ class Trainer:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         order = order.to(images.device)
         by_cer = run.objective.varying_length  # codes of varying length: scored by the character error rate
-        epoch_sums, window = (
-            Tally(images.device, by_cer),
-            Tally(images.device, by_cer),
-        )  # window: since a report
+        epoch_sums = Tally(images.device, by_cer)
+        window = Tally(images.device, by_cer)  # since the last report
         started, last_report = self._elapsed(), time.perf_counter()
         batch = state.position // (state.batch_size * world)  # steps of this epoch already trained
         last_batch = None  # (decoded, targets) of the last step: CTC's character errors, sampled at reports
