@@ -155,6 +155,36 @@ def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_path_typed_after_a_read_replaces_the_one_read(prepared_dataset, tiny_run, captcha_files, tmp_path):
+    first, second = captcha_files[0], captcha_files[1]
+    app = make_app(
+        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
+    )
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.eval_screen
+            message = lambda: _text(screen, "#eval-message")  # noqa: E731
+            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            box = screen.query_one("#image-path", Input)
+            box.focus()
+            for key in str(first):  # typed a key at a time, then Enter
+                await pilot.press(key)
+                await pilot.pause(0.01)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: message().endswith(f"from {first.name}"), what="the first read")
+            assert box.value == str(first)  # kept on show…
+
+            await pilot.press(*str(second), "enter")  # …and a path pasted in one burst replaces it
+            await wait_until(pilot, lambda: message().endswith(f"from {second.name}"), what="the second read")
+            assert box.value == str(second) and not screen.query_one("#eval-message").has_class("-error")
+
+            await pilot.press("end", "x")  # an arrow key or End drops the selection: typing edits the path
+            assert box.value == f"{second}x"
+
+    asyncio.run(scenario())
+
+
 def test_a_request_that_reads_nothing_clears_the_previous_result(
     prepared_dataset, tiny_run, captcha_files, tmp_path
 ):

@@ -189,6 +189,9 @@ class EvalScreen(Screen):
             path.focus()
         else:
             self.read(event.value)
+            # Kept for another look or an edit (an arrow key), but selected: a new path typed or pasted
+            # replaces it instead of being appended to it.
+            event.input.select_all()
 
     # ---- workers (threads): they only post messages ------------------------------------------------------
 
