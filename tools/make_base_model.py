@@ -1,9 +1,11 @@
 """Write the base model shipped in the package (``captcha_tui/assets/base.pt``) from a finished run.
 
 The base is made by the commands of :data:`COMMANDS` (the README gives the same), ending with
-``python -m tools.make_base_model runs/base2``. The second run goes on from the first on 160,000 captchas it
-has never seen (fresh seeds, so its test split is new to both runs), its one-cycle schedule peaking at a
-third of the first's learning rate (a fine-tune's).
+``python -m tools.make_base_model runs/base3``. Each run after the first goes on from the one before on
+captchas none of them has seen (fresh seeds, so its test split is new to every run), its one-cycle schedule
+peaking at a third of the first's learning rate (a fine-tune's). The third run's style-mix captchas are
+drawn at fixed sizes that ``prepare``'s resize to 120x50 squeezes or stretches: lettering proportions the
+mix alone never draws, and which other generators do (the ``captcha`` package's tall, narrow glyphs).
 
 Only the best weights (in half precision: half the size, and reading as well, as the test that scores it
 shows) and the metadata are kept; the optimizer state and the history are dropped. The metadata's
@@ -25,7 +27,7 @@ from captcha_tui.core.checkpoint import load_checkpoint, save_checkpoint
 from captcha_tui.core.devices import cpu_name
 
 ASSET = Path(__file__).resolve().parents[1] / "captcha_tui" / "assets" / "base.pt"
-# What made the base, in order; made_by adds the last run's time and machine (the first run's is noted here).
+# What made the base, in order; made_by adds the last run's time and machine (the earlier runs' are noted here).
 COMMANDS = "; ".join(
     (
         "captcha-tui generate --style mix --count 40000 --seed 101 --out data/base-images/mix",
@@ -39,12 +41,21 @@ COMMANDS = "; ".join(
         "captcha-tui generate --length 4-6 --count 60000 --seed 106 --out data/base-images2/default3",
         "captcha-tui prepare data/base-images2 --out data/base-set2",
         "captcha-tui train --headless --data data/base-set2 --out runs/base2 --init runs/base/best.pt "
-        "--device cpu --epochs 1000 --train-images 1000000",
+        "--device cpu --epochs 1000 --train-images 1000000 (44 min)",
+        "captcha-tui generate --style mix --count 25000 --seed 107 --size 240x50 --out data/base-images3/mix-240x50",
+        "captcha-tui generate --style mix --count 25000 --seed 108 --size 200x50 --out data/base-images3/mix-200x50",
+        "captcha-tui generate --style mix --count 15000 --seed 109 --size 100x70 --out data/base-images3/mix-100x70",
+        "captcha-tui generate --style mix --count 20000 --seed 110 --out data/base-images3/mix",
+        "captcha-tui generate --length 4-6 --count 60000 --seed 111 --out data/base-images3/default",
+        "captcha-tui prepare data/base-images3 --out data/base-set3 --size 120x50",
+        "captcha-tui train --headless --data data/base-set3 --out runs/base3 --init runs/base2/best.pt "
+        "--device cpu --epochs 1000 --train-images 500000",
     )
 )
 DATASET = (
-    "the built-in generator: 200,000 captchas of its style mix (fonts, colours, clutter, warps and sizes "
-    "drawn per image) and 120,000 of its default style, codes of 4-6 characters, in two runs of 160,000"
+    "the built-in generator: 285,000 captchas of its style mix (fonts, colours, clutter, warps and sizes "
+    "drawn per image; 65,000 of them squeezed or stretched to 120x50) and 180,000 of its default style, "
+    "codes of 4-6 characters, in three runs of 160,000, 160,000 and 145,000"
 )
 
 
@@ -66,8 +77,9 @@ def made_by(run: Path, commands: str) -> str:
     return (
         f"{commands} (captcha-tui {captcha_tui.__version__}, torch {torch.__version__}, Python "
         f"{platform.python_version()}) on {cpu_name()}, {torch.get_num_threads()} threads, "
-        f"{started['device']}, amp {'on' if started['amp'] else 'off'}: {finished['epochs_run']} epochs of "
-        f"{started['train_count']:,} images in {finished['elapsed_s'] / 60:.0f} min; test split "
+        f"{started['device']}, amp {'on' if started['amp'] else 'off'}: {finished['images_seen']:,} training images "
+        f"({finished['images_seen'] / started['train_count']:.1f} epochs of {started['train_count']:,}) in "
+        f"{finished['elapsed_s'] / 60:.0f} min; test split "
         f"({started['test_count']:,} images): {finished['test_accuracy']:.2%} whole-code"
         + (f", character error rate {cer:.2%}" if cer is not None else "")
     )
