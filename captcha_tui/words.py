@@ -17,6 +17,13 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def epochs_run_words(e: ev.Finished) -> str:
+    """``4 epochs``; ``4 epochs and part of epoch 5`` where the run ended inside an epoch whose weights
+    were then scored the best (so that "best at epoch 5" after "4 epochs" adds up)."""
+    said = f"{e.epochs_run} epoch{'s' if e.epochs_run != 1 else ''}"
+    return said + (f" and part of epoch {e.best_epoch}" if e.best_epoch > e.epochs_run else "")
+
+
 def patience_words(patience: int | None) -> str:
     """A run's patience: ``5`` epochs, or ``off`` (no early stop: a time limit's run uses its time)."""
     return "off" if patience is None else str(patience)
@@ -106,7 +113,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             e = event
             why = FINISH_REASONS.get(e.reason, e.reason)
             lines = [
-                f"finished: {why} after {e.epochs_run} epochs in {format_duration(e.elapsed_s)} "
+                f"finished: {why} after {epochs_run_words(e)} in {format_duration(e.elapsed_s)} "
                 f"({e.images_seen:,} images seen)",
                 f"best validation accuracy {percent(e.best_val_accuracy)} at epoch {e.best_epoch}",
             ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import replace
 
 from captcha_tui.core import events as ev
 from captcha_tui.headless import HeadlessPrinter
 from captcha_tui.words import (
     FINISH_REASONS,
     describe_event,
+    epochs_run_words,
     format_duration,
     percent,
     rough_duration,
@@ -50,6 +52,26 @@ def test_a_finish_reads_the_same_in_the_printer_and_the_log():
     HeadlessPrinter(out=out, err=out)(finished)
     assert out.getvalue() == line + "\n"
     assert describe_event(ev.BatchSizeReduced(old=8, new=4, epoch=1, batch=2, device="cpu")) is None
+
+
+def test_a_run_whose_best_weights_are_a_part_epoch_says_so():
+    # An image budget spent inside epoch 5, whose weights then scored best: 4 whole epochs, best at 5.
+    finished = ev.Finished(
+        reason="image_budget",
+        epochs_run=4,
+        best_epoch=5,
+        best_val_accuracy=0.883,
+        test_accuracy=None,
+        test_char_accuracy=None,
+        best_checkpoint=None,
+        last_checkpoint=None,
+        elapsed_s=120,
+        images_seen=500,
+    )
+    line = describe_event(finished)
+    assert " after 4 epochs and part of epoch 5 in 02:00 (500 images seen)" in line
+    assert "best validation accuracy 88.3% at epoch 5" in line
+    assert epochs_run_words(replace(finished, epochs_run=1, best_epoch=1)) == "1 epoch"
 
 
 def test_the_run_eta_names_the_rule_that_ends_the_run_and_is_a_bound_under_patience():

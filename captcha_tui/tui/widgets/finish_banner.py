@@ -7,7 +7,7 @@ from textual.widgets import Static
 
 from ...core import events as ev
 from ...core.train.stopping import StopRequest
-from ...words import FINISH_REASONS, characters, percent
+from ...words import FINISH_REASONS, characters, epochs_run_words, percent
 
 
 class FinishBanner(Static):
@@ -22,7 +22,7 @@ class FinishBanner(Static):
     def show_finished(self, e: ev.Finished) -> None:
         text = Text.assemble(
             ("finished: ", "bold"),
-            f"{FINISH_REASONS.get(e.reason, e.reason)} after {e.epochs_run} epoch{'s' if e.epochs_run != 1 else ''}",
+            f"{FINISH_REASONS.get(e.reason, e.reason)} after {epochs_run_words(e)}",
         )
         if e.test_accuracy is not None:
             text.append("\ntest accuracy ")
