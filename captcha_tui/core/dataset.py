@@ -196,8 +196,12 @@ def decode_images(
                 if on_progress:
                     on_progress(len(results), len(paths))
     except BrokenProcessPool:
+        # From Python, the usual cause is a script that starts the work at import: each spawned worker
+        # imports the script first, starts the work again and dies of it.
         raise DatasetError(
-            "a decoding process died (out of memory?); try again with fewer workers (--workers 1)"
+            "a decoding process died: out of memory, or a Python script that does not put its work under "
+            '`if __name__ == "__main__":` (worker processes import it); try again with fewer workers '
+            "(--workers 1)"
         ) from None
     return results
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,22 @@ def test_a_dying_worker_is_a_clear_error(captcha_dir, tmp_path, monkeypatch) -> 
     monkeypatch.setattr(ds, "ProcessPoolExecutor", DeadPool)
     with pytest.raises(DatasetError, match="--workers 1"):
         prepare(captcha_dir, tmp_path / "out", workers=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_add(captcha_dir, tmp_path) -> None:
+    # A real spawned pool: each worker imports the script, which starts the work again and dies of it.
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import sys\n"
+        "from captcha_tui.core import dataset\n"
+        "dataset.POOL_MIN_FILES = 0\n"
+        "dataset.CHUNK = 100\n"
+        f"dataset.prepare({str(captcha_dir)!r}, {str(tmp_path / 'out')!r}, workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr.splitlines()[-1], done.stderr[-2000:]
     assert not (tmp_path / "out").exists()
 
 
