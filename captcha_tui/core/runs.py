@@ -159,6 +159,11 @@ def read_run(run_dir: Path) -> RunRecord:
 
     best = best_epoch(epochs)
     finish = finished or {}
+    chosen = _number(finish.get("best_epoch"), int)
+    if chosen and best is not None and best.epoch != chosen:
+        # The trainer's own choice where it is not the highest score: a run with a small validation split
+        # keeps its final weights (train/stopping.py, keeps_final_weights).
+        best = next((e for e in epochs if e.epoch == chosen), best)
     if best is not None:
         best_accuracy, best_at = best.val_accuracy, best.epoch
     else:  # no readable history: what the run said when it ended, if it did

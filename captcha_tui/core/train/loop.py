@@ -43,7 +43,7 @@ from .schedule import Schedule, short_run_notice
 from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
-from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, patience_for
+from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, keeps_final_weights, patience_for
 
 EventSink = Callable[[ev.TrainerEvent], None]
 # Called before every optimisation step with (epoch, batch, batch_size): a seam for fault-injection tests.
@@ -408,6 +408,8 @@ class Trainer:
             and self._consider_best(run, state, self._validate(run), state.epoch + 1)
         ):
             self._emit(ev.Notice(f"{rule.spent} in epoch {state.epoch + 1}: its weights are the best yet"))
+        if keeps_final_weights(len(run.val_x), run.schedule.kind, state.schedule_at):
+            self._keep_final_weights(run, state)
         test = None
         if run.best_weights is not None and run.data.count("test") and self._main:
             run.model.load_state_dict(run.best_weights)
@@ -415,6 +417,26 @@ class Trainer:
             test_x, test_y = to_device(run.data, "test", self.device)
             test = evaluate(run.model, test_x, test_y, run.autocast, run.objective)
         return self._finish(rule.reason, state, test)
+
+    def _keep_final_weights(self, run: _Run, state: RunState) -> None:
+        """Make the annealed final weights the best (:func:`keeps_final_weights`), saying so where the
+        highest-scoring epoch was another."""
+        epoch = state.epoch + (1 if state.position else 0)
+        if state.best_epoch == epoch or not epoch:
+            return
+        val = self._validate(run)
+        n = len(run.val_x)
+        self._emit(
+            ev.Notice(
+                f"a validation split of {n} images is too few to choose an epoch by (one image is "
+                f"{100 / n:.1f} points): best.pt keeps the final weights, where the schedule ends (epoch "
+                f"{epoch}, {val.accuracy:.1%}), not epoch {state.best_epoch}'s ({state.best_val:.1%})"
+            )
+        )
+        score = BestScore.of(val.accuracy, val.char_accuracy, val.char_error_rate)
+        state.best_val, state.best_char, state.best_epoch = score.accuracy, score.chars, epoch
+        run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        self._save(BEST, run, state, with_optimizer=False)
 
     def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
         """Free what the failed step held and return the halved mini-batch (or give up below 1)."""

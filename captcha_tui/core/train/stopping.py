@@ -352,6 +352,21 @@ class BestScore:
 
 NO_BEST = BestScore(-1.0, -1.0)  # beaten by any epoch
 
+# Below this many validation images, chance moves whole-code accuracy by more than a fine-tune's epochs
+# differ (30 images, a user's 300 labels: one image is 3.3 points, a standard error about 6 near 85%), so
+# the epoch that scores highest is a draw. A run whose one-cycle schedule has annealed then keeps its final
+# weights: on the `captcha` package's style, 300 labels + 3,000 unlabelled, the highest-scoring of 50 epochs
+# (17th, 86.7% on 30) read 82.9% of 1,000 unseen captchas and the final weights 90.1% (docs/performance.md).
+SMALL_VALIDATION = 200
+ANNEALED = 0.9  # how far through the schedule counts as its end: the learning rate under 4% of its peak
+
+
+def keeps_final_weights(val_count: int, schedule: str, schedule_at: float) -> bool:
+    """Whether a run ending now keeps its final weights as the best (best.pt), whatever they score: a
+    small validation split, and a one-cycle schedule that has annealed (not a stop by request or patience
+    halfway through it)."""
+    return 0 < val_count < SMALL_VALIDATION and schedule != "constant" and schedule_at >= ANNEALED
+
 
 def best_epoch(epochs: Iterable[ev.EpochEnd]) -> ev.EpochEnd | None:
     """The epoch a run kept as its best (best.pt), chosen from its history as the trainer chose it."""

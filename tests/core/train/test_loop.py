@@ -12,7 +12,9 @@ from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.model import build_model, to_model_input
 from captcha_tui.core.predictor import Predictor
+from captcha_tui.core.runs import read_run
 from captcha_tui.core.train import TrainConfig, Trainer, lr_factor, train_step
+from captcha_tui.core.train.stopping import best_epoch
 from captcha_tui.words import describe_event
 from tests.helpers import events_of, history_rows, spec_for
 
@@ -382,6 +384,54 @@ def test_a_time_limited_run_on_a_small_set_is_not_stopped_early(prepared_dataset
     countdowns = events_of(events, ev.Countdown)
     assert countdowns and all(c.patience_left is None and c.ends_by == "time_limit" for c in countdowns)
     assert "patience off" in describe_event(events_of(events, ev.RunStarted)[0])
+
+
+def test_a_small_validation_split_keeps_the_annealed_final_weights(prepared_dataset, tmp_path, one_thread):
+    # 30 validation images (the 300-label fine-tune's): the highest-scoring epoch is a draw among them, so
+    # a run whose one-cycle schedule has annealed keeps its final weights in best.pt, and says so.
+    def run(out, **overrides):
+        events: list = []
+        config = TrainConfig(
+            data=prepared_dataset,
+            out=out,
+            preset="tiny",
+            device="cpu",
+            epochs=8,
+            lr=0.02,
+            seed=3,
+            **overrides,
+        )
+        return Trainer(config, events.append).run(), events
+
+    result, events = run(tmp_path / "onecycle")
+    history = history_rows(tmp_path / "onecycle")
+    assert isinstance(result, ev.Finished) and result.reason == "max_epochs" and len(history) == 8
+    assert result.best_epoch == 8 and result.best_val_accuracy == history[-1]["val_accuracy"]
+    best, last = (
+        load_checkpoint(tmp_path / "onecycle" / "best.pt"),
+        load_checkpoint(tmp_path / "onecycle" / "last.pt"),
+    )
+    assert all(torch.equal(best.model[k], last.model[k]) for k in last.model)
+    highest = best_epoch(events_of(events, ev.EpochEnd))
+    said = [n.message for n in events_of(events, ev.Notice) if "too few to choose an epoch" in n.message]
+    # This seed's run scores best at epoch 7 here; where another CPU's arithmetic makes it the last, there is
+    # nothing to say.
+    assert said == (
+        [
+            "a validation split of 30 images is too few to choose an epoch by (one image is 3.3 points): "
+            f"best.pt keeps the final weights, where the schedule ends (epoch 8, "
+            f"{history[-1]['val_accuracy']:.1%}), not epoch {highest.epoch}'s ({highest.val_accuracy:.1%})"
+        ]
+        if highest.epoch != 8
+        else []
+    )
+    assert read_run(tmp_path / "onecycle").best_epoch == 8  # the runs screen shows what best.pt holds
+
+    # A constant learning rate never anneals: best.pt stays the highest-scoring epoch, as on a large split.
+    result, events = run(tmp_path / "constant", schedule="constant")
+    highest = best_epoch(events_of(events, ev.EpochEnd))
+    assert result.best_epoch == highest.epoch and result.best_val_accuracy == highest.val_accuracy
+    assert not [n for n in events_of(events, ev.Notice) if "too few to choose an epoch" in n.message]
 
 
 # ---- fine-tuning from a checkpoint ----------------------------------------------------------------------------

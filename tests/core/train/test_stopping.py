@@ -13,9 +13,11 @@ from captcha_tui import words
 from captcha_tui.core import events as ev
 from captcha_tui.core.train import TrainConfig
 from captcha_tui.core.train.stopping import (
+    ANNEALED,
     FINISH_WORDS,
     NO_BEST,
     RULES,
+    SMALL_VALIDATION,
     BestScore,
     EpochBudget,
     ImageBudget,
@@ -27,6 +29,7 @@ from captcha_tui.core.train.stopping import (
     TimeLimit,
     best_epoch,
     countdown_summary,
+    keeps_final_weights,
     patience_for,
 )
 from captcha_tui.tui.run_info import read_run_summary
@@ -257,3 +260,12 @@ def test_the_run_summary_agrees_with_the_run_it_reads(trained_run):
     run_dir, events = trained_run
     finished = events[-1]
     assert read_run_summary(run_dir).best.epoch == finished.best_epoch
+
+
+def test_only_a_small_validation_split_under_an_annealed_schedule_keeps_the_final_weights():
+    assert keeps_final_weights(30, "onecycle", 0.96)
+    assert keeps_final_weights(SMALL_VALIDATION - 1, "onecycle", ANNEALED)
+    assert not keeps_final_weights(SMALL_VALIDATION, "onecycle", 1.0)  # enough images to choose by
+    assert not keeps_final_weights(30, "onecycle", 0.5)  # stopped halfway: the highest-scoring epoch
+    assert not keeps_final_weights(30, "constant", 1.0)  # a constant rate never anneals
+    assert not keeps_final_weights(0, "onecycle", 1.0)  # no validation split: nothing was chosen by it
