@@ -75,6 +75,23 @@ class RunRecord:
         return self.status not in (UNFINISHED, FAILED)
 
 
+def kept_epoch(epochs: Sequence[ev.EpochEnd], finished: dict | None) -> ev.EpochEnd | None:
+    """The epoch whose weights best.pt holds: the highest-scoring one (:func:`best_epoch`), or the one the
+    run said it kept when it finished, where that is another (a run with a small validation split keeps
+    its final weights: train/stopping.py, ``keeps_final_weights``)."""
+    best = best_epoch(epochs)
+    chosen = _number((finished or {}).get("best_epoch"), int)
+    if chosen and best is not None and best.epoch != chosen:
+        best = next((e for e in epochs if e.epoch == chosen), best)
+    return best
+
+
+def last_finish(run_dir: Path) -> dict | None:
+    """The fields of train.log's Finished event, where the run's last logged event is one."""
+    events = _log_events(run_dir, [])
+    return events[-1][1] if events and events[-1][0] == "Finished" else None
+
+
 def _log_events(run_dir: Path, problems: list[str]) -> list[tuple[str, dict]]:
     """The RunStarted, Finished and Failed events of train.log, in order, as (name, fields)."""
     try:
@@ -157,13 +174,8 @@ def read_run(run_dir: Path) -> RunRecord:
     else:
         status = UNFINISHED
 
-    best = best_epoch(epochs)
+    best = kept_epoch(epochs, finished)
     finish = finished or {}
-    chosen = _number(finish.get("best_epoch"), int)
-    if chosen and best is not None and best.epoch != chosen:
-        # The trainer's own choice where it is not the highest score: a run with a small validation split
-        # keeps its final weights (train/stopping.py, keeps_final_weights).
-        best = next((e for e in epochs if e.epoch == chosen), best)
     if best is not None:
         best_accuracy, best_at = best.val_accuracy, best.epoch
     else:  # no readable history: what the run said when it ended, if it did

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import events as ev
-from ..core.runs import read_history
-from ..core.train import BEST, LAST, best_epoch
+from ..core.runs import kept_epoch, last_finish, read_history
+from ..core.train import BEST, LAST
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def read_run_summary(run_dir: Path) -> RunSummary | None:
     return RunSummary(
         path=run_dir,
         epochs=epochs,
-        best=best_epoch(epochs),
+        best=kept_epoch(epochs, last_finish(run_dir)),
         has_best=(run_dir / BEST).is_file(),
         has_last=(run_dir / LAST).is_file(),
         damaged_lines=damaged,

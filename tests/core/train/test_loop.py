@@ -15,6 +15,7 @@ from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.runs import read_run
 from captcha_tui.core.train import TrainConfig, Trainer, lr_factor, train_step
 from captcha_tui.core.train.stopping import best_epoch
+from captcha_tui.tui.run_info import read_run_summary
 from captcha_tui.words import describe_event
 from tests.helpers import events_of, history_rows, spec_for
 
@@ -425,7 +426,9 @@ def test_a_small_validation_split_keeps_the_annealed_final_weights(prepared_data
         if highest.epoch != 8
         else []
     )
-    assert read_run(tmp_path / "onecycle").best_epoch == 8  # the runs screen shows what best.pt holds
+    # The runs screen and the dashboard (opened on the folder) show the epoch best.pt holds.
+    assert read_run(tmp_path / "onecycle").best_epoch == 8
+    assert read_run_summary(tmp_path / "onecycle").best.epoch == 8
 
     # A constant learning rate never anneals: best.pt stays the highest-scoring epoch, as on a large split.
     result, events = run(tmp_path / "constant", schedule="constant")
