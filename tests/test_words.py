@@ -32,39 +32,38 @@ def test_numbers_and_durations():
     assert format_duration(-3) == "00:00"
 
 
+FINISHED = ev.Finished(
+    reason="time_limit",
+    epochs_run=3,
+    best_epoch=2,
+    best_val_accuracy=0.875,
+    test_accuracy=0.9,
+    test_char_accuracy=0.97,
+    best_checkpoint="runs/x/best.pt",
+    last_checkpoint="runs/x/last.pt",
+    elapsed_s=65,
+    images_seen=1200,
+)
+
+
 def test_a_finish_reads_the_same_in_the_printer_and_the_log():
-    finished = ev.Finished(
-        reason="time_limit",
-        epochs_run=3,
-        best_epoch=2,
-        best_val_accuracy=0.875,
-        test_accuracy=0.9,
-        test_char_accuracy=0.97,
-        best_checkpoint="runs/x/best.pt",
-        last_checkpoint="runs/x/last.pt",
-        elapsed_s=65,
-        images_seen=1200,
-    )
-    line = describe_event(finished)
+    line = describe_event(FINISHED)
     assert line.startswith(f"finished: {FINISH_REASONS['time_limit']} after 3 epochs in 01:05")
     assert "best validation accuracy 87.5% at epoch 2" in line and "test accuracy 90.0%" in line
     out = io.StringIO()
-    HeadlessPrinter(out=out, err=out)(finished)
+    HeadlessPrinter(out=out, err=out)(FINISHED)
     assert out.getvalue() == line + "\n"
     assert describe_event(ev.BatchSizeReduced(old=8, new=4, epoch=1, batch=2, device="cpu")) is None
 
 
 def test_a_run_whose_best_weights_are_a_part_epoch_says_so():
     # An image budget spent inside epoch 5, whose weights then scored best: 4 whole epochs, best at 5.
-    finished = ev.Finished(
+    finished = replace(
+        FINISHED,
         reason="image_budget",
         epochs_run=4,
         best_epoch=5,
         best_val_accuracy=0.883,
-        test_accuracy=None,
-        test_char_accuracy=None,
-        best_checkpoint=None,
-        last_checkpoint=None,
         elapsed_s=120,
         images_seen=500,
     )

@@ -27,6 +27,15 @@ def _text(screen: EvalScreen, selector: str) -> str:
     return str(screen.query_one(selector, Static).content)
 
 
+def _eval_app(prepared_dataset, model, tmp_path):
+    """The app opened on the eval screen with ``model``, as `captcha-tui eval` opens it."""
+    return make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=model)
+
+
+async def _model_loaded(pilot, screen: EvalScreen) -> None:
+    await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+
+
 async def _read(pilot, screen: EvalScreen, request: str) -> str:
     """Type a request into the path prompt, press Enter, return the inline message once it answers."""
     box = screen.query_one("#image-path", Input)
@@ -49,13 +58,13 @@ def test_predicts_files_and_folders_and_reports_bad_input(
     text_file.write_text("this is not an image\n")
     truncated = tmp_path / "00002-abcd.png"
     truncated.write_bytes(image.read_bytes()[:120])
-    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=best)
+    app = _eval_app(prepared_dataset, best, tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
             assert app.screen is screen
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
 
             message = await _read(pilot, screen, str(image))
             assert message == f"read {expected} from {image.name}"
@@ -140,9 +149,7 @@ def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
     folder = tmp_path / "only"
     folder.mkdir()
     shutil.copy(next(captcha_dir.glob("*.png")), folder / "00000-abcd.png")
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
@@ -157,15 +164,13 @@ def test_tab_completes_paths(prepared_dataset, tiny_run, captcha_dir, tmp_path):
 
 def test_a_path_typed_after_a_read_replaces_the_one_read(prepared_dataset, tiny_run, captcha_files, tmp_path):
     first, second = captcha_files[0], captcha_files[1]
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
             message = lambda: _text(screen, "#eval-message")  # noqa: E731
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             box = screen.query_one("#image-path", Input)
             box.focus()
             for key in str(first):  # typed a key at a time, then Enter
@@ -189,14 +194,12 @@ def test_a_request_that_reads_nothing_clears_the_previous_result(
     prepared_dataset, tiny_run, captcha_files, tmp_path
 ):
     image = captcha_files[0]
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             await _read(pilot, screen, str(image))
             code_view, picture = screen.query_one(CodeView), screen.query_one(CaptchaImage)
             assert code_view.code is not None and picture.path == image
@@ -220,12 +223,12 @@ def test_reads_with_an_exported_onnx_model(prepared_dataset, tiny_run, captcha_f
 
     model = export_onnx(tiny_run / "best.pt", tmp_path / "best.onnx")
     expected = Predictor.load(tiny_run / "best.pt").predict_image(captcha_files[0]).code
-    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=model)
+    app = _eval_app(prepared_dataset, model, tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             assert "best.onnx" in _text(screen, "#model-info")
             message = await _read(pilot, screen, str(captcha_files[0]))
             assert message == f"read {expected} from {captcha_files[0].name}"
@@ -239,14 +242,12 @@ def test_read_only_and_length_constrain_what_is_read(prepared_dataset, tiny_run,
     predictor = Predictor.load(tiny_run / "best.pt")
     expected = predictor.predict(image, ReadOptions(charset=digits)).code
     assert set(expected) <= set(digits) and len(expected) == 4
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             await _read(pilot, screen, str(image))
             unconstrained = screen.query_one(CodeView).code
 
@@ -296,15 +297,13 @@ def test_a_folder_read_shows_progress_and_escape_stops_it_keeping_the_rows_read(
             yield chunk
 
     monkeypatch.setattr(Predictor, "read_chunks", held_after_the_first_chunk)
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
             message = lambda: _text(screen, "#eval-message")  # noqa: E731
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             # `captcha-tui eval` opened it: no dashboard to go back to (the footer is drawn after the model)
             await wait_until(pilot, lambda: "esc quit" in _footer(app), what="the footer")
             box = screen.query_one("#image-path", Input)
@@ -343,9 +342,7 @@ def test_counts_and_accuracy_have_thousands_separators(prepared_dataset, tiny_ru
     read = predictor.predict_paths(captcha_files[:12])
     results = [PathResult(r.path, r.prediction, label=r.prediction.code) for r in read] * 100
     results[0] = PathResult(read[0].path, read[0].prediction, label="????")  # one wrong
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
@@ -368,14 +365,12 @@ def test_the_rows_of_a_new_request_are_scrolled_into_view(
     glob = f"{captcha_dir}/0001*.png"
     matched = [path for path in captcha_files if path.name.startswith("0001")]
     assert len(matched) == 10
-    app = make_app(
-        training_config(prepared_dataset, tmp_path / "run"), start_screen="eval", model=tiny_run / "best.pt"
-    )
+    app = _eval_app(prepared_dataset, tiny_run / "best.pt", tmp_path)
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             screen = app.eval_screen
-            await wait_until(pilot, lambda: "model tiny" in _text(screen, "#model-info"), what="the model")
+            await _model_loaded(pilot, screen)
             await _read(pilot, screen, str(captcha_dir))  # a full table first: the new rows go below it
             table = screen.query_one(DataTable)
             assert table.row_count == len(captcha_files) > table.size.height
