@@ -638,7 +638,8 @@ class Trainer:
         meta = CheckpointMeta(
             spec=run.spec,
             preset=run.preset,
-            epoch=state.epoch,
+            # best.pt: the epoch its weights are from, which a run that ends inside an epoch has not finished
+            epoch=state.best_epoch if name == BEST else state.epoch,
             val_accuracy=state.best_val
             if name == BEST
             else (state.history[-1]["val_accuracy"] if state.history else 0.0),

@@ -239,6 +239,7 @@ def test_time_limit_inside_an_epoch_keeps_the_weights_trained_so_far(prepared_da
     assert result.epochs_run == 0 and 0 < result.images_seen < 240  # stopped inside the first epoch
     assert result.best_checkpoint is not None and result.test_accuracy is not None
     assert any("out of time in epoch 1" in n.message for n in events_of(events, ev.Notice))
+    assert load_checkpoint(tmp_path / "best.pt").meta.epoch == 1  # the epoch its weights are from
 
 
 # ---- training time: pauses excluded, a resumed time limit counts its own session ----------------------------
