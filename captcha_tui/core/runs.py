@@ -88,7 +88,10 @@ def kept_epoch(epochs: Sequence[ev.EpochEnd], finished: dict | None) -> ev.Epoch
 
 def last_finish(run_dir: Path) -> dict | None:
     """The fields of train.log's Finished event, where the run's last logged event is one."""
-    events = _log_events(run_dir, [])
+    return _finished(_log_events(run_dir, []))
+
+
+def _finished(events: list[tuple[str, dict]]) -> dict | None:
     return events[-1][1] if events and events[-1][0] == "Finished" else None
 
 
@@ -163,7 +166,7 @@ def read_run(run_dir: Path) -> RunRecord:
 
     started = next((e for name, e in reversed(events) if name == "RunStarted"), {})
     last = events[-1] if events else None
-    finished = last[1] if last is not None and last[0] == "Finished" else None
+    finished = _finished(events)
     failure = None
     if last is not None and last[0] == "Failed":
         status, failure = FAILED, str(last[1].get("message", ""))

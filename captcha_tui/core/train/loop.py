@@ -383,11 +383,15 @@ class Trainer:
         if not score.beats(BestScore(state.best_val, state.best_char)):
             return False
         previous = state.best_val if state.best_val > NO_BEST.accuracy else None
+        self._emit(ev.NewBest(epoch, val.accuracy, previous))
+        self._make_best(run, state, score, epoch)
+        return True
+
+    def _make_best(self, run: _Run, state: RunState, score: BestScore, epoch: int) -> None:
+        """The model's weights now are the run's best: kept in memory and saved as best.pt."""
         state.best_val, state.best_char, state.best_epoch = score.accuracy, score.chars, epoch
         run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
-        self._emit(ev.NewBest(epoch, val.accuracy, previous))
         self._save(BEST, run, state, with_optimizer=False)
-        return True
 
     def _end(self, rule: StopRule, run: _Run, state: RunState) -> ev.Finished:
         """Say why the run ended, keep what an unfinished epoch trained, and score the test split once,
@@ -433,10 +437,7 @@ class Trainer:
                 f"{epoch}, {val.accuracy:.1%}), not epoch {state.best_epoch}'s ({state.best_val:.1%})"
             )
         )
-        score = BestScore.of(val.accuracy, val.char_accuracy, val.char_error_rate)
-        state.best_val, state.best_char, state.best_epoch = score.accuracy, score.chars, epoch
-        run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
-        self._save(BEST, run, state, with_optimizer=False)
+        self._make_best(run, state, BestScore.of(val.accuracy, val.char_accuracy, val.char_error_rate), epoch)
 
     def _handle_oom(self, optimizer, epoch: int, batch: int, size: int) -> int:
         """Free what the failed step held and return the halved mini-batch (or give up below 1)."""
