@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.devices import resolve_amp, resolve_device
 from ..core.generator import DEFAULT_COUNT, DEFAULT_LENGTH
-from ..core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET, PRESETS
+from ..core.model import DEFAULT_CTC_PRESET, DEFAULT_PRESET, PRESETS, batch_size_rule, run_batch_size
 from ..core.train import TrainConfig
 from ..core.train.stopping import Target
 from ..options import UsageError, add_amp_option, check_device, length_range
@@ -38,7 +38,7 @@ def time_to_accuracy(
     count: int = DEFAULT_COUNT,
     epochs: int | None = None,
     amp: bool | None = None,
-    batch_size: int = 100,
+    batch_size: int | None = None,  # None: the preset's
     quiet: bool = False,
     workdir: str | Path | None = None,
     length: tuple[int, int] | None = None,
@@ -62,6 +62,7 @@ def time_to_accuracy(
     preset = preset or (
         DEFAULT_CTC_PRESET if not fixed else DEFAULT_PRESET if resolved.type == "cpu" else "resnet18"
     )
+    batch_size = run_batch_size(preset, batch_size)
     printer = None if quiet else HeadlessPrinter(out=sys.stderr, err=sys.stderr)
     curve: list[dict] = []
 
@@ -128,6 +129,7 @@ def time_to_accuracy(
         "reason": result.reason,
         "device": str(resolved),
         "preset": preset,
+        "batch_size": batch_size,
         "lr": lr,
         "amp": resolve_amp(amp, resolved),
         "count": count,
@@ -211,7 +213,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"model preset (default: {DEFAULT_PRESET} on a CPU, resnet18 on a GPU; {DEFAULT_CTC_PRESET} for "
         "codes of several lengths)",
     )
-    parser.add_argument("--batch-size", type=int, default=100, help="mini-batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help=f"mini-batch (default: {batch_size_rule()})"
+    )
     parser.add_argument(
         "--lr", type=float, default=None, metavar="LR", help="peak learning rate (default: the preset's)"
     )
@@ -224,7 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_device(args.device)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
     if not 0 < args.target <= 1:
         raise UsageError("--target takes a fraction in (0, 1], e.g. 0.95")

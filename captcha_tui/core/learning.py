@@ -55,7 +55,7 @@ class LearnSettings:
     unlabelled_limit: int = 2_000  # the folder's images kept for pseudo-labelling (self_training.py)
     generated: int = 0  # generated captchas mixed into every epoch (TrainConfig.generated: they cost)
     preset: str | None = None  # None: the reading model's (tests may name a smaller one)
-    batch_size: int = 100
+    batch_size: int = 100  # what the screen's fine-tunes and their timings were measured with
     # Linux: how much lower the fine-tune's thread runs than the rest (nice), so that the UI thread gets a
     # core first whenever it has a frame to draw.
     nice: int = 10

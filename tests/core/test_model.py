@@ -7,12 +7,14 @@ from captcha_tui.core.model import (
     PIXEL_MEAN,
     PIXEL_STD,
     PRESETS,
+    batch_size_rule,
     build_model,
     count_parameters,
     ctc_steps_needed,
     default_preset,
     prefers_channels_last,
     preset_spec,
+    run_batch_size,
     time_steps,
     to_model_input,
 )
@@ -163,3 +165,9 @@ def test_ctc_steps_needed_counts_a_blank_between_repeats():
     assert ctc_steps_needed("abcd") == 4
     assert ctc_steps_needed("aa11") == 6
     assert ctc_steps_needed("aaa") == 5
+
+
+def test_crnn_fast_takes_mini_batches_of_50_and_the_help_says_so():
+    assert run_batch_size("crnn-fast", None) == 50 and run_batch_size("crnn-fast", 7) == 7
+    assert run_batch_size("fast", None) == run_batch_size("crnn", None) == 100
+    assert batch_size_rule() == "the preset's: 50 for crnn-fast, 100 for the others"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..augment import SMALL_SET
 from ..devices import DEVICE_LIST_HELP
-from ..model import CTC_LR, DEFAULT_LR, PRESETS, default_preset_rule
+from ..model import CTC_LR, DEFAULT_LR, PRESETS, batch_size_rule, default_preset_rule
 from .self_training import PSEUDO_THRESHOLD, UNLABELLED_LIMIT
 from .stopping import PATIENCE, PATIENCE_IMAGES
 
@@ -38,7 +38,10 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": DEVICE_LIST_HELP, "metavar": "DEVICE[,DEVICE…]"})
     # The one-cycle schedule spans these (or the time limit, if shorter).
     epochs: int = field(default=15, metadata={"help": "epochs of the learning-rate schedule"})
-    batch_size: int = field(default=100, metadata={"help": "mini-batch size"})
+    # None: the preset's (model.run_batch_size).
+    batch_size: int | None = field(
+        default=None, metadata={"help": f"mini-batch size (default: {batch_size_rule()})"}
+    )
     # None: peak_learning_rate decides (the preset's peak; lower for a small set and for a fine-tune).
     lr: float | None = field(
         default=None,
@@ -177,7 +180,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, with what to do instead."""
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1 (got {self.batch_size})")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1 (got {self.epochs})")

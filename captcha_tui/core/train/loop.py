@@ -33,7 +33,14 @@ from ..augment import SMALL_SET, WARP, augment, augmentation_for
 from ..checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from ..dataset import Dataset, DatasetError, load_dataset
 from ..devices import DeviceError, resolve_device
-from ..model import CaptchaNet, build_model, count_parameters, prefers_channels_last, to_model_input
+from ..model import (
+    CaptchaNet,
+    build_model,
+    count_parameters,
+    prefers_channels_last,
+    run_batch_size,
+    to_model_input,
+)
 from ..objectives import Objective, character_errors, objective_for
 from ..spec import CodeSpec
 from ..tensorboard import TensorBoardLog
@@ -583,7 +590,8 @@ class Trainer:
         """A new run, a fine-tune or a resumed run (start.py): the state to start from, the checkpoint it
         was fine-tuned from, its best weights so far, and what to say about it."""
         cfg = self.config
-        state, init, best_weights, notices = RunState(batch_size=cfg.batch_size), None, None, []
+        state = RunState(batch_size=run_batch_size(preset, cfg.batch_size))
+        init, best_weights, notices = None, None, []
         if cfg.init is not None:
             init, notice = fine_tune(model, preset, spec, cfg.init, self.device)
             notices.append(notice)

@@ -21,7 +21,7 @@ from .. import events as ev
 from ..base_model import BASE_MODEL, base_model_path
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
-from ..model import PRESETS, CaptchaNet, default_preset, preset_spec
+from ..model import PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..spec import PAD, CodeSpec
 from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError
 
@@ -235,7 +235,7 @@ def resume(
     path = run_dir / LAST
     if not path.exists():
         notice = ev.Notice(f"nothing to resume in {run_dir}: starting a new run", "warning")
-        return Resumed(RunState(batch_size=config.batch_size), None, None, notice)
+        return Resumed(RunState(batch_size=run_batch_size(preset, config.batch_size)), None, None, notice)
     try:
         checkpoint = load_checkpoint(path, map_location=device)
     except CheckpointError as exc:

@@ -32,7 +32,7 @@ STATE_LABELS = {
 class _Settings:
     preset: str
     device: str
-    batch_size: int
+    batch_size: int | None  # None: the preset's, known once the run starts
     lr: float | None  # None: the preset's, known once the run starts
     amp: bool
     patience: str  # "5", "off", or "auto" until the run says (it depends on the set's size)
@@ -123,7 +123,7 @@ class RunHeader(Static):
             line.append(source, "bold yellow")
         for name, value in (
             ("device", s.device),
-            ("batch", str(s.batch_size)),
+            ("batch", "auto" if s.batch_size is None else str(s.batch_size)),
             ("lr", "auto" if s.lr is None else f"{s.lr:g}"),
             ("AMP", "on" if s.amp else "off"),
             ("patience", s.patience),

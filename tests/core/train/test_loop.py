@@ -438,4 +438,18 @@ def test_a_small_validation_split_keeps_the_annealed_final_weights(prepared_data
     assert not [n for n in events_of(events, ev.Notice) if "too few to choose an epoch" in n.message]
 
 
-# ---- fine-tuning from a checkpoint ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("preset", "asked", "trained"), [("crnn-fast", None, 50), ("crnn-fast", 20, 20), ("tiny", None, 100)]
+)
+def test_a_run_takes_its_presets_mini_batch_unless_told(
+    prepared_dataset, tmp_path, one_thread, preset, asked, trained
+):
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset=preset, device="cpu", epochs=1, train_images=100,
+        batch_size=asked,
+    )  # fmt: skip
+    events: list = []
+    Trainer(config, events.append).run()
+    started = events_of(events, ev.RunStarted)[0]
+    assert (started.batch_size, started.batches_per_epoch) == (trained, -(-240 // trained))
+    assert load_checkpoint(tmp_path / "last.pt").trainer["batch_size"] == trained
