@@ -29,6 +29,7 @@ from .checkpoint import load_checkpoint
 from .dataset import DatasetError, prepare
 from .labelling import label_file_in
 from .labels import LabelError, normalise, read_label_rows
+from .model import DEFAULT_BATCH_SIZE
 from .spec import CodeSpec
 from .train import TrainConfig, Trainer
 from .train.config import BEST
@@ -55,7 +56,8 @@ class LearnSettings:
     unlabelled_limit: int = 2_000  # the folder's images kept for pseudo-labelling (self_training.py)
     generated: int = 0  # generated captchas mixed into every epoch (TrainConfig.generated: they cost)
     preset: str | None = None  # None: the reading model's (tests may name a smaller one)
-    batch_size: int = 100  # what the screen's fine-tunes and their timings were measured with
+    # Not the preset's: what the screen's fine-tunes and their timings were measured with.
+    batch_size: int = DEFAULT_BATCH_SIZE
     # Linux: how much lower the fine-tune's thread runs than the rest (nice), so that the UI thread gets a
     # core first whenever it has a frame to draw.
     nice: int = 10

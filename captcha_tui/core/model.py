@@ -32,6 +32,7 @@ PIXEL_STD = 0.25
 
 
 DEFAULT_LR = 3e-3  # peak learning rate of the per-position presets, and the most a small set gets
+DEFAULT_BATCH_SIZE = 100  # the mini-batch of every preset that does not name its own
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Preset:
     # faster at twice the per-position rate (docs/performance.md, "learning rate").
     lr: float = DEFAULT_LR
     # Mini-batch of a run that does not give --batch-size.
-    batch_size: int = 100
+    batch_size: int = DEFAULT_BATCH_SIZE
 
 
 CTC_LR = 6e-3  # measured on crnn-fast: 4 minutes at 1.5e-3, 3e-3, 6e-3, 1e-2 read 33%, 38%, 54%, 47%
@@ -171,9 +172,10 @@ def default_preset_rule() -> str:
 
 def batch_size_rule() -> str:
     """Which mini-batch a run takes without --batch-size, in words, for help texts."""
-    usual = Preset.__dataclass_fields__["batch_size"].default
-    own = ", ".join(f"{p.batch_size} for {p.name}" for p in PRESETS.values() if p.batch_size != usual)
-    return f"the preset's: {own}, {usual} for the others"
+    own = ", ".join(
+        f"{p.batch_size} for {p.name}" for p in PRESETS.values() if p.batch_size != DEFAULT_BATCH_SIZE
+    )
+    return f"the preset's: {own}, {DEFAULT_BATCH_SIZE} for the others"
 
 
 def run_batch_size(preset: str, requested: int | None) -> int:

@@ -21,7 +21,7 @@ from .. import events as ev
 from ..base_model import BASE_MODEL, base_model_path
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
-from ..model import PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
+from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..spec import PAD, CodeSpec
 from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError
 
@@ -35,7 +35,7 @@ class RunState:
     best_val: float = -1.0
     best_char: float = -1.0  # breaks ties early on, while whole-code accuracy is still 0
     best_epoch: int = 0
-    batch_size: int = 100
+    batch_size: int = DEFAULT_BATCH_SIZE
     images_seen: int = 0
     elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
     schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
