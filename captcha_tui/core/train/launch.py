@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import uuid
@@ -198,6 +199,13 @@ def run_process(config: TrainConfig, make_sink: Callable[[], EventSink], stop: A
     result = trainer.run()
     if isinstance(result, ev.Failed):
         raise SystemExit(EXIT_USAGE if result.usage else 1)
+    if signals:
+        # The launcher, shutting down on the signal, no longer collects return values, and its process
+        # wrapper waits for it to before exiting: a clean return would hold Ctrl+C up for the launcher's
+        # 30 s kill timeout. last.pt is saved and the run's lines printed: end now, as interrupted.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 class LaunchedRun:
