@@ -92,13 +92,19 @@ def main() -> None:
     parser.add_argument("--dataset", default=DATASET, help="what it was trained on, in words")
     parser.add_argument("--out", type=Path, default=ASSET)
     args = parser.parse_args()
-    checkpoint = load_checkpoint(args.run / "best.pt")
+    path = write_base(args.run, args.out, args.commands, args.dataset)
+    made = load_checkpoint(path).meta.to_dict()["made_by"]
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)\n  made by: {made}")
+
+
+def write_base(run: Path, out: Path, commands: str, dataset: str) -> Path:
+    """The run's best weights in half precision with what made them, at ``out`` (written atomically)."""
+    checkpoint = load_checkpoint(run / "best.pt")
     meta = checkpoint.meta.to_dict()
-    meta["made_by"] = made_by(args.run, args.commands)
-    meta["dataset"] = args.dataset
+    meta["made_by"] = made_by(run, commands)
+    meta["dataset"] = dataset
     weights = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint.model.items()}
-    path = save_checkpoint(args.out, {"meta": meta, "model": weights})
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)\n  made by: {meta['made_by']}")
+    return save_checkpoint(out, {"meta": meta, "model": weights})
 
 
 if __name__ == "__main__":
