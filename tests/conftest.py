@@ -22,6 +22,9 @@ CAPTCHA_COUNT = 300
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    # The longest end-to-end tests first: on the suite's worker processes they then run beside the short
+    # ones instead of being a lone tail at the end.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")

@@ -289,6 +289,7 @@ def test_bench_json_has_the_agreed_fields(capsys):
     )
 
 
+@pytest.mark.slow
 def test_a_list_of_devices_times_training_on_all_of_them_at_once(capsys):
     # cpu:2 (two gloo processes) stands for cuda:0,cuda:1: the row a two-GPU figure is read from.
     args = ["bench", "speed", "--device", "cpu:2", "--preset", "tiny", "--images", "40", "--repeats", "2"]

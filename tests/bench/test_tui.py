@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from captcha_tui.bench.tui import latency_run, throughput
 from captcha_tui.core.train import TrainConfig
 
@@ -22,6 +24,7 @@ def test_key_to_frame_latency_is_measured_idle_and_while_training(prepared_datas
     assert result["training_throughout"]
 
 
+@pytest.mark.slow
 def test_throughput_compares_headless_thread_and_tui_runs_in_fresh_processes(prepared_dataset, tmp_path):
     base = TrainConfig(data=prepared_dataset, out=tmp_path / "run", preset="tiny", device="cpu")
     summary = throughput(base, tmp_path, rounds=1, epochs=2)

@@ -197,6 +197,7 @@ def test_two_processes_train_one_run(prepared_dataset, tmp_path, dist_env):
         assert row["train_loss"] == pytest.approx(loss_sum / n, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_epoch_ends_the_run_resumably(prepared_dataset, tmp_path, one_thread, dist_env):
     """Rank 1 dies (SIGKILL) before the second mini-batch of epoch 2: rank 0 sees its peer gone in the
     next collective, saves what both ranks completed and says so; torchrun ends the run. Its last.pt
