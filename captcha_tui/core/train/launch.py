@@ -165,10 +165,15 @@ class _Quiet:
 
 def _quiet_launcher() -> _Quiet:
     """The launcher logs every start, stop and signal as warnings: the run's own lines say what matters."""
-    loggers = [
-        logging.getLogger(name)
-        for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    # Each of the launcher's modules sets its own logger's level (LOGLEVEL, else WARNING), so quieting
+    # the parents is not enough: every logger under them that exists by now, too.
+    names = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
     ]
+    loggers = [logging.getLogger(name) for name in {*prefixes, *names}]
     saved = [(logger, logger.level) for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)

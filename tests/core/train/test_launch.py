@@ -123,6 +123,8 @@ def test_ctrl_c_stops_every_process_with_a_resumable_last_pt(prepared_dataset, t
     assert last.trainer["epoch"] >= 1
     assert last.trainer["epoch"] < 50
     assert "Traceback" not in err, err
+    # Nor the launcher's log lines ("W1207 12:00:00 … Received 2 death signal, shutting down workers").
+    assert not re.search(r"^[DIWE]\d{4} ", err, re.MULTILINE), err
 
 
 @pytest.mark.parametrize(
