@@ -56,6 +56,11 @@ class ToQueue:
     def __call__(self) -> EventSink:
         return self.queue.put
 
+    def flush(self) -> None:
+        """Wait until every event put is in the pipe (its feeder thread dies with an immediate exit)."""
+        self.queue.close()
+        self.queue.join_thread()
+
 
 def process_config(config: TrainConfig, devices: DeviceList) -> TrainConfig:
     """The config every process trains with: the device list (each takes its own item) and, on the CPU,
@@ -208,6 +213,8 @@ def run_process(config: TrainConfig, make_sink: Callable[[], EventSink], stop: A
         # The launcher, shutting down on the signal, no longer collects return values, and its process
         # wrapper waits for it to before exiting: a clean return would hold Ctrl+C up for the launcher's
         # 30 s kill timeout. last.pt is saved and the run's lines printed: end now, as interrupted.
+        if isinstance(make_sink, ToQueue):
+            make_sink.flush()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)

@@ -23,7 +23,7 @@ from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.core.train.config import ConfigError
 from captcha_tui.core.train.distributed import process_device
-from captcha_tui.core.train.launch import Outcome, _keep_output_of_failure
+from captcha_tui.core.train.launch import Outcome, ToQueue, _keep_output_of_failure
 from tests.helpers import assert_rank_0_wrote_one_run, history_rows
 
 REPO = Path(__file__).resolve().parents[3]
@@ -206,3 +206,24 @@ def test_the_processes_output_is_kept_and_named_only_where_one_failed(tmp_path):
     )
     assert (kept / "stderr.log").is_file()
     assert _keep_output_of_failure(Outcome(130), str(removed)) == Outcome(130) and not removed.exists()
+
+
+def _put_then_exit_at_once(sink: ToQueue, count: int) -> None:
+    put = sink()
+    for index in range(count):
+        put((index, "x" * 1000))
+    sink.flush()
+    os._exit(130)  # as an interrupted process ends: no clean-up, the queue's feeder thread killed
+
+
+def test_a_process_that_exits_at_once_after_an_interrupt_still_delivers_every_event():
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_put_then_exit_at_once, args=(ToQueue(queue), 500))
+    process.start()
+    received = [queue.get(timeout=60)[0] for _ in range(500)]
+    process.join(timeout=60)
+    assert process.exitcode == 130
+    assert received == list(range(500))
