@@ -20,6 +20,11 @@ from captcha_tui.core.train import TrainConfig, Trainer
 
 CAPTCHA_COUNT = 300
 
+# On the suite's worker processes (pytest-xdist), one PyTorch thread each: two workers of two threads on
+# two cores spin on each other's cores (OpenMP waits busily) and run slower than one thread each.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     # The longest end-to-end tests first: on the suite's worker processes they then run beside the short
