@@ -244,7 +244,8 @@ def test_learning_from_unlabelled_captchas_beats_the_labels_alone(tmp_path):
     # style it half knows (the built-in one drawn 200 pixels wide, so that prepare squeezes it to 120),
     # with and without 600 more unlabelled; each run trains on 5,000 images, scored on 200 unseen. Seeds 0
     # and 1 gave 91.5/84.5 and 90.5/83.5% at mini-batches of 100 (docs/performance.md); at crnn-fast's 50,
-    # seeds 0, 1 and 3 gave 89.5/85.0, 87.5/83.5 and 90.5/84.0%. 3,000 images would halve the time but
+    # seeds 0, 1 and 3 gave 89.5/85.0, 87.5/83.5 and 90.5/84.0% (seed 0 on one thread, as the suite's
+    # workers train: 89.0/85.0%). 3,000 images would halve the time but
     # is not enough: seeds 0–3 gave +4.5, +7.5, +5.0 and −1.0 points there.
     from captcha_tui.core.base_model import base_model_path
     from captcha_tui.core.dataset import prepare
