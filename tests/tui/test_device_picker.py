@@ -144,6 +144,8 @@ def test_ticking_keys_typed_in_one_burst(prepared_dataset, tmp_path):
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("d")
+            # The burst is typed into the picker: wait for it to be up (a busy machine can take longer).
+            await wait_until(pilot, lambda: isinstance(app.screen, DevicePicker), what="the picker to open")
             for key, character in (
                 ("j", "j"),
                 ("j", "j"),
