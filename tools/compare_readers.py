@@ -50,7 +50,9 @@ def compare(models: list[str], count: int, ddddocr: bool = False) -> dict:
             sets["captcha_pkg_4"] = draw_other_style(work / "pkg4", count, 2, DEFAULT_CHARSET, (4, 4))
             sets["captcha_pkg_4_6"] = draw_other_style(work / "pkg46", count, 3, DEFAULT_CHARSET, (4, 6))
         except FineTuneBenchError:  # the package is missing
-            report["skipped"] = "the captcha package's two sets: pip install captcha (for this comparison only)"
+            report["skipped"] = (
+                "the captcha package's two sets: pip install captcha (for this comparison only)"
+            )
         truth = {name: [label_from_name(p.name) for p in files] for name, files in sets.items()}
         for model in models:
             if model == "base":

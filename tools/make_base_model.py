@@ -92,16 +92,17 @@ def main() -> None:
     parser.add_argument("--dataset", default=DATASET, help="what it was trained on, in words")
     parser.add_argument("--out", type=Path, default=ASSET)
     args = parser.parse_args()
-    path = write_base(args.run, args.out, args.commands, args.dataset)
-    made = load_checkpoint(path).meta.to_dict()["made_by"]
+    made = made_by(args.run, args.commands)
+    path = write_base(args.run, args.out, made, args.dataset)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)\n  made by: {made}")
 
 
-def write_base(run: Path, out: Path, commands: str, dataset: str) -> Path:
-    """The run's best weights in half precision with what made them, at ``out`` (written atomically)."""
+def write_base(run: Path, out: Path, made: str, dataset: str) -> Path:
+    """The run's best weights in half precision with ``made`` (:func:`made_by`) and ``dataset`` in its
+    metadata, at ``out`` (written atomically)."""
     checkpoint = load_checkpoint(run / "best.pt")
     meta = checkpoint.meta.to_dict()
-    meta["made_by"] = made_by(run, commands)
+    meta["made_by"] = made
     meta["dataset"] = dataset
     weights = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint.model.items()}
     return save_checkpoint(out, {"meta": meta, "model": weights})

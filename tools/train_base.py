@@ -28,7 +28,7 @@ from pathlib import Path
 from captcha_tui import cli
 
 from .compare_readers import compare
-from .make_base_model import write_base
+from .make_base_model import made_by, write_base
 
 # (folder, generate's arguments, count at --scale 1): 43% default style, the mix a third squeezed or
 # stretched. The third shipped run's shares, with more of the default style (the fifth run's lesson: the
@@ -44,14 +44,25 @@ RECIPE: tuple[tuple[str, str, int], ...] = (
 DEFAULT_TRAIN_IMAGES = 3_000_000  # about 13 epochs of the recipe's training split
 
 
+def scaled(count: int, scale: float) -> int:
+    """A count of the recipe at ``--scale`` (at least 10 captchas, so that every style is in the set)."""
+    return max(10, round(count * scale))
+
+
 def commands(work: Path, args: argparse.Namespace) -> list[list[str]]:
     """The captcha-tui commands that make the base, in order (argv lists, without the program name)."""
     images, data, run = work / "images", work / "set", work / "run"
     steps = []
     for folder, options, count in RECIPE:
-        scaled = max(10, round(count * args.scale))
         steps.append(
-            ["generate", *options.split(), "--count", str(scaled), "--out", str(images / folder)]
+            [
+                "generate",
+                *options.split(),
+                "--count",
+                str(scaled(count, args.scale)),
+                "--out",
+                str(images / folder),
+            ]
             + (["--workers", str(args.workers)] if args.workers else [])
         )
     steps.append(
@@ -96,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped: `{line}` ended with status {code}", file=sys.stderr)
             return code
         done.append(f"{line} ({(time.monotonic() - started) / 60:.1f} min)")
-    run = args.work / "run"
-    dataset = ", ".join(f"{max(10, round(n * args.scale)):,} {folder}" for folder, _, n in RECIPE)
+    run = args.work / "run"  # the train step's --out
+    dataset = ", ".join(f"{scaled(n, args.scale):,} {folder}" for folder, _, n in RECIPE)
     base = write_base(
-        run, args.work / "base.pt", "; ".join(done), f"the built-in generator, 4-6 characters: {dataset}"
+        run,
+        args.work / "base.pt",
+        made_by(run, "; ".join(done)),
+        f"the built-in generator, 4-6 characters: {dataset}",
     )
     print(f"wrote {base} ({base.stat().st_size / 2**20:.1f} MiB)", flush=True)
     report = compare([str(base), "base"], args.count)
