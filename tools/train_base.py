@@ -108,9 +108,9 @@ def output_of(step: list[str]) -> Path:
 
 
 def again(step: list[str]) -> list[str]:
-    """``step`` as it is run in a sitting that goes on with ``work`` where it was not done: a run cut short
-    goes on from its last.pt; a set packed just before the cut (not yet logged) is packed again; a folder of
-    captchas drawn again gets the same files (byte-reproducible under their seed)."""
+    """A step not done yet, as a sitting that goes on (``--resume``) runs it: a run cut short goes on from
+    its last.pt; a set packed just before the cut (not yet logged) is packed again; a folder of captchas
+    drawn again gets the same files (byte-reproducible under their seed)."""
     out = output_of(step)
     if step[0] == "train" and (out / "last.pt").exists():
         return [*step, "--resume"]
