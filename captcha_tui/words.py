@@ -4,9 +4,13 @@ widgets and the tests all say the same thing."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 from .core import events as ev
 from .core.durations import format_duration, rough_duration
 from .core.runs import FAILED, UNFINISHED, RunRecord
+from .core.train.config import DEFAULT_RUN_DIR
 from .core.train.stopping import FINISH_WORDS, EpochBudget, ImageBudget, StopRequest, TimeLimit
 
 # Each stop rule's own words, by Finished reason (the rules live in core/train/stopping.py).
@@ -125,7 +129,7 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             if e.best_checkpoint:
                 lines.append(f"best checkpoint {e.best_checkpoint}")
             if e.reason == StopRequest.reason and e.last_checkpoint:
-                lines.append(f"resume with: captcha-tui train --resume (from {e.last_checkpoint})")
+                lines.append(f"resume with: {resume_command(e.last_checkpoint)} (from {e.last_checkpoint})")
             return "\n".join(lines)
         case ev.Failed():
             where = f" (details in {event.log_path})" if event.log_path else ""
@@ -169,3 +173,11 @@ def pseudo_label_words(e: ev.EpochEnd) -> str:
         return ""
     right = "" if e.pseudo_agreement is None else f" ({percent(e.pseudo_agreement)} right on held-out)"
     return f" | {e.pseudo_labels:,} pseudo-labels{right}"
+
+
+def resume_command(last_checkpoint: str | Path) -> str:
+    """The command that carries on the run of ``last_checkpoint``: its folder named where it is not the
+    default one (a new run beside an earlier one goes to ``runs/default-2``)."""
+    folder = Path(last_checkpoint).parent
+    out = "" if folder == DEFAULT_RUN_DIR else f" --out {shlex.quote(str(folder))}"
+    return f"captcha-tui train --resume{out}"

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from captcha_tui.core import events as ev
 from captcha_tui.headless import HeadlessPrinter
@@ -15,6 +16,7 @@ from captcha_tui.words import (
     epochs_run_words,
     format_duration,
     percent,
+    resume_command,
     rough_duration,
     run_eta,
 )
@@ -90,3 +92,9 @@ def test_the_run_eta_names_the_rule_that_ends_the_run_and_is_a_bound_under_patie
     assert run_eta(30.0, 60.0, 999, None, None, 200.0) == "run ETA ~3 min (its image budget)"
     assert run_eta(30.0, 60.0, 999, 90.0, None, 200.0) == "run ETA ~90 s (its time limit)"
     assert rough_duration(75) == "75 s" and rough_duration(330) == "6 min" and rough_duration(9000) == "2.5 h"
+
+
+def test_the_resume_command_names_the_run_folder_unless_it_is_the_default():
+    assert resume_command(Path("runs/default/last.pt")) == "captcha-tui train --resume"
+    assert resume_command("runs/default-2/last.pt") == "captcha-tui train --resume --out runs/default-2"
+    assert resume_command("my runs/a/last.pt") == "captcha-tui train --resume --out 'my runs/a'"

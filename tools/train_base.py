@@ -26,6 +26,7 @@ again holds the same files, and ``prepare`` writes its set in one move.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -166,12 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", action="store_true", help="go on with the run in WORK: its recipe, its steps not yet done"
     )
     args = parser.parse_args(argv)
+    args.work = args.work.resolve()  # steps.log names folders the same from wherever --resume is run
     refused = _prepare_work(args)
     if refused:
         print(refused, file=sys.stderr)
         return 2
     run = args.work / "run"  # the train step's --out
-    done = {output_of(shlex.split(line)[1:]) for line in done_steps(args.work)}
+    done = set()
+    for line in done_steps(args.work):
+        with contextlib.suppress(ValueError, IndexError):  # a line cut short by a kill: its step runs again
+            done.add(output_of(shlex.split(line)))
     for step in commands(args.work, args):
         if output_of(step) in done:
             print(f"done before: captcha-tui {shlex.join(step)}", flush=True)

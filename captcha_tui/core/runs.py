@@ -15,12 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from . import events as ev
-from .train.config import BEST, HISTORY, LAST, LOG
+from .train.config import BEST, CONFIG, HISTORY, LOG, RUN_FILES
 from .train.stopping import best_epoch
 
-CONFIG = "config.json"
 ERROR_LOG = "error.log"
-RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder a run folder
 EPOCH_FIELDS = tuple(f.name for f in fields(ev.EpochEnd))
 UNFINISHED = "unfinished"  # no Finished or Failed after the last start: still training, or killed
 FAILED = "failed"

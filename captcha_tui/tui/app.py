@@ -421,7 +421,11 @@ class CaptchaApp(App[int]):
         events, batch = self.event_buffer.drain()
         if events or batch is not None:
             self.train_screen.post_message(TrainingUpdate(events, batch))
-        if any(isinstance(event, ev.RunStarted) for event in events):
+        started = next((event for event in events if isinstance(event, ev.RunStarted)), None)
+        if started is not None:
+            # A new run beside an earlier one goes to a folder of its own: s (after a stop) and r carry on
+            # that one, and the session's exit names it.
+            self.config = replace(self.config, out=Path(started.run_dir))
             # The run's imports, data and model are in: freeze them too. No collection first (it would
             # hold the GIL for a few hundred ms as the run starts); the run's end compacts the heap.
             gc.freeze()

@@ -36,7 +36,7 @@ def test_quitting_a_run_from_the_dashboard_prints_its_outcome(
     out = capsys.readouterr().out
     assert code == 0
     assert f"finished: {FINISH_REASONS['stopped']} after" in out  # the headless printer's words
-    assert f"resume with: captcha-tui train --resume (from {run_dir / 'last.pt'})" in out
+    assert f"resume with: captcha-tui train --resume --out {run_dir} (from {run_dir / 'last.pt'})" in out
     assert f"run folder {run_dir}: " in out and "last.pt" in out and "train.log" in out
 
 

@@ -13,6 +13,7 @@ from textual import events
 from textual.widgets import Input, Static
 
 from captcha_tui.cli import main
+from captcha_tui.core.labelling import FIRST_CHUNK, MODEL_BATCH
 from captcha_tui.core.labels import label_from_name, read_label_file, read_label_table
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.tui.screens.label import LabelScreen
@@ -529,3 +530,38 @@ def test_escape_leaves_the_app_when_the_label_command_started_it(
 
     asyncio.run(scenario())
     assert app.return_code == 0
+
+
+def test_a_model_that_breaks_off_reading_leaves_no_image_unasked(
+    prepared_dataset, tiny_run, captcha_files, tmp_path, monkeypatch
+):
+    """The model fails in its second chunk (onnxruntime, memory…): the screen says so, and the images it
+    had not read are still asked, unread, instead of a ranking line that never ends."""
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:80], folder)
+    first_chunk_passes = FIRST_CHUNK // MODEL_BATCH
+    passes = []
+    read = Predictor.predict_arrays
+
+    def failing_second_time(self, arrays):
+        passes.append(len(arrays))
+        if len(passes) == first_chunk_passes + 1:
+            raise RuntimeError("out of memory")
+        return read(self, arrays)
+
+    monkeypatch.setattr(Predictor, "predict_arrays", failing_second_time)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            assert "reading stopped (out of memory): the rest are asked unread" in _text(
+                screen, "#label-status"
+            )
+            session = screen.session
+            assert session.scored == 80 and len(session.queue.items()) + 1 == 80  # and the one on show
+            unread = [c for c in session.queue.items() if c.prediction is None]
+            assert len(unread) == 80 - FIRST_CHUNK  # unscored after every scored one
+            assert session.current.prediction is not None
+
+    asyncio.run(scenario())

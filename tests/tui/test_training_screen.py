@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import shutil
 import threading
 import weakref
 
@@ -476,3 +477,35 @@ def test_the_whole_runs_eta_names_the_time_limit_and_is_a_bound_under_patience(
             assert "run ETA" not in screen_text(app)
 
     asyncio.run(scenario())
+
+
+def test_a_new_run_beside_an_earlier_one_goes_to_its_own_folder_and_s_carries_that_one_on(
+    prepared_dataset, tiny_run, tmp_path, one_thread
+):
+    """Yesterday's run in the run folder: s trains beside it (run-2) without touching it, and after a
+    stop, s carries on run-2, not yesterday's."""
+    earlier = tmp_path / "run"
+    shutil.copytree(tiny_run, earlier)
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
+    app = make_app(training_config(prepared_dataset, earlier, epochs=50, batch_size=10))
+    beside = tmp_path / "run-2"
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.train_screen.query_one(BatchPanel)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: panel.last is not None, what="training to be under way")
+            assert app.config.out == beside
+            assert f"{earlier}holdsanearlierrun,keptasitis:thisonegoesto{beside}" in _log_text(app)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.last_result, ev.Finished), what="the stop")
+            assert app.last_result.last_checkpoint == str(beside / "last.pt")
+            await pilot.press("s")  # carries on run-2 from its last.pt
+            await wait_until(pilot, lambda: "resumedfrom" in _log_text(app), timeout=60, what="the resume")
+            assert f"resumedfrom{beside / 'last.pt'}" in _log_text(app)
+            await send_keys(pilot, "q")
+            await wait_for_exit(app, timeout=60)
+
+    asyncio.run(scenario())
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
+    assert not (tmp_path / "run-3").exists()

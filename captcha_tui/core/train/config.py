@@ -16,6 +16,8 @@ from .stopping import PATIENCE, PATIENCE_IMAGES
 DEFAULT_DATA_DIR = Path("data/dataset")  # where `prepare` puts it
 DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
+CONFIG = "config.json"
+RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder a run folder
 
 
 @dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -30,7 +29,7 @@ import torch
 
 from .. import events as ev
 from ..augment import SMALL_SET, WARP, augment, augmentation_for
-from ..checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
+from ..checkpoint import CheckpointError, CheckpointMeta, save_checkpoint, write_atomically
 from ..dataset import Dataset, DatasetError, load_dataset
 from ..devices import DeviceError, resolve_device
 from ..model import (
@@ -44,11 +43,11 @@ from ..model import (
 from ..objectives import Objective, character_errors, objective_for
 from ..spec import CodeSpec
 from ..tensorboard import TensorBoardLog
-from .config import BEST, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
+from .config import BEST, CONFIG, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
 from .distributed import Group, is_peer_failure, join, launched, rank_share
 from .schedule import Schedule, short_run_notice
 from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
-from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, resume
+from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, new_run_dir, resume
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
 from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, keeps_final_weights, patience_for
 
@@ -192,13 +191,18 @@ class Trainer:
                 raise ConfigError(str(exc)) from None
             front = self._sink
             self._sink = lambda event: (front(event), board(event))
+        moved = None
+        if self._main and not self.config.resume:  # a new run: never over an earlier one's files
+            self.run_dir, moved = new_run_dir(self.run_dir)
+            self.config = replace(self.config, out=self.run_dir)
         run, state, notices = self._setup()
+        if moved is not None:
+            notices.insert(0, moved)
         self._progress = run, state
         if self._main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(
-                json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n"
-            )
+            # Atomically, as every file of the run: a kill or a full disk leaves the previous one whole.
+            text = json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n"
+            write_atomically(self.run_dir / CONFIG, lambda out: out.write(text.encode()), "the run's config")
         self._emit(self._run_started(run, state))
         for notice in notices:
             self._emit(notice)
@@ -671,12 +675,11 @@ class Trainer:
         if not self._main:
             return
         path = self.run_dir / HISTORY
-        tmp = path.with_suffix(".jsonl.tmp")
+        text = "".join(json.dumps(row) + "\n" for row in history)
         try:
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            self._emit(ev.Notice(f"could not write {path}: {exc.strerror or exc}", "warning"))
+            write_atomically(path, lambda out: out.write(text.encode()), "the run's history")
+        except CheckpointError as exc:
+            self._emit(ev.Notice(str(exc), "warning"))
 
     # ---- events --------------------------------------------------------------------------------------------
     def _emit(self, event: ev.TrainerEvent) -> None:

@@ -7,6 +7,9 @@ preset's peak learning rate (unless ``lr`` is set) after a 5% warm-up (schedule.
 
 On ``resume``, ``epochs`` stays the run's total epoch budget (so the one-cycle schedule carries on where it
 was; a budget already spent is refused with the number to pass).
+
+A new run never replaces an earlier one: where ``out`` holds a run already, it goes to ``out-2`` (or
+``-3``…) instead, as the run's first notice says (:func:`new_run_dir`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..spec import PAD, CodeSpec
-from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError
+from .config import BEST, DEFAULT_RUN_DIR, LAST, RUN_FILES, ConfigError, TrainConfig, TrainingError
 
 
 @dataclass
@@ -40,6 +43,28 @@ class RunState:
     elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
     schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
     history: list[dict] = field(default_factory=list)
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` has any of a run's files (a checkpoint, the history, the log or the config)."""
+    return any((folder / name).exists() for name in RUN_FILES)
+
+
+def new_run_dir(out: Path) -> tuple[Path, ev.Notice | None]:
+    """Where a new run goes: ``out``, or, where that holds an earlier run (kept: its best.pt may be hours of
+    training), the first of ``out-2``, ``out-3``… that holds none; with a notice saying so."""
+    out = Path(out)
+    if not holds_run(out):
+        return out, None
+    number = 2
+    while holds_run(out.with_name(f"{out.name}-{number}")):
+        number += 1
+    chosen = out.with_name(f"{out.name}-{number}")
+    return chosen, ev.Notice(
+        f"{out} holds an earlier run, kept as it is: this one goes to {chosen} "
+        f"(--resume --out {out} would carry that one on)",
+        "warning",
+    )
 
 
 def resolve_init(value: str | Path) -> Path:

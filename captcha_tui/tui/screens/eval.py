@@ -256,10 +256,11 @@ class EvalScreen(Screen):
                 return self._predictor, ""
             try:
                 predictor = Predictor.load(path, self.device)
-            except CheckpointError as exc:
+            except Exception as exc:  # noqa: BLE001 - a damaged file, onnxruntime, memory: say it, never die silently
+                problem = str(exc) if isinstance(exc, CheckpointError) else f"cannot load {path}: {exc}"
                 self._predictor, self._predictor_key = None, None
-                self.post_message(ModelFailed(path, str(exc)))
-                return None, str(exc)
+                self.post_message(ModelFailed(path, problem))
+                return None, problem
             self._predictor, self._predictor_key = predictor, key
             self.post_message(ModelLoaded(path, predictor))
             return predictor, ""

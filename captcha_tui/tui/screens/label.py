@@ -135,6 +135,14 @@ class LabellingFailed(Message, bubble=False):
         self.message = message
 
 
+class RankingFailed(Message, bubble=False):
+    """Reading the images to rank them broke off (the model, onnxruntime, memory): labelling goes on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
 # The screen's keys that act on the image on show: run in the order typed (see LabelInput).
 ANSWER_ACTIONS = ("answer", "skip", "unreadable", "undo")
 
@@ -246,11 +254,7 @@ class LabelScreen(Screen):
         self.post_message(FolderScanned(scan))
         if not scan.unlabelled or scan.cannot_save:
             return
-        predictor = self._load_model()
-        for chunk in score(scan.unlabelled, predictor, pause=self._wait_for_quiet):
-            if worker.is_cancelled:
-                return
-            self.post_message(ChunkScored(chunk))
+        self._queue_scored(scan.unlabelled, self._load_model(), 0, worker)
 
     @work(thread=True, exclusive=True, group="label-scan", exit_on_error=False)
     def _rerank(
@@ -259,13 +263,36 @@ class LabelScreen(Screen):
         """A new model reads the images waiting (then ranks them anew, at once) and the ones not scored yet."""
         worker = get_current_worker()
         read: list[Candidate] = []
-        for chunk in score(waiting, predictor, pause=self._wait_for_quiet):
-            if worker.is_cancelled:
-                return
-            read.extend(chunk.candidates)  # an image that breaks now was readable before: it keeps its place
-            self.post_message(RerankProgress(len(read), len(waiting), reader))
+        try:
+            for chunk in score(waiting, predictor, pause=self._wait_for_quiet):
+                if worker.is_cancelled:
+                    return
+                read.extend(
+                    chunk.candidates
+                )  # an image that breaks now was readable before: it keeps its place
+                self.post_message(RerankProgress(len(read), len(waiting), reader))
+        except Exception as exc:  # noqa: BLE001 - the waiting images keep their readings: say why
+            self.post_message(RankingFailed(f"the new model could not read the images waiting: {exc}"))
         self.post_message(Reranked(read, reader))
-        for chunk in score(unscored, predictor, pause=self._wait_for_quiet):
+        self._queue_scored(unscored, predictor, reader, worker)
+
+    def _queue_scored(
+        self, candidates: list[Candidate], predictor: Predictor | None, reader: int, worker
+    ) -> None:
+        """Read ``candidates`` and post them chunk by chunk. Should reading break off (onnxruntime, memory),
+        the rest are still queued, unread (typed in, in folder order), and the screen says why: no image
+        is left unasked."""
+        posted = 0
+        try:
+            for chunk in score(candidates, predictor, pause=self._wait_for_quiet):
+                if worker.is_cancelled:
+                    return
+                posted += len(chunk.candidates) + len(chunk.broken)
+                self.post_message(ChunkScored(chunk, reader))
+            return
+        except Exception as exc:  # noqa: BLE001 - reported below; the answers so far are saved already
+            self.post_message(RankingFailed(f"reading stopped ({exc}): the rest are asked unread"))
+        for chunk in score(candidates[posted:], None, pause=self._wait_for_quiet):
             if worker.is_cancelled:
                 return
             self.post_message(ChunkScored(chunk, reader))
@@ -289,13 +316,18 @@ class LabelScreen(Screen):
             return None
         try:
             predictor = Predictor.load(path, self.device)
-        except CheckpointError as exc:
-            self.post_message(ModelChosen(path, None, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a damaged file, onnxruntime, memory: say it, never die silently
+            problem = str(exc) if isinstance(exc, CheckpointError) else f"cannot load {path}: {exc}"
+            self.post_message(ModelChosen(path, None, problem))
             return None
         self.post_message(ModelChosen(path, predictor))
         return predictor
 
     # ---- what the worker found ----------------------------------------------------------------------------
+
+    def on_ranking_failed(self, message: RankingFailed) -> None:
+        self._model_line = Text(message.message, style="bold yellow")
+        self._show_progress()
 
     def on_labelling_failed(self, message: LabellingFailed) -> None:
         self._status(Text(message.message, style="bold red"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -148,3 +150,32 @@ def test_init_base_says_so_when_this_install_has_no_base_model(tmp_path, monkeyp
     monkeypatch.setattr(start, "base_model_path", lambda: None)
     with pytest.raises(TrainingError, match="this install of captcha-tui has no base model"):
         resolve_init("base")
+
+
+def test_a_new_run_never_replaces_an_earlier_one_in_its_folder(
+    tiny_run, prepared_dataset, tmp_path, one_thread
+):
+    """Training twice into one --out (or pressing s again on the dashboard): the first run's files stay
+    byte for byte, the second goes to out-2 (then out-3), and says so first."""
+    out = tmp_path / "default"
+    shutil.copytree(tiny_run, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    config = TrainConfig(data=prepared_dataset, out=out, preset="tiny", epochs=1, device="cpu")
+    for expected in ("default-2", "default-3"):
+        events: list = []
+        result = Trainer(config, events.append).run()
+        assert isinstance(result, ev.Finished), getattr(result, "message", "")
+        moved = tmp_path / expected
+        assert events_of(events, ev.RunStarted)[0].run_dir == str(moved)
+        first_notice = events_of(events, ev.Notice)[0]
+        assert first_notice.level == "warning"
+        assert f"{out} holds an earlier run, kept as it is: this one goes to {moved}" in first_notice.message
+        assert result.best_checkpoint == str(moved / "best.pt") and (moved / "last.pt").is_file()
+        assert json.loads((moved / "config.json").read_text())["out"] == str(moved)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    # --resume carries on the folder named, and a folder with no run in it is used as it is.
+    assert start.new_run_dir(tmp_path / "empty") == (tmp_path / "empty", None)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a run")
+    assert start.new_run_dir(tmp_path / "mine") == (tmp_path / "mine", None)
