@@ -655,12 +655,18 @@ def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "t
         raise UsageError(DASHBOARD_UNDER_TORCHRUN)
     from .tui.app import run_app
 
+    reading = {}
+    if screen == "eval":  # eval's own options: the screen reads on that device, with those constraints
+        from .core.decoding import ReadOptions
+
+        reading = dict(eval_device=args.device, eval_options=ReadOptions(args.charset, args.length))
     ended = run_app(
         config=config,
         image_dir=getattr(args, "images", DEFAULT_IMAGE_DIR),
         autostart=autostart,
         screen=screen,
         model=getattr(args, "model", None),
+        **reading,
     )
     # The dashboard's screen is gone once it exits: say how its run ended, where the files are.
     lines = outcome_lines(ended.result, ended.run_dir)

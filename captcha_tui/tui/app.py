@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerState
 from ..core import events as ev
 from ..core.base_model import default_model
 from ..core.dataset import DatasetError, prepare
+from ..core.decoding import ReadOptions
 from ..core.devices import DeviceError, DeviceInfo, DeviceList, device_name, list_devices, parse_device_list
 from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
@@ -147,6 +148,7 @@ class CaptchaApp(App[int]):
         monitor_interval: float | None = 1.0,
         image_renderer: str = "auto",
         eval_device: str = "cpu",
+        eval_options: ReadOptions | None = None,
         label_dir: Path | None = None,
         runs_dir: Path | None = None,
         label_learn: LearnSettings | None = None,
@@ -168,6 +170,7 @@ class CaptchaApp(App[int]):
         self.data_workers = data_workers
         self.image_renderer = image_renderer
         self.eval_device = eval_device
+        self.eval_options = eval_options  # eval --charset / --length: the eval screen starts with them
         self.label_dir = label_dir  # the folder start_screen="label" opens
         self.label_learn = label_learn  # how the label screen's model learns (None: the defaults)
         # The folder of run folders h lists: start_screen="runs"'s, else the one the run folder is in.
@@ -547,7 +550,11 @@ class CaptchaApp(App[int]):
         run_checkpoint = getattr(self.screen, "run_checkpoint", None)
         if self.eval_screen is None:
             self.eval_screen = EvalScreen(
-                run_checkpoint or self.eval_checkpoint, self.eval_device, self.image_renderer, standalone
+                run_checkpoint or self.eval_checkpoint,
+                self.eval_device,
+                self.image_renderer,
+                standalone,
+                self.eval_options,
             )
             self.install_screen(self.eval_screen, name="eval")
         elif run_checkpoint is not None:
@@ -670,6 +677,8 @@ def run_app(
     label_dir: Path | None = None,
     runs_dir: Path | None = None,
     label_learn: LearnSettings | None = None,
+    eval_device: str = "cpu",
+    eval_options: ReadOptions | None = None,
 ) -> AppExit:
     """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
@@ -678,6 +687,8 @@ def run_app(
         autostart=autostart,
         start_screen=screen,
         model=model,
+        eval_device=eval_device,
+        eval_options=eval_options,
         label_dir=label_dir,
         runs_dir=runs_dir,
         label_learn=label_learn,

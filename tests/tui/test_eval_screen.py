@@ -383,3 +383,47 @@ def test_the_rows_of_a_new_request_are_scrolled_into_view(
             assert table.cursor_row == len(captcha_files)  # on the request's first row
 
     asyncio.run(scenario())
+
+
+def test_the_eval_commands_own_options_reach_the_screen(tiny_run, captcha_files, monkeypatch):
+    """`captcha-tui eval --model M --charset C --length N --device D` with no paths: the screen opens with
+    the constraints typed in and reads on that device (they were dropped before)."""
+    from captcha_tui import cli
+    from captcha_tui.tui.app import CaptchaApp
+
+    image = captcha_files[0]
+    digits = "23456789"
+    expected = Predictor.load(tiny_run / "best.pt").predict(image, ReadOptions(digits, 4)).code
+    args = cli.build_parser().parse_args(
+        [
+            "eval",
+            "--model",
+            str(tiny_run / "best.pt"),
+            "--charset",
+            digits,
+            "--length",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
+    seen = {}
+
+    async def read_once(pilot) -> None:
+        screen = pilot.app.eval_screen
+        await _model_loaded(pilot, screen)
+        seen["inputs"] = (
+            screen.query_one("#read-charset", Input).value,
+            screen.query_one("#read-length", Input).value,
+        )
+        seen["device"] = screen.device
+        await _read(pilot, screen, str(image))
+        seen["code"] = screen.query_one(CodeView).code
+        await pilot.press("escape")
+
+    run = CaptchaApp.run
+    monkeypatch.setattr(
+        CaptchaApp, "run", lambda app: run(app, headless=True, size=SIZE, auto_pilot=read_once)
+    )
+    assert cli._run_app(args, None, autostart=False, screen="eval") == 0
+    assert seen == {"inputs": (digits, "4"), "device": "cpu", "code": expected}

@@ -57,12 +57,18 @@ class EvalScreen(Screen):
     ]
 
     def __init__(
-        self, checkpoint: Path, device: str = "cpu", image_renderer: str = "auto", standalone: bool = False
+        self,
+        checkpoint: Path,
+        device: str = "cpu",
+        image_renderer: str = "auto",
+        standalone: bool = False,
+        read_options: ReadOptions | None = None,
     ) -> None:
         super().__init__(id="eval-screen")
         self.standalone = standalone  # the app's only screen in use: Escape quits instead of going back
         self.checkpoint = Path(checkpoint)
         self.device = device
+        self._first_options = read_options or ReadOptions()  # eval --charset / --length, typed in already
         self._image_renderer = image_renderer
         self._model_lock = threading.Lock()  # one load at a time; workers share the loaded model
         self._predictor: Predictor | None = None
@@ -82,9 +88,15 @@ class EvalScreen(Screen):
             )
         with Horizontal(id="read-options-row"):
             yield Label("read only ", classes="option-label")
-            yield Input(placeholder="any of the model's characters", id="read-charset")
+            first = self._first_options
+            yield Input(first.charset or "", placeholder="any of the model's characters", id="read-charset")
             yield Label(" length ", classes="option-label")
-            yield Input(placeholder="any", id="read-length", type="integer")
+            yield Input(
+                "" if first.length is None else str(first.length),
+                placeholder="any",
+                id="read-length",
+                type="integer",
+            )
         yield PathInput(placeholder="image, folder or glob · Tab completes · Enter reads", id="image-path")
         yield Static("", id="eval-message")
         with Horizontal(id="prediction-row"):
