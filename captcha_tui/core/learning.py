@@ -171,6 +171,9 @@ class Learner:
                 seed=number,
                 workers=1,
                 replace=True,
+                # Each round starts from the last one's weights: an image it trained on must never be
+                # scored as unseen in the next, however many answers came in between.
+                stable_split=True,
             )
         except DatasetError as exc:
             raise LearnError(f"cannot pack the answers: {exc}") from None

@@ -60,6 +60,40 @@ def test_split_is_80_10_10_and_reproducible(captcha_dir, prepared_dataset, tmp_p
     )
 
 
+def test_a_stable_split_keeps_every_image_in_its_split_as_the_folder_grows(captcha_files, tmp_path) -> None:
+    """The label screen's rounds pack a growing folder again and again, each fine-tuned from the last: no
+    image may move from one split to another (a trained-on image scored as unseen), whatever the seed."""
+
+    def splits(folder: Path) -> dict[str, set[bytes]]:
+        arrays = _arrays(folder)
+        return {split: {row.tobytes() for row in arrays[f"{split}_images"]} for split in SPLITS}
+
+    folder = tmp_path / "answers"
+    _copy(captcha_files[:60], folder)
+    small = prepare(folder, tmp_path / "first", workers=1, seed=1, stable_split=True)
+    _copy(captcha_files[60:], folder)
+    grown = prepare(folder, tmp_path / "second", workers=1, seed=2, stable_split=True)
+    first, second = splits(tmp_path / "first"), splits(tmp_path / "second")
+    for split in SPLITS:
+        assert first[split] <= second[split], split
+    assert sum(small.counts.values()) == 60 and sum(grown.counts.values()) == 300
+    assert 0.7 < grown.counts["train"] / 300 < 0.9 and all(grown.counts[s] >= 15 for s in ("val", "test"))
+    assert json.loads((tmp_path / "second" / MANIFEST).read_text())["split"] == "by content"
+    # The shuffled split (the default) moves images between splits when the folder grows.
+    prepare(folder, tmp_path / "shuffled", workers=1, seed=2)
+    assert json.loads((tmp_path / "shuffled" / MANIFEST).read_text())["split"] == "shuffled"
+    assert not splits(tmp_path / "shuffled")["test"] >= first["test"]
+
+
+@pytest.mark.parametrize("count", [3, 4, 5, 8])
+def test_a_stable_split_of_a_few_images_leaves_no_split_empty(count) -> None:
+    for start in range(0, 400, 8):  # many draws of digests: some would leave a split empty
+        digests = [f"{(start + i) * 2654435761 % 2**32:08x}" + "0" * 24 for i in range(count)]
+        split = ds._stable_splits(digests)
+        assert set(split) == {"train", "val", "test"}, (start, split)
+        assert split == ds._stable_splits(digests)
+
+
 @pytest.mark.parametrize(
     ("total", "counts"),
     [(0, (0, 0, 0)), (1, (1, 0, 0)), (2, (2, 0, 0)), (3, (1, 1, 1)), (10, (8, 1, 1)), (300, (240, 30, 30))],

@@ -4,6 +4,7 @@ captchas, a real tiny checkpoint and real (short) fine-tunes of it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -184,6 +185,9 @@ def test_every_n_answers_starts_a_fine_tune_on_its_own(prepared_dataset, tiny_ru
             assert f"fine-tuned on {EARLIER + 3} answers" in _text(screen, "#label-learn")
 
     asyncio.run(scenario())
+    # Packed so that each answer keeps its split in every later round (each fine-tunes the one before).
+    (manifest,) = folder.rglob("manifest.json")
+    assert json.loads(manifest.read_text())["split"] == "by content"
 
 
 class Boom(Trainer):
