@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import sync_folder
 from .images import MODEL_IMAGE_SIZE, ImageError, decode_rgb, peek_size, read_bytes, to_model_array
 from .labels import (
     LABEL_FILES,
@@ -545,6 +546,14 @@ def _check_replaceable(out_dir: Path) -> None:
         )
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync every file of ``folder``, then the folder itself."""
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    sync_folder(folder)
+
+
 def _write_dataset(
     out_dir: Path, images: np.ndarray, labels: np.ndarray, bounds: dict, manifest: dict, replace: bool
 ) -> None:
@@ -559,6 +568,7 @@ def _write_dataset(
             np.save(staging / f"{split}_images.npy", images[start:stop])
             np.save(staging / f"{split}_labels.npy", labels[start:stop])
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _sync_folder(staging)  # on disk before the previous dataset is deleted: a power cut keeps one of them
         _check_out_dir(out_dir, replace)  # again: the folder may have changed while decoding
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -629,3 +630,23 @@ def test_the_label_screens_notes_are_reasons_and_the_last_row_wins(captcha_files
     assert report.skipped == {"marked unreadable": 1, "answer undone, not labelled again": 1}
     assert Path(report.examples["marked unreadable"]).name == names[3]
     assert Path(report.examples["answer undone, not labelled again"]).name == names[4]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names synced files through /proc (Linux)")
+def test_the_new_dataset_is_on_disk_before_the_previous_one_is_deleted(captcha_files, tmp_path, monkeypatch):
+    """A power cut during a replace keeps one whole dataset: every new file is synced before the swap."""
+    folder = _copy(captcha_files[:20], tmp_path / "images")[0].parent
+    prepare(folder, tmp_path / "set", workers=1)
+    synced, order = [], []
+    fsync = ds.os.fsync
+    monkeypatch.setattr(
+        ds.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))
+    )
+    rename = Path.rename
+    monkeypatch.setattr(
+        Path, "rename", lambda self, target: (order.append((len(synced), self.name)), rename(self, target))[1]
+    )
+    prepare(folder, tmp_path / "set", workers=1, replace=True)
+    staged = {Path(p).name for p in synced if Path(p).parent.name == ".set.partial"}
+    assert staged == DATASET_FILES
+    assert order[0] == (len(synced), "set")  # the previous dataset moved aside only after every sync
