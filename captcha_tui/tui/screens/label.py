@@ -36,7 +36,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from ...core import events as ev
 from ...core.base_model import base_model_path, is_base_model
@@ -267,9 +267,8 @@ class LabelScreen(Screen):
             for chunk in score(waiting, predictor, pause=self._wait_for_quiet):
                 if worker.is_cancelled:
                     return
-                read.extend(
-                    chunk.candidates
-                )  # an image that breaks now was readable before: it keeps its place
+                # An image that breaks now was readable before: it keeps its place.
+                read.extend(chunk.candidates)
                 self.post_message(RerankProgress(len(read), len(waiting), reader))
         except Exception as exc:  # noqa: BLE001 - the waiting images keep their readings: say why
             self.post_message(RankingFailed(f"the new model could not read the images waiting: {exc}"))
@@ -277,7 +276,7 @@ class LabelScreen(Screen):
         self._queue_scored(unscored, predictor, reader, worker)
 
     def _queue_scored(
-        self, candidates: list[Candidate], predictor: Predictor | None, reader: int, worker
+        self, candidates: list[Candidate], predictor: Predictor | None, reader: int, worker: Worker
     ) -> None:
         """Read ``candidates`` and post them chunk by chunk. Should reading break off (onnxruntime, memory),
         the rest are still queued, unread (typed in, in folder order), and the screen says why: no image
