@@ -265,7 +265,7 @@ def resume(
         checkpoint = load_checkpoint(path, map_location=device)
     except CheckpointError as exc:
         raise TrainingError(
-            f"cannot resume: {exc}; train without --resume to start afresh (or use another --out)"
+            f"cannot resume: {exc}; train without --resume to start a new run (it goes beside this one)"
         ) from None
     meta = checkpoint.meta
     mismatch = meta.spec.differences(spec)
