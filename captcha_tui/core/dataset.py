@@ -457,9 +457,8 @@ def _split(
     else:
         split_of = _stable_splits(digests)
         rank = {"train": 0, "val": 1, "test": 2}
-        order = np.asarray(
-            sorted(order, key=lambda i: rank[split_of[i]]), dtype=np.int64
-        )  # stable: seed order kept
+        # A stable sort: within each split the seed's order is kept.
+        order = np.asarray(sorted(order, key=lambda i: rank[split_of[i]]), dtype=np.int64)
         n_train, n_val = sum(s == "train" for s in split_of), sum(s == "val" for s in split_of)
     image_array = np.stack(images)[order]
     label_array = np.asarray(labels, dtype=np.uint8)[order]

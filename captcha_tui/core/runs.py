@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from . import events as ev
-from .train.config import BEST, CONFIG, HISTORY, LOG, RUN_FILES
+from .train.config import BEST, CONFIG, HISTORY, LOG, holds_run
 from .train.stopping import best_epoch
 
 ERROR_LOG = "error.log"
@@ -212,7 +212,7 @@ def find_runs(root: Path) -> list[Path]:
     found = []
     for entry in Path(root).iterdir():
         try:
-            if entry.is_dir() and any((entry / name).exists() for name in RUN_FILES):
+            if entry.is_dir() and holds_run(entry):
                 found.append(entry)
         except OSError:
             continue  # a folder we may not look into is no run of ours

@@ -20,6 +20,11 @@ CONFIG = "config.json"
 RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder a run folder
 
 
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` has any of a run's files (a checkpoint, the history, the log or the config)."""
+    return any((Path(folder) / name).exists() for name in RUN_FILES)
+
+
 @dataclass
 class TrainConfig:
     # A field with "help" in its metadata is a command-line option of `train` and of the dashboard, built

@@ -26,7 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..spec import PAD, CodeSpec
-from .config import BEST, DEFAULT_RUN_DIR, LAST, RUN_FILES, ConfigError, TrainConfig, TrainingError
+from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError, holds_run
 
 
 @dataclass
@@ -43,11 +43,6 @@ class RunState:
     elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
     schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
     history: list[dict] = field(default_factory=list)
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` has any of a run's files (a checkpoint, the history, the log or the config)."""
-    return any((folder / name).exists() for name in RUN_FILES)
 
 
 def new_run_dir(out: Path) -> tuple[Path, ev.Notice | None]:
