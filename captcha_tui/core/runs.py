@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from . import events as ev
@@ -19,7 +19,6 @@ from .train.config import BEST, CONFIG, HISTORY, LOG, holds_run
 from .train.stopping import best_epoch
 
 ERROR_LOG = "error.log"
-EPOCH_FIELDS = tuple(f.name for f in fields(ev.EpochEnd))
 UNFINISHED = "unfinished"  # no Finished or Failed after the last start: still training, or killed
 FAILED = "failed"
 # The run's own folder: it differs between any two runs and the run's name already says it.
@@ -36,12 +35,33 @@ def read_history(run_dir: Path) -> tuple[tuple[ev.EpochEnd, ...], int]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            # Fields added since (with defaults) may be missing from older runs' rows.
-            epochs.append(ev.EpochEnd(**{name: row[name] for name in EPOCH_FIELDS if name in row}))
+            epochs.append(_epoch_row(json.loads(line)))
         except (ValueError, TypeError, KeyError):
             damaged += 1
     return tuple(epochs), damaged
+
+
+def _epoch_row(row) -> ev.EpochEnd:
+    """One history row as an EpochEnd, its fields type-checked (a hand-edited or damaged row must not
+    reach the charts and sorts as a string or a null); raises TypeError or KeyError."""
+    if not isinstance(row, dict):
+        raise TypeError("not an object")
+    values = {}
+    for spec in fields(ev.EpochEnd):
+        if spec.name not in row:
+            if spec.default is MISSING:
+                raise KeyError(spec.name)
+            continue  # a field added since (with a default), missing from older runs' rows
+        value = row[spec.name]
+        optional = "None" in str(spec.type)
+        if value is None and optional:
+            values[spec.name] = None
+            continue
+        number = _number(value, int if str(spec.type).startswith("int") else float)
+        if number is None:
+            raise TypeError(f"{spec.name}: {value!r}")
+        values[spec.name] = number
+    return ev.EpochEnd(**values)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,24 @@ def test_a_damaged_run_still_lists_with_what_is_known_and_says_what_is_wrong(thr
     )
 
 
+def test_history_rows_of_the_wrong_types_are_skipped_not_listed(three_runs, tmp_path):
+    """A hand-edited row (a null accuracy, a number as a string) is damaged, as a cut one is: before, it
+    reached the best-epoch sort and the whole listing died on a TypeError."""
+    run = shutil.copytree(three_runs[0] / "c-tiny-lr", tmp_path / "run")
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    null_accuracy = {**rows[0], "val_accuracy": None}
+    text_seconds = {**rows[0], "seconds": "1.0"}
+    true_epoch = {**rows[0], "epoch": True}
+    lines = [null_accuracy, text_seconds, true_epoch, rows[1], [1, 2]]
+    (run / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
+    epochs, damaged = read_history(run)
+    assert [e.epoch for e in epochs] == [2] and damaged == 4
+    assert isinstance(epochs[0].val_accuracy, float) and epochs[0].pseudo_labels is None
+    record = read_run(run)
+    assert record.best_epoch == 2 and "history.jsonl: 4 damaged lines skipped" in record.problems
+    assert [r.name for r in list_runs(tmp_path)] == ["run"]
+
+
 def test_a_run_with_no_history_takes_its_best_from_its_finish(three_runs, tmp_path):
     run = shutil.copytree(three_runs[0] / "b-ctc", tmp_path / "run")
     done = three_runs[1]["b-ctc"]
