@@ -239,6 +239,47 @@ def test_resume_from_a_damaged_checkpoint_fails_clearly(prepared_dataset, run_co
     assert "last.pt is truncated or corrupt" in result.message
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_damaged_best_pt_refuses_the_resume_and_says_how_to_go_on(
+    prepared_dataset, run_copy, one_thread
+) -> None:
+    best = run_copy / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    before = {name: data for name, data in _files(run_copy).items() if name != "error.log"}
+    result, events = _train(_config(prepared_dataset, run_copy, resume=True, epochs=2))
+    assert isinstance(result, ev.Failed) and not events_of(events, ev.RunStarted)
+    assert "best.pt is truncated or corrupt" in result.message and "last.pt is sound" in result.message
+    assert f"mv {best} {best}.damaged" in result.message
+    # Refused before this session started: the run's files as they were, its train.log's ending too.
+    assert {name: data for name, data in _files(run_copy).items() if name != "error.log"} == before
+    best.rename(run_copy / "best.pt.damaged")  # as the message says: then it resumes
+    result, events = _train(_config(prepared_dataset, run_copy, resume=True, epochs=2))
+    assert isinstance(result, ev.Finished), result
+    assert events_of(events, ev.RunStarted)[0].start_epoch == 2
+
+
+def test_a_run_without_its_last_pt_is_not_overwritten_by_resume(prepared_dataset, run_copy, one_thread):
+    """``--resume`` on a folder whose run lost its last.pt (removed to save space, or killed before its
+    first epoch ended): refused, where it used to start a new run there over that run's best.pt."""
+    (run_copy / "last.pt").unlink()
+    before = _files(run_copy)
+    result, events = _train(_config(prepared_dataset, run_copy, resume=True, epochs=2))
+    assert isinstance(result, ev.Failed) and result.usage
+    assert f"{run_copy} holds a run but no last.pt" in result.message
+    assert "train without --resume to start a new run (it goes beside this one)" in result.message
+    assert _files(run_copy) == before and not events_of(events, ev.RunStarted)
+
+
+def test_resume_into_an_empty_folder_starts_a_new_run(prepared_dataset, tmp_path, one_thread) -> None:
+    result, events = _train(_config(prepared_dataset, tmp_path / "new", resume=True))
+    assert isinstance(result, ev.Finished), result
+    assert any("nothing to resume in" in e.message for e in events_of(events, ev.Notice))
+    assert (tmp_path / "new" / "best.pt").is_file()
+
+
 # ---- kill -9 in the middle of a save ----------------------------------------------------------------------------
 
 SLOW_SAVE = textwrap.dedent(

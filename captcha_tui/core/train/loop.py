@@ -109,6 +109,9 @@ class Trainer:
         self._before_s = 0.0  # training time of a resumed run's earlier sessions
         self._group: Group | None = None  # under torchrun: this process's place in the run
         self._progress: tuple[_Run, RunState] | None = None  # once set up: what a peer's failure saves
+        # Whether this session's RunStarted is logged: what fails before it (a refused --resume, a missing
+        # dataset) goes to the listener only, so that an earlier run's train.log keeps its own ending.
+        self._logging = False
 
     def _session_s(self) -> float:
         """Training seconds of this session: pauses excluded."""
@@ -690,6 +693,9 @@ class Trainer:
         self._sink(event)
 
     def _log(self, event: ev.TrainerEvent) -> None:
+        self._logging = self._logging or isinstance(event, ev.RunStarted)
+        if not self._logging:
+            return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with (self.run_dir / LOG).open("a", encoding="utf-8") as handle:
@@ -731,9 +737,8 @@ class Trainer:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.run_dir / "error.log"
-            log_path.write_text(
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n\n{trace}", encoding="utf-8"
-            )
+            with log_path.open("a", encoding="utf-8") as handle:  # after any earlier failure's, kept
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n\n{trace}\n")
         except OSError:
             log_path = None
         event = ev.Failed(message=message, traceback=trace, log_path=str(log_path) if log_path else None)

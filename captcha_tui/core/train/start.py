@@ -251,8 +251,14 @@ def resume(
     device: torch.device,
 ) -> Resumed:
     """Load last.pt's weights, optimiser and state into ``model`` and ``optimizer`` (a fresh start, with a
-    warning, when there is none)."""
+    warning, in a folder that holds no run; refused where a run is there without its last.pt)."""
     path = run_dir / LAST
+    if not path.exists() and holds_run(run_dir):
+        # A new run here would write over that run's best.pt and history: refused, not started.
+        raise ConfigError(
+            f"cannot resume: {run_dir} holds a run but no {LAST} (removed, or the run was killed before "
+            f"its first epoch ended); train without --resume to start a new run (it goes beside this one)"
+        )
     if not path.exists():
         notice = ev.Notice(f"nothing to resume in {run_dir}: starting a new run", "warning")
         return Resumed(RunState(batch_size=run_batch_size(preset, config.batch_size)), None, None, notice)
@@ -286,7 +292,13 @@ def resume(
     state.history = list(checkpoint.history)
     best_weights = None
     if (run_dir / BEST).exists():
-        best_weights = load_checkpoint(run_dir / BEST, map_location=device).model
+        try:
+            best_weights = load_checkpoint(run_dir / BEST, map_location=device).model
+        except CheckpointError as exc:
+            raise TrainingError(
+                f"cannot resume: {exc}; {LAST} is sound: to resume without it, move it aside (mv "
+                f"{run_dir / BEST} {run_dir / BEST}.damaged), and the run's next new best is saved as {BEST}"
+            ) from None
     where = f"epoch {state.epoch + 1}" + (f", image {state.position}" if state.position else "")
     best = f"best {state.best_val:.3f} at epoch {state.best_epoch}" if state.best_epoch else "no best yet"
     left = config.epochs - state.epoch

@@ -100,12 +100,16 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     # --epochs is the run's total budget: 1 epoch is already spent (and part of the next), so it is refused
     # before anything is written.
     before = (tmp_path / "last.pt").read_bytes()
+    log_before = (tmp_path / "train.log").read_bytes()
     refused = Trainer(replace(config, resume=True, epochs=1)).run()
     assert isinstance(refused, ev.Failed) and "\n" not in refused.message
     assert "already trained 1 epoch and part of epoch 2" in refused.message
     assert "--epochs 1 is the run's total epoch budget" in refused.message
     assert "pass --epochs 2 or more" in refused.message
     assert (tmp_path / "last.pt").read_bytes() == before
+    # Nor logged: the run's record (`captcha-tui runs`) still ends with its own stop, not "failed".
+    assert (tmp_path / "train.log").read_bytes() == log_before
+    assert read_run(tmp_path).status == "stopped"
     # A command to change, not a fault: no traceback, no error.log (issue 25).
     assert refused.usage and refused.traceback == "" and not (tmp_path / "error.log").exists()
 
