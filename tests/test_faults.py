@@ -262,8 +262,8 @@ def test_a_damaged_best_pt_refuses_the_resume_and_says_how_to_go_on(
 
 
 def test_a_run_without_its_last_pt_is_not_overwritten_by_resume(prepared_dataset, run_copy, one_thread):
-    """``--resume`` on a folder whose run lost its last.pt (removed to save space, or killed before its
-    first epoch ended): refused, where it used to start a new run there over that run's best.pt."""
+    """``--resume`` on a folder whose run lost its last.pt (removed to save space): refused, where it used
+    to start a new run there over that run's best.pt."""
     (run_copy / "last.pt").unlink()
     before = _files(run_copy)
     result, events = _train(_config(prepared_dataset, run_copy, resume=True, epochs=2))
@@ -273,11 +273,18 @@ def test_a_run_without_its_last_pt_is_not_overwritten_by_resume(prepared_dataset
     assert _files(run_copy) == before and not events_of(events, ev.RunStarted)
 
 
-def test_resume_into_an_empty_folder_starts_a_new_run(prepared_dataset, tmp_path, one_thread) -> None:
-    result, events = _train(_config(prepared_dataset, tmp_path / "new", resume=True))
+@pytest.mark.parametrize("left", [(), ("config.json", "train.log")], ids=["empty", "killed-before-a-save"])
+def test_resume_where_nothing_was_trained_starts_a_new_run(prepared_dataset, tmp_path, one_thread, left):
+    """An empty folder, or a run killed (kill -9) before its first save, which left its config and log
+    only: nothing to lose, so ``--resume`` starts the run there (a script's "resume or start")."""
+    run = tmp_path / "new"
+    run.mkdir()
+    for name in left:
+        (run / name).write_text("{}\n" if name.endswith(".json") else "")
+    result, events = _train(_config(prepared_dataset, run, resume=True))
     assert isinstance(result, ev.Finished), result
     assert any("nothing to resume in" in e.message for e in events_of(events, ev.Notice))
-    assert (tmp_path / "new" / "best.pt").is_file()
+    assert (run / "best.pt").is_file() and result.best_checkpoint == str(run / "best.pt")
 
 
 # ---- kill -9 in the middle of a save ----------------------------------------------------------------------------

@@ -26,7 +26,16 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..spec import PAD, CodeSpec
-from .config import BEST, DEFAULT_RUN_DIR, LAST, ConfigError, TrainConfig, TrainingError, holds_run
+from .config import (
+    BEST,
+    DEFAULT_RUN_DIR,
+    HISTORY,
+    LAST,
+    ConfigError,
+    TrainConfig,
+    TrainingError,
+    holds_run,
+)
 
 
 @dataclass
@@ -231,6 +240,12 @@ def fine_tune(
     )
 
 
+def _trained(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds what a run trained: a best.pt, or a history with an epoch in it."""
+    history = run_dir / HISTORY
+    return (run_dir / BEST).exists() or (history.is_file() and history.stat().st_size > 0)
+
+
 @dataclass(frozen=True)
 class Resumed:
     """What a resume starts from: the state, where the run was fine-tuned from, its best weights so far."""
@@ -253,11 +268,12 @@ def resume(
     """Load last.pt's weights, optimiser and state into ``model`` and ``optimizer`` (a fresh start, with a
     warning, in a folder that holds no run; refused where a run is there without its last.pt)."""
     path = run_dir / LAST
-    if not path.exists() and holds_run(run_dir):
-        # A new run here would write over that run's best.pt and history: refused, not started.
+    if not path.exists() and _trained(run_dir):
+        # A new run here would write over that run's best.pt and history: refused, not started. (A run
+        # killed before its first save left only its config and log: starting afresh there loses nothing.)
         raise ConfigError(
-            f"cannot resume: {run_dir} holds a run but no {LAST} (removed, or the run was killed before "
-            f"its first epoch ended); train without --resume to start a new run (it goes beside this one)"
+            f"cannot resume: {run_dir} holds a run but no {LAST} (removed?); train without --resume to "
+            f"start a new run (it goes beside this one)"
         )
     if not path.exists():
         notice = ev.Notice(f"nothing to resume in {run_dir}: starting a new run", "warning")
