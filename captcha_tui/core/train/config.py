@@ -18,6 +18,7 @@ DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
 CONFIG = "config.json"
 RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder a run folder
+MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0  # a week; torch turns the timeout into whole milliseconds (inf overflows)
 
 
 def holds_run(folder: Path) -> bool:
@@ -205,9 +206,10 @@ class TrainConfig:
             raise ValueError(f"--train-images must be at least 1 (got {self.train_images})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError("target accuracy must be in (0, 1]")
-        if not self.dist_timeout_s > 0:
+        if not 0 < self.dist_timeout_s <= MAX_DIST_TIMEOUT_S:
             raise ValueError(
-                f"--dist-timeout must be a positive number of seconds (got {self.dist_timeout_s})"
+                f"--dist-timeout must be a number of seconds from 0 to {MAX_DIST_TIMEOUT_S:,.0f} (a week; "
+                f"got {self.dist_timeout_s})"
             )
         if not 0 < self.pseudo_threshold <= 1:
             raise ValueError(f"--pseudo-threshold must be in (0, 1] (got {self.pseudo_threshold})")

@@ -166,8 +166,20 @@ class Group:
 def join(device_spec: str | None, timeout_s: float) -> Group:
     """Join the run's process group, on this process's own device; collectives time out after
     ``timeout_s`` seconds."""
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    # torchrun sets them all; a WORLD_SIZE left over from another tool's environment sets only that one.
+    needed = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    missing = [name for name in needed if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(
+            f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} says this is one of several training processes, but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: start them with "
+            f"torchrun (or --device cpu:N, cuda:all), or unset WORLD_SIZE to train in one process"
+        )
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError as exc:
+        raise ConfigError(f"RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers ({exc})") from None
     device = process_device(device_spec, local_rank)
     timeout = timedelta(seconds=timeout_s)
     if device.type == "cuda":

@@ -141,6 +141,59 @@ def test_the_dashboard_is_refused_under_torchrun(monkeypatch, capsys, prepared_d
     assert not (tmp_path / "run").exists()
 
 
+def test_a_stray_world_size_without_the_launchers_other_variables_says_so(
+    monkeypatch, capsys, prepared_dataset, tmp_path
+):
+    """WORLD_SIZE left over from another tool's environment, with no RANK: a usage error in words
+    (it was ``error: KeyError: 'RANK'`` with a traceback in error.log)."""
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = cli.main(
+        [
+            "train",
+            "--headless",
+            "--data",
+            str(prepared_dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "WORLD_SIZE=2 says this is one of several training processes" in err
+    assert "RANK, MASTER_ADDR, MASTER_PORT are not set" in err and "unset WORLD_SIZE" in err
+    assert "Traceback" not in err and not (tmp_path / "run" / "error.log").exists()
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "0", "1e9"])
+def test_dist_timeout_out_of_range_is_a_usage_error(capsys, prepared_dataset, tmp_path, seconds):
+    code = cli.main(
+        [
+            "train",
+            "--headless",
+            "--data",
+            str(prepared_dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu:2",
+            "--dist-timeout",
+            seconds,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--dist-timeout must be a number of seconds from 0 to 604,800" in err
+    assert "OverflowError" not in err
+
+
 # ---- end to end, two processes ----------------------------------------------------------------------------
 
 
