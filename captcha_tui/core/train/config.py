@@ -18,7 +18,9 @@ DEFAULT_RUN_DIR = Path("runs/default")
 BEST, LAST, HISTORY, LOG = "best.pt", "last.pt", "history.jsonl", "train.log"
 CONFIG = "config.json"
 RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder a run folder
-MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0  # a week; torch turns the timeout into whole milliseconds (inf overflows)
+MAX_DIST_TIMEOUT_S = (
+    7 * 24 * 3600.0
+)  # a week; torch turns the timeout into whole milliseconds (inf overflows)
 
 
 def holds_run(folder: Path) -> bool:

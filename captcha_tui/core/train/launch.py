@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -35,6 +36,8 @@ from .config import TrainConfig
 EventSink = Callable[[ev.TrainerEvent], None]
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+RELAY_POLL_S = 0.1  # how often the front end's event reader looks whether the processes have ended
+RELAY_DRAIN_S = 10.0  # how long it may take, once they have, to hand on the events still queued
 
 
 @dataclass(frozen=True)
@@ -253,9 +256,18 @@ class LaunchedRun:
     def run(self) -> ev.Finished | ev.Failed:
         """Train to the end; never raises. Returns the run's last event (also passed on)."""
         ended: list[ev.Finished | ev.Failed] = []
+        launched = threading.Event()  # set once every process has ended: what is in the queue is all
 
+        # No end-of-events marker through the queue: a process killed while sending holds the queue's
+        # write lock for ever, and a marker put after it would never arrive (the front end hung).
         def relay() -> None:
-            while (event := self._queue.get()) is not None:
+            while True:
+                try:
+                    event = self._queue.get(timeout=RELAY_POLL_S)
+                except queue.Empty:
+                    if launched.is_set():
+                        return
+                    continue
                 if isinstance(event, (ev.Finished, ev.Failed)):
                     ended.append(event)
                 self._sink(event)
@@ -267,8 +279,9 @@ class LaunchedRun:
         except Exception as exc:  # noqa: BLE001 - the launcher itself failed (a port, a spawn): say so
             outcome = Outcome(1, f"could not start the training processes: {type(exc).__name__}: {exc}")
         finally:
-            self._queue.put(None)
-            reader.join()
+            launched.set()
+            # Bounded: a message cut off by a kill would block the reader's read for ever (it is a daemon).
+            reader.join(timeout=RELAY_DRAIN_S)
         if outcome.message is not None:
             failed = ev.Failed(message=outcome.message)
             self._sink(failed)

@@ -19,11 +19,13 @@ from captcha_tui import cli
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.dataset import load_dataset
+from captcha_tui.core.devices import parse_device_list
 from captcha_tui.core.predictor import Predictor
 from captcha_tui.core.train import TrainConfig, Trainer
+from captcha_tui.core.train import launch as launch_module
 from captcha_tui.core.train.config import ConfigError
 from captcha_tui.core.train.distributed import process_device
-from captcha_tui.core.train.launch import Outcome, ToQueue, _keep_output_of_failure
+from captcha_tui.core.train.launch import LaunchedRun, Outcome, ToQueue, _keep_output_of_failure
 from tests.helpers import assert_rank_0_wrote_one_run, history_rows
 
 REPO = Path(__file__).resolve().parents[3]
@@ -227,3 +229,35 @@ def test_a_process_that_exits_at_once_after_an_interrupt_still_delivers_every_ev
     process.join(timeout=60)
     assert process.exitcode == 130
     assert received == list(range(500))
+
+
+def _send_then_die_holding_the_queue(sink: ToQueue) -> None:
+    sink()(ev.Notice("epoch 1 of 2"))
+    sink.flush()
+    sink.queue._wlock.acquire()  # as a process killed (kill -9) while its events were being sent
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_process_killed_while_sending_an_event_does_not_hang_the_front_end(monkeypatch, tmp_path):
+    """The dashboard's run (LaunchedRun) must end even when a killed process left the event queue's lock
+    held: it used to end its reader with a marker sent through that queue, which never arrived."""
+    import multiprocessing
+    import threading
+
+    def fake_launch(config, devices, make_sink, stop, output):
+        spawn = multiprocessing.get_context("spawn")  # as the launcher's processes are made
+        process = spawn.Process(target=_send_then_die_holding_the_queue, args=(make_sink,))
+        process.start()
+        process.join(timeout=60)
+        assert process.exitcode == -signal.SIGKILL
+        return Outcome(1, "process 0 was killed (SIGKILL)")
+
+    monkeypatch.setattr(launch_module, "launch", fake_launch)
+    events, results = [], []
+    run = LaunchedRun(TrainConfig(out=tmp_path), parse_device_list("cpu:2"), events.append)
+    thread = threading.Thread(target=lambda: results.append(run.run()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "LaunchedRun.run() hung after a process died holding the queue"
+    assert isinstance(results[0], ev.Failed) and results[0].message == "process 0 was killed (SIGKILL)"
+    assert [e.message for e in events] == ["epoch 1 of 2", "process 0 was killed (SIGKILL)"]
