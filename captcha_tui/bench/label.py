@@ -126,7 +126,8 @@ async def _session(
         label_dir=folder,
         monitor_interval=None,
         devices=[],
-        label_learn=LearnSettings(every=0, time_limit_s=learn_time_limit_s),
+        # Its model always kept: the bench times the heavier end of a round, the queue read again by it.
+        label_learn=LearnSettings(every=0, time_limit_s=learn_time_limit_s, only_if_better=False),
     )
     async with app.run_test(size=SIZE) as pilot:
         started = time.perf_counter()

@@ -24,12 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import events as ev
-from .checkpoint import load_checkpoint
-from .dataset import DatasetError, prepare
+from .checkpoint import CheckpointError, load_checkpoint
+from .dataset import DatasetError, load_dataset, prepare
+from .decoding import edit_distance
 from .labelling import label_file_in
 from .labels import LabelError, normalise, read_label_rows
 from .model import DEFAULT_BATCH_SIZE
+from .predictor import Predictor
 from .spec import CodeSpec
 from .train import TrainConfig, Trainer
 from .train.config import BEST
@@ -61,6 +65,52 @@ class LearnSettings:
     # Linux: how much lower the fine-tune's thread runs than the rest (nice), so that the UI thread gets a
     # core first whenever it has a frame to draw.
     nice: int = 10
+    # A round's model replaces the one read with only where it reads more of the answers the round held
+    # out (a fine-tune on a few answers can unlearn what the model read well: the base on its own style).
+    only_if_better: bool = True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The model a round started from and the one it made, on the answers the round held out (its
+    validation and test splits: by content, so no round ever trained on them)."""
+
+    answers: int
+    before: tuple[int, int]  # (whole codes, characters) read right by the model the round started from
+    after: tuple[int, int]  # the same by the round's model
+    characters: int  # in those answers
+
+    @property
+    def better(self) -> bool:
+        """Whether the round's model reads more of them: whole codes first, then characters (where
+        nothing was held out, there is nothing to judge it by, and it is kept)."""
+        return self.answers == 0 or self.after > self.before
+
+    def describe(self) -> str:
+        """'3 of 5 held-out answers read (the model before: 4)'."""
+        return (
+            f"{self.after[0]} of {self.answers} held-out answer{'s' if self.answers != 1 else ''} read "
+            f"(the model before: {self.before[0]})"
+        )
+
+
+def compare_on_held_out(before: Path, after: Path, dataset: Path, device: str = "cpu") -> Comparison:
+    """Read the validation and test answers of the round's ``dataset`` with both checkpoints. Raises
+    CheckpointError or DatasetError."""
+    data = load_dataset(dataset)
+    images = np.concatenate([data.images[split] for split in ("val", "test")])
+    labels = np.concatenate([data.labels[split] for split in ("val", "test")])
+    codes = [data.spec.decode(row) for row in labels]
+    scores = []
+    for path in (before, after):
+        predictor = Predictor.load(path, device)
+        read = predictor.predict_arrays(images) if len(images) else []
+        whole = sum(p.code == code for p, code in zip(read, codes, strict=True))
+        chars = sum(
+            max(0, len(code) - edit_distance(p.code, code)) for p, code in zip(read, codes, strict=True)
+        )
+        scores.append((whole, chars))
+    return Comparison(len(codes), scores[0], scores[1], sum(map(len, codes)))
 
 
 @dataclass(frozen=True)
@@ -73,6 +123,12 @@ class RoundResult:
     best: Path | None  # its best.pt, None when it left none (stopped before a first best, failed)
     outcome: ev.Finished | ev.Failed
     finished_at: float  # time.time()
+    comparison: Comparison | None = None  # where it left a best.pt (and only_if_better)
+
+    @property
+    def kept(self) -> bool:
+        """Whether its model is to replace the one read with."""
+        return self.best is not None and (self.comparison is None or self.comparison.better)
 
     @property
     def failed(self) -> bool:
@@ -206,13 +262,22 @@ class Learner:
                 self._trainer = None
         self.rounds += 1
         best = run_dir / BEST
+        best = best if isinstance(outcome, ev.Finished) and best.is_file() else None
+        comparison = None
+        if best is not None and settings.only_if_better and not self._stop.is_set():
+            try:
+                comparison = compare_on_held_out(Path(init), best, self.root / DATASET, settings.device)
+            except (CheckpointError, DatasetError) as exc:
+                outcome = ev.Failed(message=f"cannot compare its model with the one before: {exc}")
+                best = None
         return RoundResult(
             number=number,
             answers=report.total,
             run_dir=run_dir,
-            best=best if isinstance(outcome, ev.Finished) and best.is_file() else None,
+            best=best,
             outcome=outcome,
             finished_at=time.time(),
+            comparison=comparison,
         )
 
     def _train(self, trainer: Trainer) -> ev.Finished | ev.Failed:

@@ -5,9 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from captcha_tui.core.base_model import base_model_path
+from captcha_tui.core.dataset import load_dataset
 from captcha_tui.core.labelling import Candidate, FolderScan, LabelFile, LabellingSession, ScoredChunk
-from captcha_tui.core.learning import Learner, LearnError, LearnSettings, answers_spec, work_dir
+from captcha_tui.core.learning import (
+    Comparison,
+    Learner,
+    LearnError,
+    LearnSettings,
+    answers_spec,
+    compare_on_held_out,
+    work_dir,
+)
 from captcha_tui.core.predictor import Prediction
 from captcha_tui.core.spec import CodeSpec
 
@@ -70,3 +81,33 @@ def test_reread_ranks_the_queue_anew_and_leaves_out_what_was_answered_since(tmp_
     session.queue.add([old[2]])
     assert session.reread([_candidate(tmp_path, 2, 0.7)]) is True
     assert session.current.prediction.confidence == 0.7
+
+
+def test_a_rounds_model_is_judged_against_the_one_before_on_the_answers_it_held_out(
+    prepared_dataset, tmp_path
+):
+    """Real models on real held-out captchas: the base model, and the same model with its output layer
+    wiped (what a fine-tune on a few answers can do to it: it read none of its own style after 10)."""
+    base = base_model_path()
+    assert base is not None
+    payload = torch.load(base, weights_only=True)
+    payload["model"] = {
+        k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in payload["model"].items()
+    }
+    wiped = tmp_path / "wiped.pt"
+    torch.save(payload, wiped)
+    data = load_dataset(prepared_dataset)
+    held_out = data.count("val") + data.count("test")
+
+    worse = compare_on_held_out(base, wiped, prepared_dataset)
+    assert worse.answers == held_out and worse.characters == 4 * held_out
+    assert worse.before[0] >= 0.8 * held_out  # the base reads its own style; the wiped one nothing whole
+    assert worse.after[0] == 0 and worse.after[1] < worse.before[1] / 4
+    assert not worse.better
+    assert worse.describe() == f"0 of {held_out} held-out answers read (the model before: {worse.before[0]})"
+    better = compare_on_held_out(wiped, base, prepared_dataset)
+    assert better.better and better.after == worse.before
+    # A tie keeps the model before; characters break a tie in whole codes; nothing held out keeps the new.
+    assert not compare_on_held_out(base, base, prepared_dataset).better
+    assert Comparison(5, (0, 3), (0, 4), 20).better and not Comparison(5, (1, 3), (0, 19), 20).better
+    assert Comparison(0, (0, 0), (0, 0), 0).better

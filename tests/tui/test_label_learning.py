@@ -27,7 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:textual_imag
 EARLIER = 10  # images labelled in an earlier session (the least a fine-tune starts from)
 IMAGES = 30
 # Small and short: the tiny model, a few generated captchas, the folder's images as the unlabelled pool.
-QUICK = dict(time_limit_s=2.0, generated=20, unlabelled_limit=50, batch_size=16)
+# A tiny model's round is kept whether or not it reads more of the two held-out answers (the test of that
+# judgement fixes its outcome).
+QUICK = dict(time_limit_s=2.0, generated=20, unlabelled_limit=50, batch_size=16, only_if_better=False)
 
 
 def _folder(files: list[Path], folder: Path) -> dict[str, str]:
@@ -188,6 +190,47 @@ def test_every_n_answers_starts_a_fine_tune_on_its_own(prepared_dataset, tiny_ru
     # Packed so that each answer keeps its split in every later round (each fine-tunes the one before).
     (manifest,) = folder.rglob("manifest.json")
     assert json.loads(manifest.read_text())["split"] == "by content"
+
+
+def test_a_round_that_reads_fewer_held_out_answers_is_not_kept(
+    prepared_dataset, tiny_run, captcha_files, tmp_path, monkeypatch
+):
+    """The judgement is real code on real models (tests/core/test_learning.py); here it is fixed to
+    "worse", as a fine-tune of the base on ten answers of its own style was: the screen goes on with the
+    model it had, says why, and the round's folder goes."""
+    folder = tmp_path / "mine"
+    _folder(captcha_files, folder)
+    judged = []
+
+    def worse(before, after, dataset, device="cpu"):
+        judged.append((Path(before), Path(after)))
+        return learning.Comparison(2, (2, 8), (0, 3), 8)
+
+    monkeypatch.setattr(learning, "compare_on_held_out", worse)
+    model = tiny_run / "best.pt"
+    app = _app(prepared_dataset, tmp_path, folder, model, only_if_better=True, every=50)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            shown = {c.name: c.prediction.code for c in screen.session.queue.items()}
+            await _key(pilot, "ctrl+t", "\x14")
+            await wait_until(pilot, lambda: screen.learning, timeout=30, what="Ctrl+T to start a fine-tune")
+            await wait_until(pilot, lambda: not screen.learning, timeout=120, what="the round to end")
+            await pilot.pause(0.2)
+            line = _text(screen, "#label-learn")
+            assert (
+                "the fine-tuned model was not kept: 0 of 2 held-out answers read (the model before: 2)"
+                in line
+            )
+            assert "it learns again after 50 more answers" in line and "learning failed" not in line
+            assert screen.reader == 0 and screen.checkpoint == model  # still the model it had
+            assert {c.name: c.prediction.code for c in screen.session.queue.items()}.items() <= shown.items()
+
+    asyncio.run(scenario())
+    ((before, after),) = judged
+    assert before == model and after.name == "best.pt"
+    assert not after.parent.exists()  # the round it did not keep is deleted
 
 
 class Boom(Trainer):

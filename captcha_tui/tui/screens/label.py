@@ -19,8 +19,9 @@ The model learns while the user labels (``core.learning``): every ``LearnSetting
 or on Ctrl+T, a worker fine-tunes the model read with on the answers so far, for a short time on one
 PyTorch thread (the UI keeps the other core). Its events come back as messages, at most ~10 a second. When
 it ends, the new best.pt reads the images still waiting, in the scoring worker's group, and the queue is
-ranked anew by its confidence. A failed round says why and the screen reads on with the model it had;
-leaving the screen stops the round (``Learner.stop``).
+ranked anew by its confidence, if it reads more of the answers the round held out than the model before
+(else that one stays, as the screen says). A failed round says why and the screen reads on with the model
+it had; leaving the screen stops the round (``Learner.stop``).
 """
 
 from __future__ import annotations
@@ -548,6 +549,10 @@ class LabelScreen(Screen):
         if result.best is None or self.learner.stopped:
             self.post_message(LearnEnded(result, None, "stopped before it had a model to read with"))
             return
+        if not result.kept:  # it reads fewer of the held-out answers: the model before stays
+            self.learner.prune(keep=init)
+            self.post_message(LearnEnded(result, None))
+            return
         try:
             predictor = Predictor.load(result.best, self.device)
         except Exception as exc:  # noqa: BLE001 - CheckpointError, or a file cut short
@@ -590,6 +595,18 @@ class LabelScreen(Screen):
         self.learning = False
         self._learn_state = Text("")
         session = self.session
+        result = message.result
+        if result is not None and result.best is not None and not result.kept:
+            # Not better on the answers it held out: no failure, the screen reads on as it did.
+            every = self.learner.settings.every
+            again = f"; it learns again after {every} more answers" if every else ""
+            self.learn_outcome = Text(
+                f"the fine-tuned model was not kept: {result.comparison.describe()} · still reading with "
+                f"{self._reader_name}{again}",
+                style="yellow",
+            )
+            self._show_learn()
+            return
         if message.predictor is None or session is None:
             self.learn_outcome = Text.assemble(
                 ("learning failed: ", "bold red"),
@@ -601,7 +618,7 @@ class LabelScreen(Screen):
             )
             self._show_learn()
             return
-        result, predictor = message.result, message.predictor
+        predictor = message.predictor
         self.predictor, self.checkpoint = predictor, result.best
         self.reader += 1
         self._agreed = []
@@ -620,9 +637,10 @@ class LabelScreen(Screen):
         waiting = session.queue.items()
         unscored = session.scan.unlabelled[session.scored :] if session.scoring else []
         self._rerank_progress = (0, len(waiting))
+        held_out = f"; {result.comparison.describe()}" if result.comparison else ""
         self.learn_outcome = Text(
             f"learnt from {result.answers:,} answers in {outcome.elapsed_s:.0f} s (validation "
-            f"{percent(outcome.best_val_accuracy)}{test})",
+            f"{percent(outcome.best_val_accuracy)}{test}{held_out})",
             style="green",
         )
         self._rerank(predictor, waiting, unscored, self.reader)
