@@ -135,6 +135,19 @@ def test_a_missing_or_corrupt_checkpoint_is_reported_inline(
             message = await _read(pilot, screen, str(captcha_files[0]))
             assert message.startswith("read ")
 
+            # Switching to a damaged checkpoint keeps the model read with until then, and says so.
+            checkpoint.focus()
+            checkpoint.value = str(corrupt)
+            await pilot.press("enter")
+            await wait_until(
+                pilot, lambda: "cannot use" in _text(screen, "#eval-message"), what="the refused switch"
+            )
+            said = _text(screen, "#eval-message")
+            assert f"cannot use {corrupt}" in said and f"still reading with {good}" in said, said
+            assert "model tiny" in info() and checkpoint.value == str(good) and screen.checkpoint == good
+            message = await _read(pilot, screen, str(captcha_files[0]))
+            assert message.startswith("read ")
+
             # A checkpoint rewritten on disk (as training does to best.pt) is loaded again.
             good.write_bytes(corrupt.read_bytes())
             later = good.stat().st_mtime + 5

@@ -73,6 +73,8 @@ class EvalScreen(Screen):
         self._model_lock = threading.Lock()  # one load at a time; workers share the loaded model
         self._predictor: Predictor | None = None
         self._predictor_key: tuple[Path, int | None] | None = None  # (path, modification time)
+        # The checkpoint read with before the one being switched to: kept where that one cannot be loaded.
+        self._fallback: Path | None = None
         self.results: list[PathResult] = []  # every good prediction so far, in table order
         self._read_id = 0  # the newest read; answers to older ones (replaced by it) are dropped
         self._reading: Worker | None = None  # the newest read's worker until its answer arrives
@@ -155,9 +157,15 @@ class EvalScreen(Screen):
 
     def use_checkpoint(self, path: Path) -> None:
         """Switch to another checkpoint (e.g. the best one of the run that just finished)."""
+        self._switch_to(Path(path))
+
+    def _switch_to(self, path: Path) -> None:
+        """Read with ``path`` from now on, or with the model loaded now if ``path`` turns out unusable."""
+        key = self._predictor_key
+        self._fallback = key[0] if key is not None and key[0] != path else None
         self.query_one("#checkpoint", Input).value = str(path)
-        self.checkpoint = Path(path)
-        self.load_model(self.checkpoint)
+        self.checkpoint = path
+        self.load_model(path)
 
     def read(self, request: str) -> None:
         """Predict a file, folder or glob (what pressing Enter in the path prompt does)."""
@@ -190,8 +198,7 @@ class EvalScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if event.input.id == "checkpoint":
-            self.checkpoint = Path(event.value.strip()).expanduser()
-            self.load_model(self.checkpoint)
+            self._switch_to(Path(event.value.strip()).expanduser())
             self.query_one("#image-path", Input).focus()
         elif event.input.id in ("read-charset", "read-length"):
             # New constraints: read the last request again with them, if there is one.
@@ -270,7 +277,8 @@ class EvalScreen(Screen):
                 predictor = Predictor.load(path, self.device)
             except Exception as exc:  # noqa: BLE001 - a damaged file, onnxruntime, memory: say it, never die silently
                 problem = str(exc) if isinstance(exc, CheckpointError) else f"cannot load {path}: {exc}"
-                self._predictor, self._predictor_key = None, None
+                if self._predictor_key is not None and self._predictor_key[0] == path:
+                    self._predictor, self._predictor_key = None, None  # that file itself broke
                 self.post_message(ModelFailed(path, problem))
                 return None, problem
             self._predictor, self._predictor_key = predictor, key
@@ -280,6 +288,9 @@ class EvalScreen(Screen):
     # ---- results -----------------------------------------------------------------------------------------
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        if message.path != self.checkpoint:
+            return  # a model switched away from meanwhile
+        self._fallback = None
         meta = message.predictor.meta
         self.query_one("#model-info", Static).update(
             Text.assemble(
@@ -292,6 +303,16 @@ class EvalScreen(Screen):
         )
 
     def on_model_failed(self, message: ModelFailed) -> None:
+        if message.path != self.checkpoint:
+            return
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:  # the model read with until now stays, and says so
+            self.checkpoint = fallback
+            self.query_one("#checkpoint", Input).value = str(fallback)
+            self._say(
+                f"cannot use {message.path}: {message.message} · still reading with {fallback}", error=True
+            )
+            return
         hint = "" if message.path.exists() else " · train one first (s on the training screen) or press m"
         self.query_one("#model-info", Static).update(
             Text(f"no model: {message.message}{hint}", style="bold red")
@@ -364,7 +385,7 @@ class EvalScreen(Screen):
             result = good[0]
             text = f"read {result.prediction.code} from {result.path.name}"
         else:
-            text = f"read {len(good):,} images from {message.request}"
+            text = f"read {len(good):,} image{'s' if len(good) != 1 else ''} from {message.request}"
         if message.stopped or len(message.results) > 1:
             right, labelled = accuracy(message.results)
             if labelled:
