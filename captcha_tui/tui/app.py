@@ -55,9 +55,10 @@ from .screens.train import TrainScreen
 from .widgets.path_completion import PathInput
 
 FLUSH_INTERVAL_S = 0.1  # at most ten UI updates a second from the trainer
-TRAIN_THREAD_NAME = "captcha-train"
+TRAIN_THREAD_NAME = "captcha-train"  # the worker thread's name while it runs the trainer
 # The dashboard's own keys: the runs screens only read run folders, so these are off there (s would start
-# a run from a table of old ones).
+# a run from a table of old ones), and so is every screen of an app started on one (`captcha-tui label`:
+# s typed after the last image would start a run nobody sees).
 DASHBOARD_ACTIONS = frozenset(
     {
         "start_training",
@@ -68,7 +69,7 @@ DASHBOARD_ACTIONS = frozenset(
         "pick_device",
         "open_label",
     }
-)  # the worker thread's name while it runs the trainer
+)
 GENERATE_SEED = 0
 FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
@@ -270,7 +271,7 @@ class CaptchaApp(App[int]):
         ):
             return False
         on_runs = isinstance(self.screen, (RunsScreen, RunView))
-        if on_runs and action in DASHBOARD_ACTIONS:
+        if (on_runs or self.start_screen != "train") and action in DASHBOARD_ACTIONS:
             return False
         busy = self.training or self.making_data
         running = self.training and not self._stopping  # a stopping run can only finish

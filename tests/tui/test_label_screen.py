@@ -532,6 +532,36 @@ def test_escape_leaves_the_app_when_the_label_command_started_it(
     assert app.return_code == 0
 
 
+def test_the_label_command_offers_no_dashboard_keys_once_every_image_is_answered(
+    prepared_dataset, tiny_run, captcha_files, tmp_path
+):
+    """`captcha-tui label DIR` with a dataset beside it: after the last answer, s (the first letter of the
+    next code typed out of habit) started a training run nobody saw, into runs/default-2."""
+    folder = tmp_path / "mine"
+    _folder(captcha_files[:2], folder)
+    app = _app(prepared_dataset, tmp_path, folder, tiny_run / "best.pt")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            for _ in range(2):
+                screen.action_answer()
+                await pilot.pause(0.1)
+            await wait_until(pilot, lambda: screen.session.current is None, what="every image answered")
+            await pilot.pause(0.2)
+            for key in "sdrpl":
+                await pilot.press(key)
+            await pilot.pause(0.3)
+            footer = _footer(app)
+            assert not app.training and app.trainer is None, footer
+            for shown in ("s start", "d device", "l label", "r resume"):
+                assert shown not in footer, footer
+            assert "esc quit" in footer and app.screen is screen
+
+    asyncio.run(scenario())
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run-2").exists()
+
+
 def test_a_model_that_breaks_off_reading_leaves_no_image_unasked(
     prepared_dataset, tiny_run, captcha_files, tmp_path, monkeypatch
 ):
