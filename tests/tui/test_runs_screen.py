@@ -49,6 +49,27 @@ async def _loaded(pilot) -> RunsScreen:
     return app.screen
 
 
+def test_the_first_row_is_drawn_at_the_columns_measured_widths(prepared_dataset, three_runs, tmp_path):
+    """The cursor's row was drawn once at the header's widths ("a-t  tiny  …") and kept so until the
+    cursor moved (Textual's DataTable measures new rows when idle)."""
+    root, _ = three_runs
+    app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="runs", runs_dir=root)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await _loaded(pilot)
+            await pilot.pause(0.3)
+            lines = screen_text(app).splitlines()
+            header = next(i for i, line in enumerate(lines) if "preset" in line and "best val" in line)
+            first, second = lines[header + 1 : header + 3]
+            assert "a-tiny" in first and "b-ctc" in second, "\n".join(lines)
+            # Every column lines up with the next row's: the preset, the data folder, the images seen.
+            assert first.index(" tiny ") + 1 == second.index("crnn-tiny"), "\n".join(lines)
+            assert first.index("/") == second.index("/") and first.index(" 240 ") + 1 == second.index("480")
+
+    asyncio.run(scenario())
+
+
 def test_the_runs_screen_lists_compares_and_opens_real_runs(prepared_dataset, three_runs, tmp_path):
     root, finished = three_runs
     app = make_app(training_config(prepared_dataset, tmp_path / "run"), start_screen="runs", runs_dir=root)

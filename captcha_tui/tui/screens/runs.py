@@ -76,6 +76,14 @@ class RunsTable(DataTable):
     # DataTable's own Enter, named in the footer: it selects the row, which opens the run.
     BINDINGS = [Binding("enter", "select_cursor", "open")]
 
+    def _update_dimensions(self, new_rows) -> None:
+        # Textual 8.2's DataTable measures new rows' columns when idle, but keeps the lines it drew before
+        # that: the cursor's row stayed drawn at the header's widths ("d2d  fast    data  0 …") until the
+        # cursor moved. Drawn again at the measured widths.
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
+        self.refresh()
+
 
 class RunsScreen(Screen):
     BINDINGS = [
