@@ -248,11 +248,15 @@ def prepare(
     _check_out_dir(out_dir, replace)
     skipped = _Skipped()
     labelled = _find_labelled_images(image_dir, out_dir, keep_case, skipped)
-    spec = _choose_spec(labelled, charset, lengths, keep_case, size or _common_size(labelled))
-    labelled = _keep_encodable(labelled, spec, skipped)
-    images, labels, sources, sizes, digests = _decode_unique(
-        labelled, spec, workers, on_progress, skipped, image_dir
+    size = size or _common_size(labelled)
+    labelled = _keep_encodable(labelled, _choose_spec(labelled, charset, lengths, keep_case, size), skipped)
+    images, codes, sources, sizes, digests = _decode_unique(
+        labelled, size, workers, on_progress, skipped, image_dir
     )
+    # What was inferred (charset, lengths) is inferred again from the images kept: the label of a broken
+    # file or a duplicate must not add a character (an output) or a length the set does not hold.
+    spec = _choose_spec(list(zip(sources, codes, strict=True)), charset, lengths, keep_case, size)
+    labels = [spec.encode(code) for code in codes]
     image_array, label_array, bounds = _split(images, labels, seed, digests if stable_split else None)
     manifest = {
         "format": FORMAT,
@@ -418,16 +422,16 @@ def _keep_encodable(
 
 def _decode_unique(
     labelled: list[tuple[Path, str]],
-    spec: CodeSpec,
+    size: tuple[int, int],
     workers: int | None,
     on_progress: ProgressCallback | None,
     skipped: _Skipped,
     image_dir: Path,
-) -> tuple[list[np.ndarray], list[list[int]], list[Path], list[tuple[int, int]], list[str]]:
-    """Decode on every core: (images, encoded labels, their files, their sizes before resizing, their
-    files' digests), each image once whatever its copies."""
-    decoded = decode_images([p for p, _ in labelled], spec.image_size, workers, on_progress)
-    images, labels, sources, sizes, digests, seen = [], [], [], [], [], set()
+) -> tuple[list[np.ndarray], list[str], list[Path], list[tuple[int, int]], list[str]]:
+    """Decode on every core, resized to ``size``: (images, codes, their files, their sizes before
+    resizing, their files' digests), each image once whatever its copies."""
+    decoded = decode_images([p for p, _ in labelled], size, workers, on_progress)
+    images, codes, sources, sizes, digests, seen = [], [], [], [], [], set()
     for (path, code), (array, reason, digest, original) in zip(labelled, decoded, strict=True):
         if array is None:
             skipped.add(path, reason)
@@ -436,14 +440,14 @@ def _decode_unique(
         else:
             seen.add(digest)
             images.append(array)
-            labels.append(spec.encode(code))
+            codes.append(code)
             sources.append(path)
             sizes.append(original)
             digests.append(digest)
     if not images:
         reasons = "; ".join(f"{n} × {r}" for r, n in skipped.counts.most_common(3))
         raise DatasetError(f"no usable images in {image_dir} ({reasons})")
-    return images, labels, sources, sizes, digests
+    return images, codes, sources, sizes, digests
 
 
 def _split(

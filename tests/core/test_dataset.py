@@ -228,6 +228,23 @@ def test_bad_images_are_counted_and_the_rest_prepared(captcha_files, tmp_path) -
     assert json.loads((tmp_path / "out" / MANIFEST).read_text())["skipped"] == report.skipped
 
 
+def test_the_labels_of_skipped_files_add_no_character_or_length(captcha_files, tmp_path) -> None:
+    """A broken file's (or a duplicate's) label used to widen the inferred charset and lengths: outputs
+    for characters no image of the set shows, and a CTC model for a set of one length."""
+    folder = tmp_path / "in"
+    good = _copy(captcha_files[:20], folder)
+    (folder / "10001-01ilo.png").write_text("not an image")  # characters and a length no good code has
+    (folder / "10002-OOOOOO.png").write_bytes(good[0].read_bytes()[:200])  # cut short
+    shutil.copyfile(good[1], folder / "10003-1lo0i.png")  # a copy of an image kept under another name
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.total == 20 and sum(report.skipped.values()) == 3
+    assert set(report.spec.charset) == set("".join(f.stem.split("-")[1] for f in captcha_files[:20]))
+    assert (report.spec.min_length, report.spec.max_length, report.spec.decoder) == (4, 4, "positional")
+    data = load_dataset(tmp_path / "out")
+    codes = {data.spec.decode(row) for split in ("train", "val", "test") for row in data.labels[split]}
+    assert codes == {f.stem.split("-")[1] for f in captcha_files[:20]}
+
+
 def test_label_problems_are_counted(captcha_files, tmp_path) -> None:
     folder = tmp_path / "in"
     _copy(captcha_files[:20], folder)
