@@ -44,7 +44,7 @@ from ..objectives import Objective, character_errors, objective_for
 from ..spec import CodeSpec
 from ..tensorboard import TensorBoardLog
 from .config import BEST, CONFIG, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
-from .distributed import Group, is_peer_failure, join, launched, rank_share
+from .distributed import Group, env_rank, is_peer_failure, join, launched, rank_share
 from .schedule import Schedule, short_run_notice
 from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, new_run_dir, resume
@@ -112,6 +112,7 @@ class Trainer:
         # Whether this session's RunStarted is logged: what fails before it (a refused --resume, a missing
         # dataset) goes to the listener only, so that an earlier run's train.log keeps its own ending.
         self._logging = False
+        self._claimed = False  # whether this session made the run's folder its own (its config.json)
 
     def _session_s(self) -> float:
         """Training seconds of this session: pauses excluded."""
@@ -175,6 +176,11 @@ class Trainer:
         finally:
             if self._group is not None:
                 self._group.close()
+            if self._claimed and not self._logging:
+                # Failed before it started: the config it claimed the folder with goes, so that the command
+                # run again, corrected, trains there rather than in the next folder.
+                with contextlib.suppress(OSError):
+                    (self.run_dir / CONFIG).unlink()
 
     @property
     def _main(self) -> bool:
@@ -195,17 +201,16 @@ class Trainer:
             front = self._sink
             self._sink = lambda event: (front(event), board(event))
         moved = None
-        if self._main and not self.config.resume:  # a new run: never over an earlier one's files
-            self.run_dir, moved = new_run_dir(self.run_dir)
-            self.config = replace(self.config, out=self.run_dir)
+        # A new run: never over an earlier one's files. Before the group is joined, rank 0 by the launcher's
+        # word: it alone takes the folder (the others write nothing).
+        if env_rank() == 0 and not self.config.resume:
+            moved = self._claim_run_dir()
         run, state, notices = self._setup()
         if moved is not None:
             notices.insert(0, moved)
         self._progress = run, state
         if self._main:
-            # Atomically, as every file of the run: a kill or a full disk leaves the previous one whole.
-            text = json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n"
-            write_atomically(self.run_dir / CONFIG, lambda out: out.write(text.encode()), "the run's config")
+            self._write_config()
         self._emit(self._run_started(run, state))
         for notice in notices:
             self._emit(notice)
@@ -245,6 +250,31 @@ class Trainer:
             self._emit(run.rules.countdown(self._standing(state, epoch_s=seconds)))
             rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy), self._agree)
         return self._end(rule, run, state)
+
+    def _write_config(self, replace_file: bool = True) -> None:
+        # Atomically, as every file of the run: a kill or a full disk leaves the previous one whole.
+        text = json.dumps(_jsonable(asdict(self.config)), indent=2) + "\n"
+        write_atomically(
+            self.run_dir / CONFIG, lambda out: out.write(text.encode()), "the run's config", replace_file
+        )
+
+    def _claim_run_dir(self) -> ev.Notice | None:
+        """Take the run's folder (``out``, or the first ``out-N`` that holds no run) by creating its
+        config.json there, where no file may be replaced: of two runs started at once with the same
+        ``out``, the second goes on to the next folder instead of writing into the same one. Returns the
+        notice saying it went elsewhere, if it did."""
+        asked = self.run_dir
+        while True:
+            self.run_dir, moved = new_run_dir(asked)
+            self.config = replace(self.config, out=self.run_dir)
+            try:
+                self._write_config(replace_file=False)
+            except CheckpointError:
+                if (self.run_dir / CONFIG).exists():
+                    continue  # another run took it between the look and the claim
+                raise
+            self._claimed = True
+            return moved
 
     def _epoch_set(
         self, run: _Run, state: RunState

@@ -179,3 +179,45 @@ def test_a_new_run_never_replaces_an_earlier_one_in_its_folder(
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("not a run")
     assert start.new_run_dir(tmp_path / "mine") == (tmp_path / "mine", None)
+
+
+def test_a_run_started_at_the_same_moment_into_the_same_folder_goes_to_the_next(
+    prepared_dataset, tmp_path, monkeypatch, one_thread
+):
+    """Two runs (a sweep, the app and the command line) with one --out: the second to claim the folder
+    (by creating its config.json, replacing nothing) goes on to out-2. The other run's claim is made here
+    between this one's look and its claim, where two processes would race."""
+    from captcha_tui.core.train import loop
+
+    out = tmp_path / "default"
+    looked = []
+
+    def look_then_lose_the_race(folder):
+        chosen, notice = start.new_run_dir(folder)
+        if not looked:
+            chosen.mkdir(parents=True, exist_ok=True)
+            (chosen / "config.json").write_text('{"out": "the other run"}')
+        looked.append(chosen)
+        return chosen, notice
+
+    monkeypatch.setattr(loop, "new_run_dir", look_then_lose_the_race)
+    config = TrainConfig(data=prepared_dataset, out=out, preset="tiny", epochs=1, device="cpu")
+    events: list = []
+    result = Trainer(config, events.append).run()
+    assert isinstance(result, ev.Finished), getattr(result, "message", "")
+    assert looked == [out, tmp_path / "default-2"]
+    assert events_of(events, ev.RunStarted)[0].run_dir == str(tmp_path / "default-2")
+    assert (out / "config.json").read_text() == '{"out": "the other run"}'
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_a_run_that_fails_before_it_starts_leaves_its_folder_free(prepared_dataset, tmp_path, one_thread):
+    """The folder claimed for a run that then fails (a missing dataset) holds no run afterwards: the
+    command run again, corrected, trains there, not in out-2."""
+    out = tmp_path / "default"
+    config = TrainConfig(data=tmp_path / "no-data", out=out, preset="tiny", epochs=1, device="cpu")
+    failed = Trainer(config).run()
+    assert isinstance(failed, ev.Failed)
+    assert not (out / "config.json").exists() and not (out / "train.log").exists()
+    result = Trainer(replace(config, data=prepared_dataset)).run()
+    assert isinstance(result, ev.Finished) and result.best_checkpoint == str(out / "best.pt")
