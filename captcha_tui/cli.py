@@ -26,6 +26,7 @@ from .options import (
     check_devices,
     image_size,
     length_range,
+    model_path,
     train_fields,
 )
 
@@ -149,10 +150,10 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     ev.add_argument("paths", nargs="*", help="image files, folders or globs (none: open the eval screen)")
     ev.add_argument(
         "--model",
-        type=Path,
+        type=model_path,
         default=None,
-        help=f"checkpoint, or a model from `export` (.onnx) (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
-        "exists, else the base model shipped with captcha-tui)",
+        help=f"checkpoint, or a model from `export` (.onnx), or `base` for the base model shipped with "
+        f"captcha-tui (default: {DEFAULT_RUN_DIR / 'best.pt'} if it exists, else the base model)",
     )
     ev.add_argument("--device", default="cpu", help="device to predict on (default: cpu)")
     ev.add_argument(
@@ -176,10 +177,10 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     lab.add_argument("folder", type=Path, help="the images; answers are appended to FOLDER/labels.csv")
     lab.add_argument(
         "--model",
-        type=Path,
+        type=model_path,
         default=None,
-        help=f"checkpoint whose reading is typed in already (default: {DEFAULT_RUN_DIR / 'best.pt'} if it "
-        "exists, else the base model shipped with captcha-tui)",
+        help="checkpoint whose reading is typed in already, or `base` for the base model shipped with "
+        f"captcha-tui (default: {DEFAULT_RUN_DIR / 'best.pt'} if it exists, else the base model)",
     )
     lab.add_argument(
         "--learn-every",
@@ -470,7 +471,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if sys.stdin.isatty() and sys.stdout.isatty():
             return _run_app(args, None, autostart=False, screen="eval")
         raise UsageError("give image paths to read (or run in a terminal to open the eval screen)")
-    from .core.base_model import base_model_note, default_model
+    from .core.base_model import READS_LITTLE, base_model_note, default_model, reads_little
     from .core.checkpoint import CheckpointError
     from .core.decoding import ReadError, ReadOptions
     from .core.predictor import Predictor, accuracy, expand_paths
@@ -487,6 +488,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"note: no --model and no {DEFAULT_RUN_DIR / 'best.pt'}: {base_model_note(model)}",
             file=sys.stderr,
         )
+    elif not args.model and reads_little(model, predictor.meta.val_accuracy):
+        validation = predictor.meta.val_accuracy
+        print(f"note: {model} read {validation:.1%} of its validation split: {READS_LITTLE}", file=sys.stderr)
     options = ReadOptions(args.charset, args.length)
     try:
         plan = predictor.plan(options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from pathlib import Path
 
 from .core.train import TrainConfig
 
@@ -39,6 +40,16 @@ def image_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 120x50, got {text!r}") from None
     return width, height
+
+
+def model_path(text: str) -> Path:
+    """argparse type of ``--model``: a checkpoint's path, or ``base`` for the shipped base model."""
+    from .core.base_model import named_model
+
+    path = named_model(text)
+    if path is None:
+        raise argparse.ArgumentTypeError("this install of captcha-tui has no base model: name a checkpoint")
+    return path
 
 
 def check_device(spec: str) -> None:

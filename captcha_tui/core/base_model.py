@@ -20,6 +20,24 @@ def base_model_path() -> Path | None:
     return Path(str(shipped)) if shipped.is_file() else None
 
 
+WEAK_MODEL = 0.1  # validation accuracy under which a default checkpoint is said to read little
+
+
+def named_model(value: str | Path) -> Path | None:
+    """The model ``--model`` or ``--init`` names: a path, or ``"base"`` for the base model (None where this
+    install has none); a file of that name is ``./base``."""
+    return base_model_path() if str(value) == BASE_MODEL else Path(value)
+
+
+def reads_little(path: Path | str, val_accuracy: float) -> bool:
+    """Whether ``path`` read little of its validation split (a run stopped early, a set too small to learn
+    from) where the base model is there to read with instead."""
+    return val_accuracy < WEAK_MODEL and not is_base_model(path) and base_model_path() is not None
+
+
+READS_LITTLE = "reads little: --model base may read better"
+
+
 def default_model(run_dir: Path, best_name: str = "best.pt") -> tuple[Path, bool]:
     """The checkpoint to read with when none is named: the run folder's best one if it has one, else the
     base model. Returns (path, is_base); the path may not exist when neither does (the caller says so)."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
+
+import pytest
 
 import captcha_tui
 from captcha_tui.cli import main
@@ -76,3 +79,32 @@ def test_eval_names_the_missing_checkpoint_when_there_is_no_base_model_either(
 
 def test_init_base_names_the_shipped_file():
     assert resolve_init("base") == SHIPPED
+
+
+def test_model_base_reads_with_the_base_model_and_a_weak_default_run_is_said(
+    tiny_run, captcha_files, tmp_path, monkeypatch, capsys
+):
+    """`--model base` as `--init base`; and a runs/default/best.pt that read almost nothing (a run of
+    300 captchas: 0.0%) is still the default, but eval says what it read and what may read better."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    shutil.copytree(tiny_run, tmp_path / "runs" / "default")
+    weak = load_checkpoint(tiny_run / "best.pt").meta.val_accuracy
+    assert weak < base_model.WEAK_MODEL  # one epoch of the tiny preset
+    assert main(["eval", str(captcha_files[0])]) == 0
+    err = capsys.readouterr().err
+    assert f"note: runs/default/best.pt read {weak:.1%} of its validation split: reads little" in err
+    assert "--model base may read better" in err
+    assert main(["eval", "--model", "base", str(captcha_files[0])]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith(f"{captcha_files[0]}: {captcha_files[0].stem.split('-')[1]}")
+    # Named explicitly, a checkpoint is used without a word; the base model itself is never called weak.
+    assert main(["eval", "--model", "runs/default/best.pt", str(captcha_files[0])]) == 0
+    assert capsys.readouterr().err == ""
+    assert not base_model.reads_little(SHIPPED, 0.0) and base_model.reads_little(tiny_run / "best.pt", 0.0)
+    monkeypatch.setattr(base_model, "base_model_path", lambda: None)
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        main(["eval", "--model", "base", str(captcha_files[0])])
+    assert (
+        refused.value.code == 2 and "this install of captcha-tui has no base model" in capsys.readouterr().err
+    )

@@ -132,6 +132,7 @@ def test_a_missing_or_corrupt_checkpoint_is_reported_inline(
             checkpoint.value = str(good)
             await pilot.press("enter")
             await wait_until(pilot, lambda: "model tiny" in info(), what="the good checkpoint")
+            assert "validation 0.0% (reads little: --model base may read better)" in info()
             message = await _read(pilot, screen, str(captcha_files[0]))
             assert message.startswith("read ")
 

@@ -119,6 +119,10 @@ def test_accept_correct_skip_and_unreadable_least_confident_first(
             screen = await _ready(pilot)
             box = _input(screen)
             assert box.has_focus and "model tiny" in _text(screen, "#label-status")
+            # A checkpoint that read little of its validation split says so, and what may read better.
+            status = _text(screen, "#label-status")
+            assert "validation 0.0% (reads little: --model base may read better)" in status, status
+            assert "--model base may read better" in screen_text(pilot.app)  # on screen, not cut off
             assert "answered 0 / 12" in _text(screen, "#label-progress")
             seen = []
 

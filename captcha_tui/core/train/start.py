@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import events as ev
-from ..base_model import BASE_MODEL, base_model_path
+from ..base_model import named_model
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
@@ -75,15 +75,13 @@ def resolve_init(value: str | Path) -> Path:
     """The checkpoint ``init`` names: a path, or ``"base"`` for the base model shipped in the package
     (a file of that name is ``./base``). Raises :class:`TrainingError` when the base model is asked for
     and this install has none."""
-    if str(value) != BASE_MODEL:
-        return Path(value)
-    shipped = base_model_path()
-    if shipped is None:
+    path = named_model(value)
+    if path is None:
         raise TrainingError(
             "this install of captcha-tui has no base model (captcha_tui/assets/base.pt): give --init a "
             f"checkpoint file (such as {DEFAULT_RUN_DIR / BEST})"
         )
-    return shipped
+    return path
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from ...core.base_model import READS_LITTLE, named_model, reads_little
 from ...core.checkpoint import CheckpointError
 from ...core.decoding import ReadError, ReadOptions
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
@@ -198,7 +199,8 @@ class EvalScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if event.input.id == "checkpoint":
-            self._switch_to(Path(event.value.strip()).expanduser())
+            typed = event.value.strip()
+            self._switch_to((named_model(typed) or Path(typed)).expanduser())  # `base`: the base model
             self.query_one("#image-path", Input).focus()
         elif event.input.id in ("read-charset", "read-length"):
             # New constraints: read the last request again with them, if there is one.
@@ -298,6 +300,7 @@ class EvalScreen(Screen):
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
                 f" · epoch {meta.epoch}, validation {percent(meta.val_accuracy)}",
+                _weak(message.path, meta.val_accuracy),  # before the path, which may be cut off
                 model_origin(message.path),
             )
         )
@@ -437,3 +440,8 @@ def _modified(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None
+
+
+def _weak(path: Path, val_accuracy: float) -> Text:
+    """A checkpoint that read little of its validation split, said in yellow; empty otherwise."""
+    return Text(f" ({READS_LITTLE})", style="bold yellow") if reads_little(path, val_accuracy) else Text("")

@@ -40,7 +40,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, get_current_worker
 
 from ...core import events as ev
-from ...core.base_model import base_model_path, is_base_model
+from ...core.base_model import READS_LITTLE, base_model_path, is_base_model, reads_little
 from ...core.checkpoint import CheckpointError
 from ...core.labelling import (
     ACCEPTED,
@@ -367,6 +367,11 @@ class LabelScreen(Screen):
                 ("model ", "dim"),
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
+                f" · validation {percent(meta.val_accuracy)}",
+                # Before the path, which may be cut off.
+                (f" ({READS_LITTLE})", "bold yellow")
+                if reads_little(message.path, meta.val_accuracy)
+                else "",
                 model_origin(message.path),
             )
         self._show_progress()
