@@ -119,7 +119,9 @@ def describe_event(event: ev.TrainerEvent) -> str | None:
             lines = [
                 f"finished: {why} after {epochs_run_words(e)} in {format_duration(e.elapsed_s)} "
                 f"({e.images_seen:,} images seen)",
-                f"best validation accuracy {percent(e.best_val_accuracy)} at epoch {e.best_epoch}",
+                f"best validation accuracy {percent(e.best_val_accuracy)} at epoch {e.best_epoch}"
+                if e.best_epoch
+                else "no epoch ended: nothing validated yet",
             ]
             if e.test_accuracy is not None:
                 lines.append(

@@ -75,6 +75,12 @@ def test_a_run_whose_best_weights_are_a_part_epoch_says_so():
     assert epochs_run_words(replace(finished, epochs_run=1, best_epoch=1)) == "1 epoch"
 
 
+def test_a_run_stopped_in_its_first_epoch_has_no_validation_score_to_give():
+    stopped = replace(FINISHED, reason="stopped", epochs_run=0, best_epoch=0, best_val_accuracy=0.0)
+    line = describe_event(stopped)
+    assert "no epoch ended: nothing validated yet" in line and "best validation accuracy" not in line
+
+
 def test_the_run_eta_names_the_rule_that_ends_the_run_and_is_a_bound_under_patience():
     # 30 s left of this epoch, epochs of 60 s: 5 more epochs make 5.5 min by the budget.
     assert run_eta(30.0, 60.0, 5, None, None) == "run ETA ~6 min (its epoch budget)"

@@ -200,8 +200,9 @@ def read_run(run_dir: Path) -> RunRecord:
     if best is not None:
         best_accuracy, best_at = best.val_accuracy, best.epoch
     else:  # no readable history: what the run said when it ended, if it did
-        best_accuracy = _number(finish.get("best_val_accuracy"))
         best_at = _number(finish.get("best_epoch"), int) or None
+        # A run stopped inside its first epoch was never validated: its 0.0% is no score.
+        best_accuracy = _number(finish.get("best_val_accuracy")) if best_at else None
     training_s = _number(finish.get("elapsed_s"))
     if training_s is None and epochs:
         training_s = sum(e.seconds for e in epochs)

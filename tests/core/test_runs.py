@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from captcha_tui.core import events as ev
 from captcha_tui.core.runs import (
     FAILED,
     UNFINISHED,
@@ -17,7 +18,8 @@ from captcha_tui.core.runs import (
     read_history,
     read_run,
 )
-from captcha_tui.core.train import best_epoch
+from captcha_tui.core.train import TrainConfig, Trainer, best_epoch
+from captcha_tui.words import run_cells
 
 
 def test_each_real_run_reads_as_its_finish_said(three_runs):
@@ -171,3 +173,14 @@ def test_config_diff_counts_a_missing_field_as_none(three_runs, tmp_path):
     old.config.pop("seed")
     new.config["seed"] = 3
     assert config_diff([old, new]) == {"seed": [None, 3]}
+
+
+def test_a_run_stopped_in_its_first_epoch_lists_no_validation_score(prepared_dataset, tmp_path):
+    """Stopped before any epoch ended, nothing was validated: n/a, not 0.0%."""
+    config = TrainConfig(data=prepared_dataset, out=tmp_path / "run", preset="tiny", epochs=2, device="cpu")
+    trainer = Trainer(config, step_hook=lambda epoch, batch, size: trainer.request_stop())
+    result = trainer.run()
+    assert isinstance(result, ev.Finished) and result.reason == "stopped" and result.best_epoch == 0
+    record = read_run(tmp_path / "run")
+    assert record.best_val_accuracy is None and record.best_epoch is None and record.status == "stopped"
+    assert run_cells(record)[4:6] == ("n/a", "n/a")

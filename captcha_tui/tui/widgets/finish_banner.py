@@ -28,7 +28,10 @@ class FinishBanner(Static):
             text.append("\ntest accuracy ")
             text.append(percent(e.test_accuracy), "bold green")
             text.append(f" ({characters(e.test_char_accuracy, e.test_char_error_rate)})")
-        text.append(f" · best validation {percent(e.best_val_accuracy)} at epoch {e.best_epoch}")
+        if e.best_epoch:
+            text.append(f" · best validation {percent(e.best_val_accuracy)} at epoch {e.best_epoch}")
+        else:
+            text.append(" · no epoch ended: nothing validated yet")
         if e.best_checkpoint:
             text.append("\nbest checkpoint ")
             text.append(e.best_checkpoint, "bold")
