@@ -69,7 +69,12 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate", help="write a synthetic captcha image set")
     gen.add_argument("--count", type=int, default=DEFAULT_COUNT, help="images to make (default: %(default)s)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the same seed draws the same images, byte for byte (default: %(default)s)",
+    )
     gen.add_argument("--out", type=Path, default=DEFAULT_IMAGE_DIR, help="folder (default: %(default)s)")
     gen.add_argument(
         "--style",
@@ -138,7 +143,9 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         metavar="WxH",
         help="WIDTHxHEIGHT images are packed at (default: the most common size among them)",
     )
-    prep.add_argument("--workers", type=int, default=None)
+    prep.add_argument(
+        "--workers", type=int, default=None, help="processes decoding the images (default: all cores)"
+    )
 
     train = commands.add_parser(
         "train", help="train a model (dashboard in a terminal, plain lines otherwise)"
@@ -222,7 +229,12 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
     )
     export.add_argument("--force", action="store_true", help="replace the file if it exists")
 
-    commands.add_parser("devices", help="what PyTorch can compute on")
+    commands.add_parser(
+        "devices",
+        help="what PyTorch can compute on",
+        description="What this PyTorch can compute on: its CUDA build, each GPU (name, memory, compute "
+        "capability) and MPS; the names --device takes.",
+    )
 
     served = commands.add_parser(
         "serve",

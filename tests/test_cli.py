@@ -336,3 +336,25 @@ def test_runs_prints_each_runs_figures_without_a_terminal(three_runs, tmp_path, 
     ):
         assert main(argv) == 2
         assert words in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`captcha-tui COMMAND --help` lists no bare option (generate --seed, prepare --workers had none)."""
+    import argparse
+
+    from captcha_tui.cli import build_parser
+
+    def parsers(parser, name):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from parsers(sub, f"{name} {sub_name}")
+
+    bare = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, parser in parsers(build_parser(), "captcha-tui")
+        for action in parser._actions
+        if action.option_strings and action.help in (None, "") and action.help != argparse.SUPPRESS
+    ]
+    assert bare == []
