@@ -228,7 +228,7 @@ class LabelScreen(Screen):
         yield Static(Text(f"listing {self.folder}…", style="dim"), id="label-status")
         with Horizontal(id="label-row"):
             yield CaptchaImage(self._image_renderer, id="label-image")
-            yield CodeView(id="label-reading")
+            yield CodeView(placeholder="the model's reading of the image shows here", id="label-reading")
         yield Static(KEYS_HINT, id="label-keys")
         yield LabelInput(placeholder="the code in the image", id="label-input")
         yield Static("", id="label-message")

@@ -43,8 +43,10 @@ def render_code(prediction: Prediction, label: str | None) -> Text:
 
 
 class CodeView(Static):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(Text("type an image path and press Enter", style="dim"), id=id)
+    def __init__(
+        self, *, placeholder: str = "type an image path and press Enter", id: str | None = None
+    ) -> None:
+        super().__init__(Text(placeholder, style="dim"), id=id)
         self.border_title = "prediction"
         self.code: str | None = None
 
