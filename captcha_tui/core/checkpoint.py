@@ -243,8 +243,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
+            # torch.load does not check the archive's checksums: a flipped bit would load as a wrong
+            # weight. Reading every member once costs milliseconds for a captcha model.
+            damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise CheckpointError(f"{path.name} is truncated or corrupt (an interrupted copy or save?)") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path.name} is corrupt: its part {damaged} fails its checksum (a disk or copy error?)"
+        )
     if not any(name.endswith("/data.pkl") for name in names):
         raise CheckpointError(
             f"{path.name} is not a captcha-tui checkpoint (a zip file, but not a PyTorch one)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import struct
 import zipfile
 from pathlib import Path
 
@@ -202,6 +203,28 @@ def test_corrupt_bytes_inside_the_archive(tmp_path, tiny_run) -> None:
     path = tmp_path / "best.pt"
     path.write_bytes(bytes(data))
     _refused(path, "corrupt|cannot read")
+
+
+def test_one_flipped_bit_in_a_weight_is_refused_not_loaded(tmp_path, tiny_run) -> None:
+    """A disk or copy error inside a tensor's bytes: torch.load reads it as a slightly wrong weight and
+    says nothing; the archive's checksum does not match."""
+    source = tiny_run / "best.pt"
+    with zipfile.ZipFile(source) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)  # the largest tensor
+        assert "/data/" in member.filename
+    data = bytearray(source.read_bytes())
+    name_length, extra_length = struct.unpack(
+        "<HH", data[member.header_offset + 26 : member.header_offset + 30]
+    )
+    start = member.header_offset + 30 + name_length + extra_length
+    data[start + member.file_size // 2] ^= 0x04
+    path = tmp_path / "best.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        CheckpointError, match=rf"best.pt is corrupt: its part {member.filename} fails its checksum"
+    ):
+        load_checkpoint(path)
+    load_checkpoint(source)  # the file it was copied from loads
 
 
 # ---- metadata that does not match the weights ---------------------------------------------------------------
