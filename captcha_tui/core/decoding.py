@@ -90,6 +90,15 @@ def plan_read(spec: CodeSpec, options: ReadOptions, steps: int | None = None) ->
                 f"this model emits at most {steps} characters per image (its time steps); --length {length} "
                 "is more than it can read"
             )
+        if spec.decoder == "ctc" and steps is not None and allowed is not None and allowed.sum() == 1:
+            # One character repeated needs a blank between each two: 2 × length − 1 steps.
+            most = (steps + 1) // 2
+            if length > most:
+                only = str(np.array(list(spec.charset))[allowed][0])
+                raise ReadError(
+                    f"with only {only!r} to read, {length} characters need {2 * length - 1} time steps (a "
+                    f"blank between repeats) and this model has {steps}: --length {most} at most"
+                )
         if spec.decoder == "slots" and length > spec.max_length:
             raise ReadError(
                 f"this model has {spec.max_length} slots, one per character; --length {length} is more "

@@ -63,7 +63,8 @@ def _deep_gray_top(mode: str, arr: np.ndarray) -> float:
     return peak
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image as RGB: transparency onto white, 16-bit and float grayscale scaled (not clipped)."""
     mode = img.mode
     if mode == "RGB":
         return img
@@ -140,7 +141,7 @@ def decode_rgb(data: bytes) -> Image.Image:
                     )
                 img.seek(0)  # animated GIF/PNG: the first frame
                 img.load()
-                return _to_rgb(img).copy()
+                return to_rgb(img).copy()
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
-from .images import ImageError, decode_image, load_image, to_model_array
+from .images import ImageError, decode_image, load_image, to_model_array, to_rgb
 from .labels import label_from_name
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
@@ -31,8 +31,9 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
-        """Probability that the whole code is right, as the model sees it."""
-        return float(np.prod(self.confidences))
+        """Probability that the whole code is right, as the model sees it (0 for an empty reading: the
+        model read nothing there, which is not a sure reading of nothing)."""
+        return float(np.prod(self.confidences)) if self.confidences else 0.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,10 @@ class Predictor:
             return load_image(image, size)
         if isinstance(image, (bytes, bytearray, memoryview)):
             return decode_image(bytes(image), size)
+        # Pictures and arrays as files are read: transparency onto white, deep grayscale scaled down (a
+        # plain convert("RGB") made transparent pixels black and 16-bit ones white: nothing was read).
         if isinstance(image, Image.Image):
-            return to_model_array(image.convert("RGB"), size)
+            return to_model_array(to_rgb(image), size)
         if isinstance(image, np.ndarray):
             if (
                 image.dtype != np.uint8
@@ -133,12 +136,7 @@ class Predictor:
                 or (image.ndim == 3 and image.shape[2] not in (3, 4))
             ):
                 raise ImageError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-            picture = (
-                Image.fromarray(image).convert("RGB")
-                if image.ndim == 2 or image.shape[2] == 4
-                else Image.fromarray(image)
-            )
-            return to_model_array(picture, size)
+            return to_model_array(to_rgb(Image.fromarray(image)), size)
         raise TypeError(
             f"cannot read a {type(image).__name__}: give a path, bytes, a PIL image or a uint8 array"
         )

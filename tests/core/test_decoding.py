@@ -15,6 +15,7 @@ from captcha_tui.core.decoding import (
     ctc_greedy,
     ctc_greedy_batch,
     ctc_hits,
+    decode_ctc,
     decode_positional,
     decode_slots,
     edit_distance,
@@ -150,6 +151,15 @@ def test_impossible_requests_say_why() -> None:
     notes = plan_read(ctc, ReadOptions(charset="1239", length=8), steps=30).notes
     assert any("cannot read '39'" in n or "cannot read '9'" in n for n in notes)
     assert any("outside the 4–6" in n for n in notes)
+    # One character allowed: a blank between each two repeats, so 15 steps read at most 8 (it used to
+    # read nothing, silently, with an empty code).
+    with pytest.raises(ReadError, match=r"with only '2' to read, 9 characters need 17 time steps .* at most"):
+        plan_read(ctc, ReadOptions(charset="2", length=9), steps=15)
+    assert plan_read(ctc, ReadOptions(charset="2", length=8), steps=15).length == 8
+    assert plan_read(ctc, ReadOptions(charset="12", length=15), steps=15).length == 15
+    logits = torch.randn(1, 15, len(ctc.charset) + 1)
+    read = decode_ctc(logits, plan_read(ctc, ReadOptions(charset="2", length=8), steps=15))[0]
+    assert len(read.indices) == 8
 
 
 def test_greedy_on_the_device_matches_the_host_and_flags_long_codes() -> None:

@@ -3,9 +3,11 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+from PIL import Image
 
+from captcha_tui.core.base_model import base_model_path
 from captcha_tui.core.images import load_image
-from captcha_tui.core.predictor import Predictor, accuracy, expand_paths
+from captcha_tui.core.predictor import Prediction, Predictor, accuracy, expand_paths
 
 
 def test_predictions_match_a_batch_forward(trained_run, captcha_dir):
@@ -72,3 +74,33 @@ def test_labelled_files_are_scored_and_bad_files_do_not_stop_the_rest(trained_ru
     chunks = list(predictor.read_chunks(paths, chunk_size=3))
     assert [len(chunk) for chunk in chunks] == [3, 3, 1]
     assert [r for chunk in chunks for r in chunk] == results
+
+
+def test_pictures_and_arrays_read_as_their_files_do_transparent_and_16_bit_ones_too(captcha_files, tmp_path):
+    """A PIL image or an array was converted with a plain convert("RGB"): transparent pixels came out
+    black and 16-bit ones white, and the base model read nothing where it read the file."""
+    predictor = Predictor.load(base_model_path())
+    with Image.open(captcha_files[0]) as opened:
+        rgb = opened.convert("RGB")
+    code = captcha_files[0].stem.split("-")[1]
+    # Transparent where the captcha is white: the same picture once composited onto white.
+    gray = np.asarray(rgb.convert("L"))
+    rgba = np.dstack([np.asarray(rgb), np.where(gray > 250, 0, 255).astype(np.uint8)])
+    rgba[gray > 250, :3] = 0  # what the transparent pixels hold does not matter
+    deep = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype("<u2"))
+    assert deep.mode == "I;16"
+    deep.save(tmp_path / "deep.png")
+    assert predictor.predict(tmp_path / "deep.png").code == code  # the file: read as it always was
+    for name, picture in {
+        "PIL RGBA": Image.fromarray(rgba, "RGBA"),
+        "RGBA array": rgba,
+        "PIL 16-bit grey": deep,
+    }.items():
+        assert predictor.predict(picture).code == code, name
+
+
+def test_an_empty_reading_is_not_a_confident_one():
+    """Nothing read (a blank image) had confidence 1.0 (the product of no factors), so the label screen,
+    least confident first, asked about it last."""
+    assert Prediction("", ()).confidence == 0.0
+    assert Prediction("ab", (0.5, 0.5)).confidence == 0.25
