@@ -516,35 +516,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = predictor.predict_paths(paths, options=options)
     for result in results:
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(result.path),
-                        "code": result.prediction.code if result.prediction else None,
-                        "confidences": list(result.prediction.confidences) if result.prediction else None,
-                        "label": result.label,
-                        "correct": result.correct,
-                        "error": result.error,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            record = {
+                "path": str(result.path),
+                "code": result.prediction.code if result.prediction else None,
+                "confidences": list(result.prediction.confidences) if result.prediction else None,
+                "label": result.label,
+                "correct": result.correct,
+                "error": result.error,
+            }
+            line = json.dumps(record, ensure_ascii=False)
+            if not _utf8(line):  # a file name that is not UTF-8: \u escapes keep the line valid JSON
+                line = json.dumps(record)
+            print(line)
         elif result.prediction is None:
-            print(f"{result.path}: error: {result.error}")
+            print(f"{_shown(result.path)}: error: {result.error}")
         else:
             p = result.prediction
             chars = " ".join(f"{c}:{conf:.2f}" for c, conf in zip(p.code, p.confidences, strict=True))
             mark = (
                 "" if result.correct is None else ("  ✓" if result.correct else f"  ✗ (label {result.label})")
             )
-            print(f"{result.path}: {p.code}  [{chars}]{mark}")
+            print(f"{_shown(result.path)}: {p.code}  [{chars}]{mark}")
     right, labelled = accuracy(results)
     if labelled and not args.json:
         print(f"accuracy {right:,}/{labelled:,} = {right / labelled:.1%} (whole code)")
-    failed = sum(r.error is not None for r in results)
     if not results and problems:
         return EXIT_USAGE
-    return 1 if failed and failed == len(results) else 0
+    # As cat or grep: a path that was not there, or an image that could not be read, fails the command
+    # (a script's mistyped path went unnoticed), though every other image is read and printed.
+    return 1 if problems or any(r.error is not None for r in results) else 0
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a file name of other bytes holds lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    """A path to print: bytes of a non-UTF-8 name as \\xNN escapes (printing them ended eval mid-way)."""
+    text = str(path)
+    return text if _utf8(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def cmd_label(args: argparse.Namespace) -> int:

@@ -358,3 +358,43 @@ def test_every_option_of_every_command_says_what_it_does():
         if action.option_strings and action.help in (None, "") and action.help != argparse.SUPPRESS
     ]
     assert bare == []
+
+
+def test_eval_prints_every_image_of_a_folder_whose_names_are_not_utf8(captcha_files, tmp_path, cli_env):
+    """A file name of other bytes (Latin-1, say) ended `eval` mid-way with UnicodeEncodeError on a strict
+    UTF-8 stdout, and made --json lines that were not UTF-8."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    code = captcha_files[0].stem.split("-")[1]
+    odd = os.fsdecode(b"caf\xe9-" + code.encode() + b".png")
+    shutil.copyfile(captcha_files[0], folder / odd)
+    shutil.copyfile(captcha_files[1], folder / captcha_files[1].name)
+    env = dict(cli_env, PYTHONIOENCODING="utf-8")  # strict, as most terminals' locales are
+    command = [sys.executable, "-m", "captcha_tui.cli", "eval", "--model", "base", str(folder)]
+    text = subprocess.run(command, capture_output=True, env=env, timeout=120)
+    assert text.returncode == 0, text.stderr.decode()
+    lines = text.stdout.decode("utf-8").splitlines()  # valid UTF-8 throughout
+    assert len([line for line in lines if ".png: " in line]) == 2
+    assert any("caf\\xe9-" in line for line in lines)
+    as_json = subprocess.run([*command, "--json"], capture_output=True, env=env, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr.decode()
+    rows = [json.loads(line) for line in as_json.stdout.decode("utf-8").splitlines()]
+    assert sorted(os.fsencode(row["path"]) for row in rows)[1] == os.fsencode(str(folder / odd))
+    assert all(row["error"] is None for row in rows)
+
+
+def test_eval_fails_when_a_path_is_missing_though_it_reads_the_rest(captcha_files, tmp_path, capsys):
+    """As cat does: the images that are there are read and printed, and the exit status says one was not
+    (a script's mistyped path went unnoticed with 0)."""
+    missing = tmp_path / "nope.png"
+    assert main(["eval", "--model", "base", str(missing), str(captcha_files[0])]) == 1
+    out, err = capsys.readouterr()
+    assert f"{captcha_files[0]}: " in out and str(missing) in err
+    broken = tmp_path / "00001-abcd.png"
+    broken.write_text("not an image")
+    assert main(["eval", "--model", "base", str(broken), str(captcha_files[0])]) == 1
+    assert main(["eval", "--model", "base", str(captcha_files[0])]) == 0
