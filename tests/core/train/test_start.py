@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from captcha_tui.core import base_model
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.dataset import load_dataset, prepare
@@ -147,7 +148,7 @@ def test_a_bad_init_gives_the_one_line_checkpoint_error(prepared_dataset, tmp_pa
 
 def test_init_base_says_so_when_this_install_has_no_base_model(tmp_path, monkeypatch):
     assert resolve_init(tmp_path / "best.pt") == tmp_path / "best.pt"
-    monkeypatch.setattr(start, "base_model_path", lambda: None)
+    monkeypatch.setattr(base_model, "base_model_path", lambda: None)
     with pytest.raises(TrainingError, match="this install of captcha-tui has no base model"):
         resolve_init("base")
 
