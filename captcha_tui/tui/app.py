@@ -19,15 +19,16 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from multiprocessing import resource_tracker
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from ..core import events as ev
@@ -258,7 +259,23 @@ class CaptchaApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide the keys that would do nothing right now: the footer shows only those that act. Whoever
         changes what this reads calls ``refresh_bindings``."""
-        if isinstance(self.screen, ModalScreen) and action in (
+        return self._acts(action, self.screen)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (Ctrl+P) offers the app's keys that act on ``screen`` (the one it was opened
+        from), with their key, besides Textual's own commands (quit among them)."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if binding.action != "quit" and self._acts(binding.action, screen):
+                yield SystemCommand(
+                    f"{binding.description.capitalize()} ({binding.key})",
+                    binding.tooltip,
+                    partial(self.run_action, binding.action),
+                )
+
+    def _acts(self, action: str, screen: Screen) -> bool:
+        """Whether the app's ``action`` does something on ``screen`` now."""
+        if isinstance(screen, ModalScreen) and action in (
             "start_training",
             "stop_training",
             "resume_training",
@@ -270,7 +287,7 @@ class CaptchaApp(App[int]):
             "open_runs",
         ):
             return False
-        on_runs = isinstance(self.screen, (RunsScreen, RunView))
+        on_runs = isinstance(screen, (RunsScreen, RunView))
         if (on_runs or self.start_screen != "train") and action in DASHBOARD_ACTIONS:
             return False
         busy = self.training or self.making_data
@@ -289,12 +306,12 @@ class CaptchaApp(App[int]):
             return running and paused
         if action == "open_eval":
             if on_runs:  # e reads with the run's best.pt there, so only a run with one offers it
-                return self.screen.run_checkpoint is not None
-            return self.screen is not self.eval_screen
+                return screen.run_checkpoint is not None
+            return screen is not self.eval_screen
         if action == "open_runs":  # one runs screen at a time (e from it opens the eval screen above it)
-            return not any(isinstance(screen, RunsScreen) for screen in self.screen_stack)
+            return not any(isinstance(shown, RunsScreen) for shown in self.screen_stack)
         if action == "open_label":
-            return not isinstance(self.screen, LabelScreen)
+            return not isinstance(screen, LabelScreen)
         if action == "generate_data":
             return not busy and self.dataset is None
         if action == "prepare_folder":

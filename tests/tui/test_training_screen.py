@@ -9,6 +9,8 @@ import shutil
 import threading
 import weakref
 
+from textual.command import CommandPalette
+
 from captcha_tui.core import events as ev
 from captcha_tui.core.checkpoint import load_checkpoint
 from captcha_tui.core.predictor import Predictor
@@ -509,3 +511,29 @@ def test_a_new_run_beside_an_earlier_one_goes_to_its_own_folder_and_s_carries_th
     asyncio.run(scenario())
     assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
     assert not (tmp_path / "run-3").exists()
+
+
+def test_the_command_palette_offers_the_keys_that_act_now(prepared_dataset, tmp_path, one_thread):
+    """Ctrl+P listed only Textual's own commands (keys, screenshot, theme, quit); now the app's keys that
+    act on the screen it was opened from are there too, with their key, and run as the key does."""
+    app = make_app(training_config(prepared_dataset, tmp_path / "run", epochs=50))
+
+    def offered(screen) -> list[str]:
+        return [command.title for command in app.get_system_commands(screen)]
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.2)
+            titles = offered(app.screen)
+            assert {"Start (s)", "Device (d)", "Eval (e)", "Label (l)", "Runs (h)"} <= set(titles), titles
+            assert "Stop (s)" not in titles and "Pause (p)" not in titles
+            await pilot.press("ctrl+p")
+            await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+            await pilot.press(*"start", "enter")
+            await wait_until(pilot, lambda: app.training, what="training started from the palette")
+            titles = offered(app.train_screen)
+            assert "Stop (s)" in titles and "Pause (p)" in titles and "Start (s)" not in titles
+            app.action_stop_training()
+            await wait_until(pilot, lambda: not app.training, timeout=120, what="the run to stop")
+
+    asyncio.run(scenario())
