@@ -104,10 +104,11 @@ def transfer_weights(
     learnt again."""
     own = model.state_dict()  # the model's own tensors: copying into them changes the model
     output = _output_layer(own)
-    same_codes = (source.charset, source.max_length, source.decoder) == (
-        target.charset,
-        target.max_length,
-        target.decoder,
+    # A CTC model's outputs are the characters and the blank, whatever the lengths it reads: the base
+    # model (4–6 characters) keeps its whole output layer for a set of 4 (it was rebuilt, and a fine-tune
+    # started far below what the base read).
+    same_codes = (source.charset, source.decoder) == (target.charset, target.decoder) and (
+        source.max_length == target.max_length or target.decoder == "ctc"
     )
     copied: set[str] = set()
     with torch.no_grad():
@@ -120,7 +121,7 @@ def transfer_weights(
             tensor.copy_(theirs)
             copied.add(name)
         shared = 0
-        if output and not same_codes and source.decoder == target.decoder != "ctc":
+        if output and not same_codes and source.decoder == target.decoder:
             shared = _copy_shared_rows(own, weights, output, source, target)
     layers: dict[str, bool] = {}
     for name in own:
@@ -144,17 +145,19 @@ def _output_layer(weights: dict[str, torch.Tensor]) -> str:
 
 def _copy_shared_rows(own, weights, output: str, source: CodeSpec, target: CodeSpec) -> int:
     """Per-position output rows are ``position × classes + character`` (``classes + 1`` and the end last,
-    for slots models): copy those of shared characters, and the end's."""
+    for slots models; one set of ``classes + 1`` with the blank last, for CTC ones): copy those of shared
+    characters, and the end's or the blank's."""
     weight, bias = own[f"{output}.weight"], own.get(f"{output}.bias")
     theirs, their_bias = weights.get(f"{output}.weight"), weights.get(f"{output}.bias")
     if theirs is None or theirs.dim() != 2 or theirs.shape[1] != weight.shape[1]:
         return 0  # another input size: no row fits
     chars = [(j, source.charset.index(c)) for j, c in enumerate(target.charset) if c in source.charset]
-    end = target.decoder == "slots"
-    mine, theirs_n = target.classes + end, source.classes + end  # outputs per position
-    pairs = chars + [(target.classes, source.classes)] * end
+    extra = int(target.decoder in ("slots", "ctc"))  # the end class, or the blank: last of each set
+    mine, theirs_n = target.classes + extra, source.classes + extra  # outputs per position
+    pairs = chars + [(target.classes, source.classes)] * extra
+    positions = 1 if target.decoder == "ctc" else min(source.max_length, target.max_length)
     rows, their_rows = [], []
-    for position in range(min(source.max_length, target.max_length)):
+    for position in range(positions):
         rows += [position * mine + j for j, _ in pairs]
         their_rows += [position * theirs_n + i for _, i in pairs]
     if not rows:

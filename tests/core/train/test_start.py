@@ -113,6 +113,36 @@ def test_transfer_weights_copies_slots_rows_by_character_and_the_end():
     assert torch.equal(mine[3 * 6 :], fresh[3 * 6 :])  # the fourth slot is new too
 
 
+def test_transfer_weights_keeps_a_ctc_output_layer_whatever_the_lengths():
+    """A CTC model's outputs are its characters and the blank: the base model (4–6 characters) fine-tuned
+    on codes of 4 kept all but its output layer, rebuilt for "max length 6 ≠ 4"."""
+    torch.manual_seed(0)
+    source_spec = CodeSpec("abcd", 4, 6, (40, 16), decoder="ctc")
+    source = build_model("crnn-tiny", source_spec)
+    for lengths in ((4, 4), (2, 9)):
+        target_spec = CodeSpec("abcd", *lengths, (40, 16), decoder="ctc")
+        target = build_model("crnn-tiny", target_spec)
+        done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
+        assert not done.output_rebuilt and done.copied == done.layers, lengths
+        assert all(torch.equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())
+
+
+def test_transfer_weights_copies_ctc_rows_by_character_and_the_blank():
+    torch.manual_seed(0)
+    source_spec = CodeSpec("abcd", 4, 6, (40, 16), decoder="ctc")
+    target_spec = CodeSpec("#dcxa", 4, 4, (40, 16), decoder="ctc")  # d, c, a shared at other indices
+    source, target = build_model("crnn-tiny", source_spec), build_model("crnn-tiny", target_spec)
+    output = next(k for k in reversed(target.state_dict()) if k.endswith(".weight")).rpartition(".")[0]
+    fresh = target.state_dict()[f"{output}.weight"].clone()
+    done = transfer_weights(target, source.state_dict(), source_spec, target_spec)
+    assert done.output_rebuilt and done.shared_characters == 3 and done.copied == done.layers - 1
+    theirs, mine = source.state_dict()[f"{output}.weight"], target.state_dict()[f"{output}.weight"]
+    for char in "dca":
+        assert torch.equal(mine[target_spec.charset.index(char)], theirs[source_spec.charset.index(char)])
+    assert torch.equal(mine[5], theirs[4])  # the blank, last in both
+    assert torch.equal(mine[0], fresh[0]) and torch.equal(mine[3], fresh[3])  # '#' and 'x' are new
+
+
 def test_fine_tuning_from_another_preset_is_refused_with_the_preset_named(
     tiny_run, prepared_dataset, tmp_path
 ):
