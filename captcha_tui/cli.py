@@ -15,6 +15,7 @@ from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
 from .core.learning import LearnSettings
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
+from .core.train.config import saved_recipe
 from .core.train.distributed import env_rank, launched
 from .options import (
     EXIT_USAGE,
@@ -258,7 +259,12 @@ def _given_train_options(args: argparse.Namespace) -> dict:
 
 
 def _train_config(args: argparse.Namespace, config_type: type = TrainConfig) -> TrainConfig:
-    config = config_type(**_given_train_options(args))
+    given = _given_train_options(args)
+    if given.get("resume"):
+        # The run's own data and recipe unless the line says otherwise: `train --resume --out runs/c`, as
+        # the run's last line prints it, carries on with its data and epoch budget, not the defaults.
+        given = {**saved_recipe(Path(given.get("out", DEFAULT_RUN_DIR))), **given}
+    config = config_type(**given)
     try:
         config.validate()
     except ValueError as exc:

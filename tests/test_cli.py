@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from captcha_tui.cli import _train_config, build_parser, main
+from captcha_tui.core import events as ev
 from captcha_tui.core.model import PRESETS
-from captcha_tui.core.train import TrainConfig
+from captcha_tui.core.train import TrainConfig, Trainer
 from captcha_tui.options import train_fields
+from tests.helpers import history_rows
 
 
 def test_generate_prepare_train_eval_from_the_command_line(tmp_path, capsys):
@@ -398,3 +400,27 @@ def test_eval_fails_when_a_path_is_missing_though_it_reads_the_rest(captcha_file
     broken.write_text("not an image")
     assert main(["eval", "--model", "base", str(broken), str(captcha_files[0])]) == 1
     assert main(["eval", "--model", "base", str(captcha_files[0])]) == 0
+
+
+def test_resume_carries_on_with_the_runs_own_data_and_epoch_budget(
+    prepared_dataset, tmp_path, monkeypatch, capsys
+):
+    """`train --resume --out runs/c`, as a stopped run's last line prints it, failed with "no dataset at
+    data/dataset"; given --data, it changed the run's 3-epoch budget to the default 15."""
+    run = tmp_path / "runs" / "c"
+    config = TrainConfig(data=prepared_dataset, out=run, preset="tiny", epochs=3, device="cpu", threads=1)
+    trainer = Trainer(config)
+    trainer._step_hook = lambda epoch, batch, size: epoch == 2 and trainer.request_stop()
+    assert isinstance(trainer.run(), ev.Finished)
+    monkeypatch.chdir(tmp_path)  # no data/dataset here: the run's own data or nothing
+    assert main(["train", "--headless", "--resume", "--out", str(run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "--epochs 3 is the run's total: up to 2 more epochs" in out, out
+    assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["epochs"] == 3 and saved["data"] == str(prepared_dataset) and saved["preset"] == "tiny"
+    # What the line says wins: one more epoch on the budget.
+    assert (
+        main(["train", "--headless", "--resume", "--out", str(run), "--device", "cpu", "--epochs", "4"]) == 0
+    )
+    assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3, 4]

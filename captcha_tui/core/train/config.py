@@ -3,6 +3,7 @@ of its fields), the run folder's file names, and the errors a run reports to the
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,46 @@ RUN_FILES = (CONFIG, HISTORY, LOG, BEST, LAST)  # any one of them makes a folder
 MAX_DIST_TIMEOUT_S = (
     7 * 24 * 3600.0
 )  # a week; torch turns the timeout into whole milliseconds (inf overflows)
+
+
+# What `--resume` takes from the run's config.json where the command line does not say: the data and the
+# recipe (the device, the session's time limit, threads and logging may change from one sitting to the next).
+RESUMED_FIELDS = (
+    "data",
+    "preset",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "augment",
+    "label_smoothing",
+    "schedule",
+    "patience",
+    "seed",
+    "target_accuracy",
+    "train_images",
+    "unlabelled",
+    "pseudo_threshold",
+    "unlabelled_limit",
+    "generated",
+)
+PATH_FIELDS = ("data", "unlabelled")
+
+
+def saved_recipe(run_dir: Path) -> dict:
+    """The :data:`RESUMED_FIELDS` of ``run_dir``'s config.json ({} where it has none or it cannot be
+    read: resume then says what is missing)."""
+    try:
+        saved = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    recipe = {name: saved[name] for name in RESUMED_FIELDS if name in saved}
+    for name in PATH_FIELDS:
+        if recipe.get(name) is not None:
+            recipe[name] = Path(recipe[name])
+    return recipe
 
 
 def holds_run(folder: Path) -> bool:
