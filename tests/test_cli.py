@@ -424,3 +424,20 @@ def test_resume_carries_on_with_the_runs_own_data_and_epoch_budget(
         main(["train", "--headless", "--resume", "--out", str(run), "--device", "cpu", "--epochs", "4"]) == 0
     )
     assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("seconds", ["0", "-5", "inf", "nan"])
+def test_a_time_limit_that_allows_no_training_is_refused(prepared_dataset, tmp_path, capsys, seconds):
+    """--time-limit 0 ran no step, said "reached the time limit" and left an empty run folder behind."""
+    args = ["train", "--headless", "--data", str(prepared_dataset), "--out", str(tmp_path / "run")]
+    assert main([*args, "--time-limit", seconds]) == 2
+    assert "--time-limit must be a positive number of seconds" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_image_folder_given_as_data_is_named_as_one(captcha_dir, tmp_path, capsys):
+    """It said "make one with captcha-tui prepare IMAGE_DIR --out imgs": into the user's image folder."""
+    assert main(["train", "--headless", "--data", str(captcha_dir), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{captcha_dir} holds images, not a packed dataset" in err
+    assert f"captcha-tui prepare {captcha_dir} --out DATASET_DIR" in err

@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import sync_folder
-from .images import MODEL_IMAGE_SIZE, ImageError, decode_rgb, peek_size, read_bytes, to_model_array
+from .images import (
+    IMAGE_SUFFIXES,
+    MODEL_IMAGE_SIZE,
+    ImageError,
+    decode_rgb,
+    peek_size,
+    read_bytes,
+    to_model_array,
+)
 from .labels import (
     LABEL_FILES,
     NOTE_REASONS,
@@ -594,6 +602,19 @@ def _write_dataset(
         raise
 
 
+def _holds_images(folder: Path, look_at: int = 200) -> bool:
+    """Whether any of the first ``look_at`` entries of ``folder`` is an image file, by its name (a
+    quick look, for a message: 60,000 images are not listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            for _, entry in zip(range(look_at), entries, strict=False):
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
     """Load a dataset folder made by :func:`prepare`; raises :class:`DatasetError` saying what to do."""
     path = Path(path)
@@ -604,6 +625,11 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
             raise DatasetError(
                 f"no dataset at {path}, but an interrupted `prepare` left the previous one in {old}: "
                 f"rename it back to {path.name}, or prepare again"
+            )
+        if path.is_dir() and _holds_images(path):  # the image folder given where the packed set goes
+            raise DatasetError(
+                f"{path} holds images, not a packed dataset: pack them with `captcha-tui prepare {path} "
+                f"--out DATASET_DIR`, then train with --data DATASET_DIR"
             )
         raise DatasetError(
             f"no dataset at {path}: make one with `captcha-tui prepare IMAGE_DIR --out {path}` "

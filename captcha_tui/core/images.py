@@ -50,6 +50,10 @@ class ImageError(ValueError):
         self.category = category or message
 
 
+# The file names that folder listings take for images (a file named on its own is read by content).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+
+
 def _deep_gray_top(mode: str, arr: np.ndarray) -> float:
     """The value that means white in a deep grayscale image."""
     if mode.startswith("I;16"):

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import sync_folder
-from .images import MODEL_IMAGE_SIZE, ImageError, load_image
+from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, load_image
 from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
 from .oserrors import describe_os_error
-from .predictor import IMAGE_SUFFIXES, Prediction, Predictor
+from .predictor import Prediction, Predictor
 
 HEADER = ("path", "label", "note")
 CUT_SHORT = "cut short"  # the note of a row that replaces one whose label a crash cut short

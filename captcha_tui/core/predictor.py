@@ -13,12 +13,10 @@ from PIL import Image
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
-from .images import ImageError, decode_image, load_image, to_model_array, to_rgb
+from .images import IMAGE_SUFFIXES, ImageError, decode_image, load_image, to_model_array, to_rgb
 from .labels import label_from_name
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 # What predict() reads: a file path, a file's bytes, a PIL image, or an (H, W, 3) / (H, W) uint8 array.
 ImageInput = str | Path | bytes | Image.Image | np.ndarray

@@ -245,6 +245,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; use onecycle or constant")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.time_limit_s is not None and not 0 < self.time_limit_s < math.inf:
+            raise ValueError(f"--time-limit must be a positive number of seconds (got {self.time_limit_s})")
         if self.train_images is not None and self.train_images < 1:
             raise ValueError(f"--train-images must be at least 1 (got {self.train_images})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
