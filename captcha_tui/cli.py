@@ -449,7 +449,9 @@ def train_headless(config) -> int:
     from .core.train import Trainer
     from .headless import HeadlessPrinter
 
-    trainer = Trainer(config, HeadlessPrinter())
+    printer = HeadlessPrinter()
+    trainer = Trainer(config, printer)
+    printer.on_closed = trainer.request_stop  # the output went away (`| head`): stop, resumably
     interrupts = 0
 
     several = launched()

@@ -531,3 +531,29 @@ def test_prepare_bad_folders(capsys, captcha_files, tmp_path) -> None:
     shutil.copyfile(captcha_files[0], folder / captcha_files[0].name)
     err = _usage_error(capsys, ["prepare", str(folder), "--out", str(folder)])
     assert "choose another --out" in err and (folder / captcha_files[0].name).is_file()
+
+
+def test_output_that_goes_away_stops_the_run_resumably_instead_of_failing_it(
+    prepared_dataset, tmp_path, cli_env
+) -> None:
+    """`train --headless … | head -4`, or a closed ssh pipe: the next line written raised BrokenPipeError,
+    the run failed and `runs` listed it so. Now it stops as on Ctrl+C, with a resumable last.pt."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        _train_cli(prepared_dataset, run_dir, "--epochs", "50", "--batch-size", "20"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env,
+    )
+    lines = [process.stdout.readline() for _ in range(4)]  # as head -4 reads, then closes the pipe
+    while lines[-1] and b"epoch 1:" not in lines[-1]:  # an epoch done: a last.pt to resume from
+        lines.append(process.stdout.readline())
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=STEP_TIMEOUT) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    last = load_checkpoint(run_dir / "last.pt")
+    assert 1 <= last.trainer["epoch"] < 50
+    finished = [line for line in (run_dir / "train.log").read_text().splitlines() if " Finished " in line]
+    assert len(finished) == 1 and '"reason": "stopped"' in finished[0]
+    assert " Failed " not in (run_dir / "train.log").read_text()
