@@ -141,6 +141,10 @@ def test_the_dashboard_is_refused_under_torchrun(monkeypatch, capsys, prepared_d
     assert not (tmp_path / "run").exists()
 
 
+def _headless_tiny(data, out, *extra: str) -> list[str]:
+    return ["train", "--headless", "--data", str(data), "--out", str(out), "--preset", "tiny", *extra]
+
+
 def test_a_stray_world_size_without_the_launchers_other_variables_says_so(
     monkeypatch, capsys, prepared_dataset, tmp_path
 ):
@@ -149,20 +153,7 @@ def test_a_stray_world_size_without_the_launchers_other_variables_says_so(
     for name in ("RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    code = cli.main(
-        [
-            "train",
-            "--headless",
-            "--data",
-            str(prepared_dataset),
-            "--out",
-            str(tmp_path / "run"),
-            "--preset",
-            "tiny",
-            "--device",
-            "cpu",
-        ]
-    )
+    code = cli.main(_headless_tiny(prepared_dataset, tmp_path / "run", "--device", "cpu"))
     err = capsys.readouterr().err
     assert code == 2, err
     assert "WORLD_SIZE=2 says this is one of several training processes" in err
@@ -173,20 +164,7 @@ def test_a_stray_world_size_without_the_launchers_other_variables_says_so(
 @pytest.mark.parametrize("seconds", ["inf", "nan", "0", "1e9"])
 def test_dist_timeout_out_of_range_is_a_usage_error(capsys, prepared_dataset, tmp_path, seconds):
     code = cli.main(
-        [
-            "train",
-            "--headless",
-            "--data",
-            str(prepared_dataset),
-            "--out",
-            str(tmp_path / "run"),
-            "--preset",
-            "tiny",
-            "--device",
-            "cpu:2",
-            "--dist-timeout",
-            seconds,
-        ]
+        _headless_tiny(prepared_dataset, tmp_path / "run", "--device", "cpu:2", "--dist-timeout", seconds)
     )
     err = capsys.readouterr().err
     assert code == 2, err
