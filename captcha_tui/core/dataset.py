@@ -25,10 +25,10 @@ import numpy as np
 
 from .checkpoint import sync_folder
 from .images import (
-    IMAGE_SUFFIXES,
     MODEL_IMAGE_SIZE,
     ImageError,
     decode_rgb,
+    is_image_name,
     peek_size,
     read_bytes,
     to_model_array,
@@ -608,7 +608,7 @@ def _holds_images(folder: Path, look_at: int = 200) -> bool:
     try:
         with os.scandir(folder) as entries:
             for _, entry in zip(range(look_at), entries, strict=False):
-                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                if is_image_name(entry.name):
                     return True
     except OSError:
         return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import stat
 import warnings
 from pathlib import Path
@@ -52,6 +53,11 @@ class ImageError(ValueError):
 
 # The file names that folder listings take for images (a file named on its own is read by content).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a folder listing takes the file ``name`` for an image (by its extension)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def _deep_gray_top(mode: str, arr: np.ndarray) -> float:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import sync_folder
-from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, load_image
+from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_name, load_image
 from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
 from .oserrors import describe_os_error
 from .predictor import Prediction, Predictor
@@ -71,7 +71,7 @@ def list_images(folder: Path) -> list[tuple[str, bool]]:
                 name = f"{prefix}/{entry.name}" if prefix else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(name)
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                elif is_image_name(entry.name):
                     found.append((name, entry.is_symlink()))
     return sorted(found)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..core.base_model import is_base_model
+from rich.text import Text
+
+from ..core.base_model import READS_LITTLE, is_base_model, reads_little
 from ..core.units import GiB, MiB
 
 
@@ -37,6 +39,12 @@ def model_origin(path) -> tuple[str, str]:
     if is_base_model(path):
         return " · the base model shipped with captcha-tui", "bold"
     return f" · {path}", "dim"
+
+
+def reads_little_note(path, val_accuracy: float) -> Text:
+    """ " (reads little: --model base may read better)" in yellow for a checkpoint that read little of its
+    validation split; empty otherwise. Put before the path on a model line: the path may be cut off."""
+    return Text(f" ({READS_LITTLE})", style="bold yellow") if reads_little(path, val_accuracy) else Text("")
 
 
 def charset_preview(charset: str, limit: int = 12) -> str:

@@ -23,12 +23,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ...core.base_model import READS_LITTLE, named_model, reads_little
+from ...core.base_model import named_model
 from ...core.checkpoint import CheckpointError
 from ...core.decoding import ReadError, ReadOptions
 from ...core.predictor import PathResult, Predictor, accuracy, expand_paths
 from ...words import percent
-from ..formatting import charset_preview, model_origin
+from ..formatting import charset_preview, model_origin, reads_little_note
 from ..messages import ModelFailed, ModelLoaded, PredictionsReady, ReadProgress
 from ..widgets.captcha_image import CaptchaImage
 from ..widgets.code_view import CodeView
@@ -300,7 +300,7 @@ class EvalScreen(Screen):
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
                 f" · epoch {meta.epoch}, validation {percent(meta.val_accuracy)}",
-                _weak(message.path, meta.val_accuracy),  # before the path, which may be cut off
+                reads_little_note(message.path, meta.val_accuracy),
                 model_origin(message.path),
             )
         )
@@ -440,8 +440,3 @@ def _modified(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None
-
-
-def _weak(path: Path, val_accuracy: float) -> Text:
-    """A checkpoint that read little of its validation split, said in yellow; empty otherwise."""
-    return Text(f" ({READS_LITTLE})", style="bold yellow") if reads_little(path, val_accuracy) else Text("")

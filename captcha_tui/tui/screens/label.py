@@ -40,7 +40,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, get_current_worker
 
 from ...core import events as ev
-from ...core.base_model import READS_LITTLE, base_model_path, is_base_model, reads_little
+from ...core.base_model import base_model_path, is_base_model
 from ...core.checkpoint import CheckpointError
 from ...core.labelling import (
     ACCEPTED,
@@ -56,7 +56,7 @@ from ...core.labelling import (
 from ...core.learning import Learner, LearnError, LearnSettings, RoundResult
 from ...core.predictor import Predictor
 from ...words import percent
-from ..formatting import charset_preview, model_origin
+from ..formatting import charset_preview, model_origin, reads_little_note
 from ..widgets.captcha_image import CaptchaImage, draw_ahead
 from ..widgets.code_view import CodeView
 
@@ -368,10 +368,7 @@ class LabelScreen(Screen):
                 (meta.preset, "bold"),
                 f" · {meta.spec.lengths} chars from {charset_preview(meta.spec.charset)}",
                 f" · validation {percent(meta.val_accuracy)}",
-                # Before the path, which may be cut off.
-                (f" ({READS_LITTLE})", "bold yellow")
-                if reads_little(message.path, meta.val_accuracy)
-                else "",
+                reads_little_note(message.path, meta.val_accuracy),
                 model_origin(message.path),
             )
         self._show_progress()
