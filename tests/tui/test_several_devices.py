@@ -38,6 +38,8 @@ def test_the_dashboard_trains_one_run_on_two_processes(prepared_dataset, tmp_pat
             assert app.check_action("pause_training", ()) is False  # no pause across processes
             await wait_until(pilot, lambda: not app.training, RUN_TIMEOUT, "the run to end")
             await wait_until(pilot, lambda: "finished" in screen_text(app), what="the finish banner")
+            # The banner comes with the relayed events; the result, with the worker's own end message.
+            await wait_until(pilot, lambda: app.last_result is not None, what="the worker's result")
             assert isinstance(app.last_result, ev.Finished), app.last_result
             assert app.last_result.epochs_run == 2
 
