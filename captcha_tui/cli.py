@@ -453,12 +453,14 @@ def train_headless(config) -> int:
     trainer = Trainer(config, printer)
     printer.on_closed = trainer.request_stop  # the output went away (`| head`): stop, resumably
     interrupts = 0
+    stopped_by: int | None = None  # the first signal: the exit status says the run was cut short
 
     several = launched()
 
     def on_signal(signum, frame):  # noqa: ARG001
-        nonlocal interrupts
+        nonlocal interrupts, stopped_by
         interrupts += 1
+        stopped_by = stopped_by or signum
         if interrupts > 1:
             # torchrun passes the terminal's Ctrl+C on to its processes, which got it already: a second
             # signal is not the user insisting. torchrun sends SIGKILL itself if they do not end.
@@ -483,6 +485,10 @@ def train_headless(config) -> int:
 
     if isinstance(result, Failed):
         return EXIT_USAGE if result.usage else 1
+    if stopped_by is not None:
+        # 130 for Ctrl+C, 143 for SIGTERM, as the shell reports a command a signal ended and as a run on
+        # several processes ends: `train && eval` must not go on to read with a model cut short.
+        return 128 + stopped_by
     return 0
 
 

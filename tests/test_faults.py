@@ -379,7 +379,7 @@ def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env)
     code, output = _interrupt(
         _train_cli(prepared_dataset, run_dir, "--epochs", "50", "--batch-size", "20"), cli_env, signal.SIGTERM
     )
-    assert code == 0, output
+    assert code == 128 + signal.SIGTERM, output  # 143: a shell's `train && eval` stops there
     assert "SIGTERM: saving a resumable checkpoint" in output and "stopped by request" in output
     assert "Traceback" not in output
     last = load_checkpoint(run_dir / "last.pt")
@@ -409,7 +409,7 @@ def test_sigterm_saves_and_resume_continues(prepared_dataset, tmp_path, cli_env)
 def test_ctrl_c_saves_a_resumable_checkpoint(prepared_dataset, tmp_path, cli_env) -> None:
     run_dir = tmp_path / "run"
     code, output = _interrupt(_train_cli(prepared_dataset, run_dir, "--epochs", "50"), cli_env, signal.SIGINT)
-    assert code == 0, output
+    assert code == 130, output  # as the shell reports a command Ctrl+C ended, and as several processes do
     assert (
         "SIGINT: saving a resumable checkpoint" in output
         and "resume with: captcha-tui train --resume" in output
