@@ -45,7 +45,7 @@ from ..spec import CodeSpec
 from ..tensorboard import TensorBoardLog
 from .config import BEST, CONFIG, HISTORY, LAST, LOG, ConfigError, TrainConfig, TrainingError
 from .distributed import Group, env_rank, is_peer_failure, join, launched, rank_share
-from .schedule import Schedule, short_run_notice
+from .schedule import Schedule, peak_learning_rate, short_run_notice
 from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
 from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, new_run_dir, resume
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
@@ -440,6 +440,8 @@ class Trainer:
     def _end(self, rule: StopRule, run: _Run, state: RunState) -> ev.Finished:
         """Say why the run ended, keep what an unfinished epoch trained, and score the test split once,
         with the best weights (it is never used to choose anything)."""
+        if rule.spent:  # its time or images ran out: the schedule is at its end (a resume may restart it)
+            state.schedule_at = 1.0
         if state.position:  # ended inside an epoch: last.pt keeps its progress for --resume
             self._save_last(run, state)
         last_val = state.history[-1]["val_accuracy"] if state.history else None
@@ -565,6 +567,22 @@ class Trainer:
             )
         # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
         schedule = Schedule.for_run(cfg, preset, len(train_x), init is not None, state.schedule_at)
+        gentle = peak_learning_rate(preset, len(train_x), True, cfg.lr)
+        if state.cycle_origin is not None:  # a cycle restarted in an earlier session goes on
+            epochs_from, images_from = state.cycle_origin
+            schedule = schedule.cycle_from(epochs_from, int(images_from), gentle, state.schedule_at)
+        elif cfg.resume:
+            trained = state.epoch + state.position / max(len(train_x), 1)
+            restarted = schedule.restarted(trained, state.images_seen, gentle)
+            if restarted is not None:
+                schedule = restarted
+                state.cycle_origin = [trained, state.images_seen]
+                notices.append(
+                    ev.Notice(
+                        "this run's learning-rate schedule had ended: what it trains now follows a new, "
+                        f"gentler one-cycle (peak {gentle:.2g}, a fine-tune's) over the budget added"
+                    )
+                )
         run = _Run(
             data=data,
             train_x=train_x,
@@ -674,6 +692,9 @@ class Trainer:
     # ---- checkpoints, history -------------------------------------------------------------------------------
     def _save_last(self, run: _Run, state: RunState) -> None:
         """last.pt (weights, optimiser and state: everything --resume needs) and history.jsonl."""
+        if not state.position:  # where the schedule stands after the epoch, not before its last step
+            done = run.schedule.progress(state.epoch, state.images_seen, self._session_s())
+            state.schedule_at = max(state.schedule_at, min(done, 1.0))
         self._save(LAST, run, state, with_optimizer=True)
         self._write_history(state.history)
 

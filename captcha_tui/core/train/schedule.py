@@ -4,7 +4,7 @@ images, whichever ends the run first), which never runs backwards on a resume.""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .. import events as ev
@@ -19,6 +19,10 @@ WARMUP = 0.1  # share of the one-cycle schedule spent warming up
 # adapt them without wrecking them, and only the (possibly rebuilt) output layer needs a warm-up.
 FINE_TUNE_LR_SHARE = 1 / 3
 FINE_TUNE_WARMUP = 0.05
+# A resumed run whose schedule had reached this (its learning rate at the floor) and was given at least
+# MIN_ADDED_BUDGET more of it (epochs, images or a time limit) starts a new cycle (Schedule.restarted).
+SCHEDULE_ENDED = 0.99
+MIN_ADDED_BUDGET = 0.1
 # About what bench fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
 SMALL_SET_IMAGES_SEEN = 60_000
 
@@ -67,6 +71,9 @@ class Schedule:
     time_limit_s: float | None
     train_images: int | None  # the image budget, where it ends the run first the schedule ends with it
     start: float = 0.0  # where the schedule was when this session began (0: a new run)
+    # Where a new cycle began on a finished run given more budget (restarted): the budgets count from here.
+    origin_epochs: float = 0.0
+    origin_images: int = 0
 
     @classmethod
     def for_run(
@@ -86,10 +93,34 @@ class Schedule:
     def progress(self, epochs_trained: float, images_seen: int, session_s: float) -> float:
         """How far through the schedule a step taken after ``epochs_trained`` epochs (a fraction inside
         one) and ``images_seen`` images is, ``session_s`` into this session."""
-        epochs_done = epochs_trained / self.epochs
+        epochs_done = (epochs_trained - self.origin_epochs) / max(self.epochs - self.origin_epochs, 1e-9)
         if self.train_images is not None:  # the image budget sets the pace where it ends the run first
-            epochs_done = max(epochs_done, images_seen / self.train_images)
+            budget = max(self.train_images - self.origin_images, 1)
+            epochs_done = max(epochs_done, (images_seen - self.origin_images) / budget)
         return schedule_progress(epochs_done, session_s, self.time_limit_s, self.start)
+
+    def restarted(self, epochs_trained: float, images_seen: int, fine_tune_peak: float) -> Schedule | None:
+        """A new, gentler cycle over the budget added to a run whose schedule had ended (``start`` at its
+        end), or None where there is none to add or the schedule goes on. Without it, `--resume --epochs 30`
+        on a finished 15-epoch run trained 15 more epochs at the floor (1% of the peak) and learnt nothing."""
+        if self.kind != "onecycle" or self.start < SCHEDULE_ENDED:
+            return None
+        fresh = replace(self, start=0.0).progress(epochs_trained, images_seen, 0.0)
+        if fresh > 1 - MIN_ADDED_BUDGET:
+            return None  # a few more steps of the same budget: they finish the tail, not a new cycle
+        return self.cycle_from(epochs_trained, images_seen, fine_tune_peak, start=0.0)
+
+    def cycle_from(self, epochs_trained: float, images_seen: int, peak_lr: float, start: float) -> Schedule:
+        """The cycle that began at ``epochs_trained`` and ``images_seen`` (RunState.cycle_origin), ``start``
+        through it: the budgets count from there."""
+        return replace(
+            self,
+            peak_lr=peak_lr,
+            warmup=FINE_TUNE_WARMUP,
+            start=start,
+            origin_epochs=epochs_trained,
+            origin_images=images_seen,
+        )
 
     def learning_rate(self, progress: float) -> float:
         return self.peak_lr * lr_factor(progress, self.kind, self.warmup)

@@ -51,6 +51,8 @@ class RunState:
     images_seen: int = 0
     elapsed_s: float = 0.0  # training time of the whole run so far, every session's, pauses excluded
     schedule_at: float = 0.0  # how far through the learning-rate schedule the last step was (0..1)
+    # [epochs trained, images seen] where a finished run given more budget began a new cycle (None: never)
+    cycle_origin: list[float] | None = None
     history: list[dict] = field(default_factory=list)
 
 

@@ -126,6 +126,47 @@ def test_stop_then_resume_continues_from_the_saved_epoch(prepared_dataset, tmp_p
     assert history == [1, 2, 3]
 
 
+def test_more_epochs_for_a_finished_run_train_on_a_new_gentler_cycle(prepared_dataset, tmp_path):
+    """`--resume --epochs 4` on a run that finished its 2: the schedule had ended at its floor, where the
+    two epochs added would learn nothing; they follow a new cycle at a fine-tune's peak instead, and a stop
+    and resume inside it carries that cycle on."""
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, preset="tiny", epochs=2, device="cpu", batch_size=20
+    )
+    first: list = []
+    assert Trainer(config, first.append).run().reason == "max_epochs"
+    peak = events_of(first, ev.RunStarted)[0].learning_rate
+    floor = history_rows(tmp_path)[-1]["learning_rate"]
+    assert floor < peak * 0.02  # the one-cycle's end
+
+    second: list = []
+    trainer = Trainer(replace(config, resume=True, epochs=4), second.append)
+
+    def stop_in_fourth_epoch(epoch, batch, size):
+        if epoch == 4 and batch == 3:
+            trainer.request_stop()
+
+    trainer._step_hook = stop_in_fourth_epoch
+    assert trainer.run().reason == "stopped"
+    gentle = events_of(second, ev.RunStarted)[0].learning_rate
+    assert gentle == pytest.approx(peak / 3)
+    assert any("schedule had ended" in n.message for n in events_of(second, ev.Notice))
+    # Half-way through the new cycle, the learning rate is far above the floor the run had ended on.
+    assert events_of(second, ev.EpochEnd)[0].learning_rate > 10 * floor
+    saved = load_checkpoint(tmp_path / "last.pt").trainer
+    assert saved["cycle_origin"] == [2.0, 2 * 240]
+
+    third: list = []
+    assert Trainer(replace(config, resume=True, epochs=4), third.append).run().reason == "max_epochs"
+    assert events_of(third, ev.RunStarted)[0].learning_rate == pytest.approx(gentle)  # the same cycle
+    assert not any("schedule had ended" in n.message for n in events_of(third, ev.Notice))
+    assert [row["epoch"] for row in history_rows(tmp_path)] == [1, 2, 3, 4]
+    assert history_rows(tmp_path)[-1]["learning_rate"] < gentle * 0.02  # the new cycle ends at its floor
+    # The budget already spent is still refused, not restarted.
+    refused = Trainer(replace(config, resume=True, epochs=4)).run()
+    assert isinstance(refused, ev.Failed) and "nothing to train" in refused.message
+
+
 def test_early_stop_is_announced(prepared_dataset, tmp_path):
     events = []
     config = TrainConfig(

@@ -72,3 +72,27 @@ def test_a_runs_schedule_spans_whichever_budget_ends_it_first():
     tuned = schedule(fine_tune=True)
     assert tuned.peak_lr == pytest.approx(1e-3) and tuned.warmup == 0.05  # a fine-tune's gentler start
     assert schedule(lr=0.02, schedule="constant").learning_rate(0.0) == 0.02
+
+
+def test_a_finished_schedule_given_more_budget_restarts_gently_and_only_then():
+    def schedule(start: float, **change) -> Schedule:
+        return Schedule.for_run(TrainConfig(**{"epochs": 20, **change}), "fast", 48_000, False, start)
+
+    # 10 epochs of an ended schedule, now 20: a new cycle over epochs 10..20 at the gentle peak.
+    again = schedule(1.0).restarted(10.0, 480_000, 1e-3)
+    assert again is not None and again.peak_lr == 1e-3 and again.warmup == 0.05
+    assert again.progress(10.0, 480_000, 0.0) == 0.0 and again.progress(15.0, 720_000, 0.0) == 0.5
+    assert again.learning_rate(0.05) == pytest.approx(1e-3)  # its peak, after the short warm-up
+    # By images: a budget raised from 480,000 to 960,000 is counted from where the run was.
+    by_images = schedule(1.0, epochs=1000, train_images=960_000).restarted(10.0, 480_000, 1e-3)
+    assert by_images.progress(12.0, 720_000, 0.0) == pytest.approx(0.5)
+    # A session's time limit spans the new cycle.
+    timed = schedule(1.0, epochs=1000, time_limit_s=300.0).restarted(10.0, 480_000, 1e-3)
+    assert timed.progress(10.5, 500_000, 150.0) == pytest.approx(0.5)
+    # A schedule still going, one that adds too little to be a cycle, and a constant rate: no restart.
+    assert schedule(0.6).restarted(12.0, 576_000, 1e-3) is None
+    assert schedule(1.0).restarted(19.5, 936_000, 1e-3) is None
+    assert schedule(1.0, schedule="constant").restarted(10.0, 480_000, 1e-3) is None
+    # Carried on in a later session from where it was.
+    later = schedule(0.0).cycle_from(10.0, 480_000, 1e-3, start=0.5)
+    assert later.progress(15.0, 720_000, 0.0) == 0.5 and later.progress(17.5, 840_000, 0.0) == 0.75
