@@ -15,7 +15,7 @@ from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
 from .core.learning import LearnSettings
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
-from .core.train.config import saved_recipe
+from .core.train.config import saved_recipe, with_saved_recipe
 from .core.train.distributed import env_rank, launched
 from .options import (
     EXIT_USAGE,
@@ -260,11 +260,11 @@ def _given_train_options(args: argparse.Namespace) -> dict:
 
 def _train_config(args: argparse.Namespace, config_type: type = TrainConfig) -> TrainConfig:
     given = _given_train_options(args)
-    if given.get("resume"):
+    config = config_type(**given)
+    if config.resume:
         # The run's own data and recipe unless the line says otherwise: `train --resume --out runs/c`, as
         # the run's last line prints it, carries on with its data and epoch budget, not the defaults.
-        given = {**saved_recipe(Path(given.get("out", DEFAULT_RUN_DIR))), **given}
-    config = config_type(**given)
+        config = with_saved_recipe(config, saved_recipe(Path(config.out)), given)
     try:
         config.validate()
     except ValueError as exc:
@@ -711,6 +711,7 @@ def _run_app(args: argparse.Namespace, config, autostart: bool, screen: str = "t
         autostart=autostart,
         screen=screen,
         model=getattr(args, "model", None),
+        given_options=frozenset(_given_train_options(args)),
         **reading,
     )
     # The dashboard's screen is gone once it exits: say how its run ended, where the files are.

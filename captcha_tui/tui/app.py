@@ -19,7 +19,7 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing import resource_tracker
@@ -40,6 +40,7 @@ from ..core.generator import DEFAULT_COUNT, generate
 from ..core.hardware import HardwareSampler, Monitor, Sample
 from ..core.learning import LearnSettings
 from ..core.train import BEST, TrainConfig, Trainer
+from ..core.train.config import with_saved_recipe
 from ..core.train.launch import LaunchedRun
 from ..core.train.stopping import StopRequest
 from .dataset_info import DatasetSummary, read_dataset_summary
@@ -154,8 +155,13 @@ class CaptchaApp(App[int]):
         label_dir: Path | None = None,
         runs_dir: Path | None = None,
         label_learn: LearnSettings | None = None,
+        given_options: Collection[str] | None = None,
     ) -> None:
-        """Everything after ``image_dir`` is a seam for tests and demos:
+        """``given_options``: the train options typed on the command line, by field name; ``r`` resumes
+        the run folder's last run with its own data and recipe (config.json) for the others, as
+        `train --resume` does (None: ``config`` is all as asked, as from Python).
+
+        Everything after ``image_dir`` but that is a seam for tests and demos:
 
         ``sampler`` (e.g. over a FakeNvmlBackend), ``devices`` for the picker (else listed on first use),
         ``generate_count`` images for ``g``, ``clock`` for the event log's times, ``monitor_interval``
@@ -175,6 +181,7 @@ class CaptchaApp(App[int]):
         self.eval_options = eval_options  # eval --charset / --length: the eval screen starts with them
         self.label_dir = label_dir  # the folder start_screen="label" opens
         self.label_learn = label_learn  # how the label screen's model learns (None: the defaults)
+        self.given_options = None if given_options is None else frozenset(given_options)
         # The folder of run folders h lists: start_screen="runs"'s, else the one the run folder is in.
         self.runs_dir = Path(runs_dir) if runs_dir is not None else Path(self.config.out).parent
         self.devices = devices
@@ -363,7 +370,15 @@ class CaptchaApp(App[int]):
                 self.last_result.reason == StopRequest.reason and self.last_result.last_checkpoint is not None
             )
         run = self.last_run
-        return run is not None and run.has_last and len(run.epochs) < self.config.epochs
+        return run is not None and run.has_last and len(run.epochs) < self._resumed_config().epochs
+
+    def _resumed_config(self) -> TrainConfig:
+        """What ``r`` resumes the run folder's last run with: the dashboard's config, with that run's own
+        data and recipe where they were not typed (a run of 40 epochs is not cut to the default 15)."""
+        config = replace(self.config, resume=True, init=None)
+        if self.last_run is None or self.given_options is None:
+            return config
+        return with_saved_recipe(config, self.last_run.recipe, self.given_options)
 
     @work(thread=True, exclusive=True, group="last-run", exit_on_error=False)
     def _read_last_run(self, run_dir: Path) -> RunSummary | None:
@@ -373,7 +388,7 @@ class CaptchaApp(App[int]):
         if summary is None or self.trainer is not None or self.last_result is not None:
             return  # nothing there, or a run of this session already fills the dashboard
         self.last_run = summary
-        self.train_screen.show_last_run(summary, self.config.epochs)
+        self.train_screen.show_last_run(summary, self._resumed_config().epochs)
 
     def action_pause_training(self) -> None:
         if self.trainer is not None and self.training:
@@ -398,8 +413,10 @@ class CaptchaApp(App[int]):
         # After a stop (s or q) the next start carries on from last.pt instead of starting over.
         stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == StopRequest.reason
         config = self.config
-        if stopped or resume:  # a fine-tune carries on from its own last.pt (which names its --init)
+        if stopped:  # a fine-tune carries on from its own last.pt (which names its --init)
             config = replace(config, resume=True, init=None)
+        elif resume:
+            config = self._resumed_config()
         try:
             devices = parse_device_list(config.device)
         except DeviceError as exc:
@@ -697,6 +714,7 @@ def run_app(
     label_learn: LearnSettings | None = None,
     eval_device: str = "cpu",
     eval_options: ReadOptions | None = None,
+    given_options: Collection[str] | None = None,
 ) -> AppExit:
     """The CLI's entry point: run the dashboard until the user quits."""
     app = CaptchaApp(
@@ -710,6 +728,7 @@ def run_app(
         label_dir=label_dir,
         runs_dir=runs_dir,
         label_learn=label_learn,
+        given_options=given_options,
     )
     app.run()
     return AppExit(app.return_code or 0, app.last_result, Path(app.config.out))

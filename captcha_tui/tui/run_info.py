@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import events as ev
 from ..core.runs import kept_epoch, last_finish, read_history
 from ..core.train import BEST, LAST
+from ..core.train.config import saved_recipe
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class RunSummary:
     has_best: bool  # best.pt is there: the eval screen can read with it
     has_last: bool  # last.pt is there: training can resume from it
     damaged_lines: int = 0  # lines of history.jsonl that could not be read (skipped)
+    recipe: dict = field(default_factory=dict)  # its config.json's data and recipe (train.saved_recipe)
 
 
 def read_run_summary(run_dir: Path) -> RunSummary | None:
@@ -36,4 +38,5 @@ def read_run_summary(run_dir: Path) -> RunSummary | None:
         has_best=(run_dir / BEST).is_file(),
         has_last=(run_dir / LAST).is_file(),
         damaged_lines=damaged,
+        recipe=saved_recipe(run_dir),
     )

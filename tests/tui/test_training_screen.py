@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
 import shutil
 import threading
 import weakref
 
+import pytest
 from textual.command import CommandPalette
 
 from captcha_tui.core import events as ev
@@ -333,6 +335,34 @@ def test_a_relaunch_shows_the_last_run_and_r_resumes_it(prepared_dataset, run_co
             assert chart.epochs == [1, 2]  # the resumed run kept the epoch it carried on from
             assert [row["epoch"] for row in history_rows(run_copy)] == [1, 2]
             assert not _offered(app, "r")  # both epochs are done
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("typed", [frozenset({"out"}), frozenset({"out", "epochs"})])
+def test_r_resumes_the_last_run_with_its_own_epoch_budget_unless_one_was_typed(
+    prepared_dataset, run_copy, one_thread, typed
+):
+    """`captcha-tui --out runs/x` on a run of 2 epochs that stopped after 1: r carries it on to its own
+    2, as `train --resume --out runs/x` does, not to the dashboard's budget (here 1: nothing left, and
+    r was not offered). An --epochs typed on the line wins."""
+    config_file = run_copy / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "epochs": 2}))
+    app = make_app(training_config(prepared_dataset, run_copy, epochs=1), given_options=typed)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            chart = app.train_screen.query_one(HistoryChart)
+            await wait_until(pilot, lambda: chart.epochs == [1], what="the last run's history in the chart")
+            await pilot.pause()
+            if "epochs" in typed:
+                assert _flat("its 1 epoch is done") in _log_text(app) and not _offered(app, "r")
+                return
+            assert _flat("r resumes it (up to epoch 2)") in _log_text(app) and _offered(app, "r")
+            await pilot.press("r")
+            await wait_until(pilot, lambda: not app.training and app.last_result, timeout=120, what="the run")
+            assert isinstance(app.last_result, ev.Finished) and app.last_result.reason == "max_epochs"
+            assert [row["epoch"] for row in history_rows(run_copy)] == [1, 2]
 
     asyncio.run(scenario())
 

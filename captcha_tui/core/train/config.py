@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..augment import SMALL_SET
@@ -62,6 +63,12 @@ def saved_recipe(run_dir: Path) -> dict:
         if recipe.get(name) is not None:
             recipe[name] = Path(recipe[name])
     return recipe
+
+
+def with_saved_recipe(config: TrainConfig, recipe: dict, given: Collection[str]) -> TrainConfig:
+    """``config`` to resume a run with: its ``recipe`` (:func:`saved_recipe`) wherever an option was not
+    ``given`` (typed), as `train --resume` takes it."""
+    return replace(config, **{name: value for name, value in recipe.items() if name not in given})
 
 
 def holds_run(folder: Path) -> bool:

@@ -101,7 +101,7 @@ class TrainScreen(Screen):
         if resumable:
             parts.append(f"r resumes it (up to epoch {max_epochs})")
         elif run.has_last:
-            parts.append(f"its {max_epochs} epochs are done")
+            parts.append(f"its {max_epochs} epoch{' is' if max_epochs == 1 else 's are'} done")
         parts.append("s starts over")
         if run.has_best:
             parts.append(f"e reads captchas with its {BEST}")
