@@ -231,7 +231,8 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("batch size must be at least 1")
     if not 0 < args.target <= 1:
-        raise UsageError("--target takes a fraction in (0, 1], e.g. 0.95")
+        meant = f": --target {args.target / 100:g} for {args.target:g}%" if 1 < args.target <= 100 else ""
+        raise UsageError(f"--target takes a fraction in (0, 1], e.g. 0.95{meant}")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
         raise UsageError(f"--lr must be a positive number (got {args.lr})")
     if args.train_images is not None and args.train_images < 1:

@@ -87,7 +87,8 @@ def test_the_defaults_the_issue_found_missing_are_shown(capsys):
     [
         (["bench", "speed", "--batch-size", "0"], "batch size must be at least 1"),
         (["bench", "speed", "--device", "banana"], "unknown device"),
-        (["bench", "accuracy", "--target", "95"], "--target takes a fraction"),
+        (["bench", "accuracy", "--target", "95"], "a fraction in (0, 1], e.g. 0.95: --target 0.95 for 95%"),
+        (["bench", "accuracy", "--target", "-1"], "--target takes a fraction in (0, 1], e.g. 0.95\n"),
         (
             ["bench", "accuracy", "--target", "0.9", "--train-images", "0"],
             "--train-images must be at least 1",
