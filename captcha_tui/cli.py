@@ -14,6 +14,7 @@ from . import __version__, serve
 from .bench import add_bench_parser
 from .core.generator import DEFAULT_CHARSET, DEFAULT_COUNT, DEFAULT_LENGTH, STYLES
 from .core.learning import LearnSettings
+from .core.oserrors import missing
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 from .core.train.config import saved_recipe, with_saved_recipe
 from .core.train.distributed import env_rank, launched
@@ -579,9 +580,9 @@ def _shown(path: Path) -> str:
 def cmd_label(args: argparse.Namespace) -> int:
     folder = args.folder.expanduser()
     if not folder.is_dir():
-        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {missing(folder)}")
     if args.model is not None and not args.model.is_file():
-        raise UsageError(f"checkpoint not found: {args.model}")
+        raise UsageError(f"checkpoint not found: {missing(args.model)}")
     if args.learn_every < 0:
         raise UsageError(f"--learn-every takes 0 (off) or more answers (got {args.learn_every})")
     if not args.learn_time_limit > 0:

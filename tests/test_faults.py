@@ -491,6 +491,23 @@ def test_missing_dataset(capsys, tmp_path) -> None:
     assert "no dataset at" in err and "captcha-tui prepare" in err
 
 
+def test_a_path_typed_with_a_stray_space_is_pointed_out(capsys, prepared_dataset, tmp_path) -> None:
+    """`--data "data/dataset "`, a path pasted with its trailing space: the message showed the path as
+    if it were right. It now quotes it and says why it is not there."""
+    stray = f"{prepared_dataset} "
+    err = _usage_error(
+        capsys, ["train", "--headless", "--data", stray, "--out", str(tmp_path), "--device", "cpu"]
+    )
+    assert f"no dataset at {stray!r} (it ends with a space: a stray one?)" in err
+    err = _usage_error(capsys, ["eval", "--model", f" {tmp_path}/best.pt", str(prepared_dataset)])
+    assert "checkpoint not found: ' " in err and "(it starts with a space: a stray one?)" in err
+    err = _usage_error(capsys, ["prepare", f"{tmp_path}\t", "--out", str(tmp_path / "set")])
+    assert "(it ends with a space: a stray one?)" in err
+    # A path without stray spaces reads as before.
+    err = _usage_error(capsys, ["eval", "--model", str(tmp_path / "best.pt"), str(prepared_dataset)])
+    assert f"checkpoint not found: {tmp_path / 'best.pt'} (train one first" in err
+
+
 def test_eval_with_a_missing_checkpoint(capsys, captcha_files, tmp_path) -> None:
     err = _usage_error(capsys, ["eval", str(captcha_files[0]), "--model", str(tmp_path / "best.pt")])
     assert "checkpoint not found" in err and "captcha-tui train" in err

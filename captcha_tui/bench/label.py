@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..core.generator import generate
 from ..core.labels import read_label_table
+from ..core.oserrors import missing
 from ..options import UsageError
 from .common import add_json_option, machine_info, print_result, summarize
 
@@ -229,7 +230,7 @@ def main(args: argparse.Namespace) -> int:
     if args.images < 100:
         raise UsageError("bench label takes at least 100 --images")
     if args.model is not None and not args.model.is_file():
-        raise UsageError(f"checkpoint not found: {args.model}")
+        raise UsageError(f"checkpoint not found: {missing(args.model)}")
     if args.presses < 1:
         raise UsageError("bench label takes at least 1 --presses")
     result = run(

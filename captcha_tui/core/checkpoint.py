@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .oserrors import describe_os_error
+from .oserrors import describe_os_error, missing
 from .spec import CodeSpec, SpecError
 
 FORMAT = "captcha-tui-checkpoint/1"
@@ -223,7 +223,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {missing(path)}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {path / 'best.pt'})")
     try:

@@ -43,7 +43,7 @@ from .labels import (
     read_label_rows,
 )
 from .model import WIDE_CTC_PRESET, ctc_steps_needed, time_steps
-from .oserrors import describe_os_error
+from .oserrors import describe_os_error, missing
 from .spec import PAD, CodeSpec, SpecError
 
 SPLITS = ("train", "val", "test")
@@ -307,7 +307,7 @@ def _check_arguments(
 ) -> tuple[int, int] | None:
     """The length range asked for, once the folders are known to be usable."""
     if not image_dir.exists():
-        raise DatasetError(f"image folder not found: {image_dir}")
+        raise DatasetError(f"image folder not found: {missing(image_dir)}")
     if not image_dir.is_dir():
         raise DatasetError(f"not a folder: {image_dir}")
     lengths = (length, length) if isinstance(length, int) else length
@@ -632,7 +632,7 @@ def load_dataset(path: str | Path, mmap: bool = False) -> Dataset:
                 f"--out DATASET_DIR`, then train with --data DATASET_DIR"
             )
         raise DatasetError(
-            f"no dataset at {path}: make one with `captcha-tui prepare IMAGE_DIR --out {path}` "
+            f"no dataset at {missing(path)}: make one with `captcha-tui prepare IMAGE_DIR --out {path}` "
             "(or `captcha-tui generate` first for the built-in captchas)"
         )
     try:

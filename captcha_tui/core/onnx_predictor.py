@@ -13,7 +13,7 @@ import torch
 
 from .checkpoint import CheckpointError
 from .onnx_format import INSTALL_ONNX, OnnxMetadata, metadata_from_props
-from .oserrors import describe_os_error
+from .oserrors import describe_os_error, missing
 from .predictor import Predictor
 
 NEEDS_ONNXRUNTIME = f"reading .onnx models needs onnxruntime: {INSTALL_ONNX}"
@@ -56,7 +56,7 @@ class OnnxPredictor(Predictor):
 
 def _check_file(path: Path) -> None:
     if not path.exists():
-        raise CheckpointError(f"model not found: {path}")
+        raise CheckpointError(f"model not found: {missing(path)}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the model file (e.g. {path / 'best.onnx'})")
     try:
