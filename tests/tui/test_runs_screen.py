@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -13,7 +14,7 @@ from textual.widgets import DataTable, Static
 from captcha_tui.core.runs import read_run
 from captcha_tui.tui.screens import runs as runs_screen
 from captcha_tui.tui.screens.eval import EvalScreen
-from captcha_tui.tui.screens.run_view import RunView
+from captcha_tui.tui.screens.run_view import RunView, summary_text
 from captcha_tui.tui.screens.runs import BATCH, RunsScreen
 from captcha_tui.tui.widgets.history_chart import HistoryChart
 from captcha_tui.tui.widgets.runs_chart import RunsChart
@@ -269,3 +270,16 @@ def test_a_damaged_run_lists_and_says_what_is_wrong_and_a_missing_folder_is_said
             assert "no such folder" in str(app.screen.query_one("#runs-status", Static).content)
 
     asyncio.run(missing())
+
+
+def test_a_run_view_says_why_e_is_not_offered_where_the_run_has_no_best_pt(three_runs, tmp_path):
+    root, _ = three_runs
+    run = Path(shutil.copytree(root / "a-tiny", tmp_path / "a-tiny"))
+    with_best = summary_text(read_run(run)).plain
+    assert "e reads captchas with its best.pt" in with_best and "no best.pt here" not in with_best
+    (run / "best.pt").unlink()
+    view = RunView(read_run(run))
+    assert view.run_checkpoint is None  # e is not offered…
+    without = summary_text(view.record).plain
+    assert "no best.pt here (no epoch validated, or it was removed)" in without  # …and the view says why
+    assert "e reads" not in without

@@ -30,6 +30,10 @@ def summary_text(record: RunRecord) -> Text:
         text.append(f"\n⚠ {problem}", style="yellow")
     if record.has_best:
         text.append(f"\ne reads captchas with its {BEST}", style="cyan")
+    else:  # e is not offered: say why rather than leave the key missing
+        text.append(
+            f"\nno {BEST} here (no epoch validated, or it was removed): nothing to read with", style="dim"
+        )
     return text
 
 
