@@ -483,12 +483,14 @@ def train_headless(config) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     from .core.events import Failed
+    from .core.train.stopping import StopRequest
 
     if isinstance(result, Failed):
         return EXIT_USAGE if result.usage else 1
-    if stopped_by is not None:
+    if stopped_by is not None and result.reason == StopRequest.reason:
         # 130 for Ctrl+C, 143 for SIGTERM, as the shell reports a command a signal ended and as a run on
-        # several processes ends: `train && eval` must not go on to read with a model cut short.
+        # several processes ends: `train && eval` must not go on to read with a model cut short. (A signal
+        # while the finished run scored its test split stopped nothing: that run ends well.)
         return 128 + stopped_by
     return 0
 

@@ -189,6 +189,7 @@ class CaptchaApp(App[int]):
         # Shown as damaged (a manifest that cannot be read): the one kind of dataset g and o may replace.
         self.damaged_dataset = False
         self.trainer: Trainer | LaunchedRun | None = None  # LaunchedRun: one run on several devices
+        self._started_config: TrainConfig | None = None  # what the last trainer was started with
         self.last_result: ev.Finished | ev.Failed | None = None
         self.last_run: RunSummary | None = None  # what the run folder held when the app started
         self.train_screen = TrainScreen(clock)
@@ -306,7 +307,7 @@ class CaptchaApp(App[int]):
         if action == "stop_training":
             return running
         if action == "resume_training":
-            return not busy and self.dataset is not None and self._resumable()
+            return not busy and self._resumable() and self._has_dataset(self._resumed_config())
         if action == "pause_training":
             return running and not paused and can_pause
         if action == "continue_training":
@@ -372,6 +373,11 @@ class CaptchaApp(App[int]):
         run = self.last_run
         return run is not None and run.has_last and len(run.epochs) < self._resumed_config().epochs
 
+    def _has_dataset(self, config: TrainConfig) -> bool:
+        """The dashboard's dataset is there, or ``config`` trains on another (a resumed run's own), which
+        the trainer checks as `train --resume` does."""
+        return self.dataset is not None or Path(config.data) != Path(self.config.data)
+
     def _resumed_config(self) -> TrainConfig:
         """What ``r`` resumes the run folder's last run with: the dashboard's config, with that run's own
         data and recipe where they were not typed (a run of 40 epochs is not cut to the default 15)."""
@@ -407,16 +413,18 @@ class CaptchaApp(App[int]):
         if self.making_data:
             self.notify("the dataset is still being made", severity="warning")
             return
-        if self.dataset is None:
-            self.notify(f"no dataset at {self.config.data}: press g or o first", severity="warning")
-            return
-        # After a stop (s or q) the next start carries on from last.pt instead of starting over.
+        # After a stop (s or q) the next start carries on from last.pt instead of starting over, with what
+        # that run trained on (a run r resumed has its own data and recipe), on the device chosen now.
         stopped = isinstance(self.last_result, ev.Finished) and self.last_result.reason == StopRequest.reason
         config = self.config
         if stopped:  # a fine-tune carries on from its own last.pt (which names its --init)
-            config = replace(config, resume=True, init=None)
+            config = replace(self._started_config or config, resume=True, init=None, device=config.device)
         elif resume:
             config = self._resumed_config()
+        if not self._has_dataset(config):
+            self.notify(f"no dataset at {self.config.data}: press g or o first", severity="warning")
+            return
+        self._started_config = config
         try:
             devices = parse_device_list(config.device)
         except DeviceError as exc:
@@ -464,6 +472,8 @@ class CaptchaApp(App[int]):
             # A new run beside an earlier one goes to a folder of its own: s (after a stop) and r carry on
             # that one, and the session's exit names it.
             self.config = replace(self.config, out=Path(started.run_dir))
+            if self._started_config is not None:
+                self._started_config = replace(self._started_config, out=Path(started.run_dir))
             # The run's imports, data and model are in: freeze them too. No collection first (it would
             # hold the GIL for a few hundred ms as the run starts); the run's end compacts the heap.
             gc.freeze()

@@ -367,6 +367,38 @@ def test_r_resumes_the_last_run_with_its_own_epoch_budget_unless_one_was_typed(
     asyncio.run(scenario())
 
 
+def test_r_resumes_on_the_runs_own_dataset_and_a_stop_then_r_keeps_its_recipe(
+    prepared_dataset, run_copy, tmp_path, one_thread
+):
+    """`captcha-tui --out runs/x` where the default dataset is missing but runs/x trained on its own: r is
+    offered and trains there; stopped and resumed again (r), it keeps that data and its 50 epochs (it fell
+    back on the dashboard's, whose dataset is missing and whose one epoch was spent)."""
+    config_file = run_copy / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "epochs": 50, "batch_size": 4}))
+    config = training_config(tmp_path / "no-dataset", run_copy, epochs=1)
+    app = make_app(config, image_dir=tmp_path / "no-images", given_options={"out"})
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: _offered(app, "r"), what="r, for the run's own dataset")
+            assert app.dataset is None
+            for _ in range(2):
+                await pilot.press("r")
+                await wait_until(
+                    pilot,
+                    lambda: app.train_screen.query_one(BatchPanel).last is not None,
+                    what="training under way",
+                )
+                assert app.trainer.config.epochs == 50 and app.trainer.config.data == prepared_dataset
+                await pilot.press("s")
+                await wait_until(pilot, lambda: not app.training, timeout=120, what="the stop")
+                await pilot.pause()
+                assert isinstance(app.last_result, ev.Finished) and app.last_result.reason == "stopped"
+                app.train_screen.query_one(BatchPanel).last = None
+
+    asyncio.run(scenario())
+
+
 def test_a_damaged_history_keeps_what_can_be_read(prepared_dataset, run_copy):
     history = run_copy / "history.jsonl"
     history.write_text(history.read_text() + "{not json\n")

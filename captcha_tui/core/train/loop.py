@@ -79,9 +79,12 @@ class _Run:
     init: str | None  # the checkpoint this run was fine-tuned from
     schedule: Schedule
     rules: StopRules
-    best_weights: dict | None  # the one field that changes: at each new best
+    best_weights: dict | None  # changes at each new best
     # --unlabelled / --generated: what each epoch adds to the labelled images (None: nothing)
     self_training: SelfTraining | None = None
+    # A new cycle (Schedule.restarted) whose origin the first step sets: only the loop knows the epoch's
+    # size, which self-training makes larger than the training split.
+    cycle_pending: bool = False
 
 
 class Trainer:
@@ -132,6 +135,7 @@ class Trainer:
             session_s=self._session_s(),
             val_accuracy=val_accuracy,
             epoch_s=epoch_s,
+            patience_from=int(state.cycle_origin[0]) if state.cycle_origin else 0,
         )
 
     # ---- control, from any thread -------------------------------------------------------------------
@@ -400,6 +404,12 @@ class Trainer:
             return stats, (decoded, labels)
 
     def _set_learning_rate(self, run: _Run, state: RunState, epochs_trained: float) -> None:
+        if run.cycle_pending:
+            run.cycle_pending = False
+            state.cycle_origin = [epochs_trained, state.images_seen]
+            run.schedule = run.schedule.cycle_from(
+                epochs_trained, state.images_seen, run.schedule.peak_lr, 0.0
+            )
         progress = run.schedule.progress(epochs_trained, state.images_seen, self._session_s())
         state.schedule_at = progress
         for group in run.optimizer.param_groups:
@@ -440,8 +450,6 @@ class Trainer:
     def _end(self, rule: StopRule, run: _Run, state: RunState) -> ev.Finished:
         """Say why the run ended, keep what an unfinished epoch trained, and score the test split once,
         with the best weights (it is never used to choose anything)."""
-        if rule.spent:  # its time or images ran out: the schedule is at its end (a resume may restart it)
-            state.schedule_at = 1.0
         if state.position:  # ended inside an epoch: last.pt keeps its progress for --resume
             self._save_last(run, state)
         last_val = state.history[-1]["val_accuracy"] if state.history else None
@@ -568,19 +576,21 @@ class Trainer:
         # A fine-tune (or a resumed one: its checkpoints say so) gets the gentler schedule.
         schedule = Schedule.for_run(cfg, preset, len(train_x), init is not None, state.schedule_at)
         gentle = peak_learning_rate(preset, len(train_x), True, cfg.lr)
-        if state.cycle_origin is not None:  # a cycle restarted in an earlier session goes on
-            epochs_from, images_from = state.cycle_origin
+        if state.cycle_origin is not None and schedule.kind == "onecycle":
+            epochs_from, images_from = state.cycle_origin  # a cycle restarted in an earlier session
             schedule = schedule.cycle_from(epochs_from, int(images_from), gentle, state.schedule_at)
-        elif cfg.resume:
-            trained = state.epoch + state.position / max(len(train_x), 1)
+        cycle_pending = False
+        if cfg.resume:  # that cycle, or the run's own schedule, may have ended too
+            trained = state.epoch + state.position / max(len(train_x), 1)  # the first step knows exactly
             restarted = schedule.restarted(trained, state.images_seen, gentle)
             if restarted is not None:
-                schedule = restarted
-                state.cycle_origin = [trained, state.images_seen]
+                schedule, cycle_pending = restarted, True
+                state.schedule_at, state.cycle_origin = 0.0, [trained, state.images_seen]
+                peak = "a third of the preset's, as a fine-tune's" if cfg.lr is None else "its --lr"
                 notices.append(
                     ev.Notice(
-                        "this run's learning-rate schedule had ended: what it trains now follows a new, "
-                        f"gentler one-cycle (peak {gentle:.2g}, a fine-tune's) over the budget added"
+                        "this run's learning-rate schedule had ended: the budget added trains on a new "
+                        f"one-cycle peaking at {gentle:.2g} ({peak}), and patience counts from its start"
                     )
                 )
         run = _Run(
@@ -603,6 +613,7 @@ class Trainer:
             rules=StopRules.for_run(cfg, self.patience, len(train_x), self._stop),
             best_weights=best_weights,
             self_training=self_training,
+            cycle_pending=cycle_pending,
         )
         return run, state, notices
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .. import events as ev
 from ..augment import SMALL_SET
 from ..model import DEFAULT_LR, PRESETS
+from .stopping import ANNEALED
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -21,7 +22,7 @@ FINE_TUNE_LR_SHARE = 1 / 3
 FINE_TUNE_WARMUP = 0.05
 # A resumed run whose schedule had reached this (its learning rate at the floor) and was given at least
 # MIN_ADDED_BUDGET more of it (epochs, images or a time limit) starts a new cycle (Schedule.restarted).
-SCHEDULE_ENDED = 0.99
+SCHEDULE_ENDED = ANNEALED
 MIN_ADDED_BUDGET = 0.1
 # About what bench fine-tune's five minutes show a set of 240 (250 epochs): what a small set needs.
 SMALL_SET_IMAGES_SEEN = 60_000

@@ -55,6 +55,7 @@ class Standing:
     session_s: float  # this session's training time, pauses excluded
     val_accuracy: float | None = None  # of the epoch just ended; None inside an epoch
     epoch_s: float = 0.0  # how long the last epoch took: what turns seconds left into epochs left
+    patience_from: int = 0  # where a new learning-rate cycle began: its first epochs are no stagnation
 
 
 def _epochs(count: int) -> str:
@@ -177,17 +178,19 @@ class Patience(StopRule):
     finished: ClassVar[str] = "stopped early (no improvement)"
 
     def stops(self, at: Standing) -> bool:
-        return at.epoch - at.best_epoch >= self.epochs
+        return self.left(at) <= 0
 
     def left(self, at: Standing) -> int:
-        return self.epochs - (at.epoch - at.best_epoch)
+        return self.epochs - (at.epoch - max(at.best_epoch, at.patience_from))
 
     def epochs_left(self, at: Standing) -> float:
         return float(self.left(at))
 
     def notice(self, at: Standing) -> str:
+        since = "in the first" if at.patience_from > at.best_epoch else "for"
+        cycle = " of its new learning-rate cycle" if at.patience_from > at.best_epoch else ""
         return (
-            f"early stop: no new best for {self.epochs} epochs "
+            f"early stop: no new best {since} {self.epochs} epochs{cycle} "
             f"(best {at.best_accuracy:.3f} at epoch {at.best_epoch})"
         )
 

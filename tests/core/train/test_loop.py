@@ -166,6 +166,41 @@ def test_more_epochs_for_a_finished_run_train_on_a_new_gentler_cycle(prepared_da
     refused = Trainer(replace(config, resume=True, epochs=4)).run()
     assert isinstance(refused, ev.Failed) and "nothing to train" in refused.message
 
+    # That cycle ended too: more epochs get a cycle of their own again, not its floor.
+    fourth: list = []
+    assert Trainer(replace(config, resume=True, epochs=6), fourth.append).run().reason == "max_epochs"
+    assert any("schedule had ended" in n.message for n in events_of(fourth, ev.Notice))
+    assert events_of(fourth, ev.EpochEnd)[0].learning_rate > 10 * floor
+    assert load_checkpoint(tmp_path / "last.pt").trainer["cycle_origin"] == [4.0, 4 * 240]
+
+
+def test_a_new_cycle_stopped_before_its_first_step_restarts_on_the_next_resume(prepared_dataset, tmp_path):
+    """A run that spent its image budget inside an epoch, resumed with a larger one and stopped before its
+    first step: last.pt (saved for the unfinished epoch) kept the old schedule's end beside the new cycle's
+    origin, and every later resume trained at the floor."""
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path,
+        preset="tiny",
+        epochs=20,
+        device="cpu",
+        batch_size=20,
+        train_images=300,  # 240 a epoch: it ends 60 images into epoch 2
+    )
+    assert Trainer(config).run().reason == "image_budget"
+    assert load_checkpoint(tmp_path / "last.pt").trainer["position"] == 60
+    more = replace(config, resume=True, train_images=1500)
+    stopped = Trainer(more)
+    stopped.request_stop()  # before anything is trained
+    assert stopped.run().reason == "stopped"
+    saved = load_checkpoint(tmp_path / "last.pt").trainer
+    assert saved["schedule_at"] == 0.0 and saved["cycle_origin"] is not None
+    events: list = []
+    assert Trainer(more, events.append).run().reason == "image_budget"
+    gentle = events_of(events, ev.RunStarted)[0].learning_rate
+    rates = [e.learning_rate for e in events_of(events, ev.EpochEnd)]
+    assert max(rates) > 0.5 * gentle  # the new cycle's peak, not the old one's floor
+
 
 def test_early_stop_is_announced(prepared_dataset, tmp_path):
     events = []

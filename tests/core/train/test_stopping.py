@@ -72,6 +72,20 @@ def test_patience_counts_epochs_since_the_best_and_says_which_it_kept():
     )
 
 
+def test_patience_counts_from_a_new_learning_rate_cycles_start():
+    """A finished run given more epochs trains them on a new cycle (Schedule.restarted): its first epochs,
+    warming up from the old floor, are not epochs without a new best since the old run's best."""
+    rule = Patience(3)
+    cycle = dict(best_epoch=2, patience_from=10)
+    assert not rule.stops(Standing(12, 2, 0.5, 0, 0.0, patience_from=10))
+    assert rule.stops(Standing(13, **cycle, best_accuracy=0.5, images_seen=0, session_s=0.0))
+    assert rule.left(Standing(11, **cycle, best_accuracy=0.5, images_seen=0, session_s=0.0)) == 2
+    assert rule.notice(Standing(13, **cycle, best_accuracy=0.875, images_seen=0, session_s=0.0)) == (
+        "early stop: no new best in the first 3 epochs of its new learning-rate cycle (best 0.875 at epoch 2)"
+    )
+    assert rule.left(Standing(14, 12, 0.5, 0, 0.0, patience_from=10)) == 1  # a best in the cycle counts
+
+
 def test_the_target_is_read_off_the_epoch_just_validated_and_cannot_be_foreseen():
     rule = Target(0.9)
     assert rule.stops(at(val_accuracy=0.9)) and not rule.stops(at(val_accuracy=0.89))
