@@ -18,6 +18,7 @@ from .core.oserrors import missing
 from .core.train import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, TrainConfig
 from .core.train.config import saved_recipe, with_saved_recipe
 from .core.train.distributed import env_rank, launched
+from .core.train.start import missing_run
 from .options import (
     EXIT_USAGE,
     PROG,
@@ -417,6 +418,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(DASHBOARD_UNDER_TORCHRUN)
     config = _train_config(args)
     devices = check_devices(config.device)
+    if config.resume and (refused := missing_run(config.out)) is not None:
+        raise UsageError(refused)  # said before the dataset: a typo in --out is the likelier mistake
     if not config.resume or not (config.out / "last.pt").exists():
         _check_dataset(config.data)
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():

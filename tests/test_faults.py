@@ -508,6 +508,28 @@ def test_a_path_typed_with_a_stray_space_is_pointed_out(capsys, prepared_dataset
     assert f"checkpoint not found: {tmp_path / 'best.pt'} (train one first" in err
 
 
+def test_resume_of_a_folder_that_does_not_exist_is_refused_naming_the_runs_there(
+    capsys, prepared_dataset, tmp_path
+) -> None:
+    """`train --resume --out runs/nnoe`, a typo: it started a new run of 15 epochs there, hours long."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "history.jsonl").write_text("")
+    (runs / "not-a-run").mkdir()
+    argv = ["train", "--headless", "--resume", "--out", str(runs / "nnoe"), "--device", "cpu"]
+    err = _usage_error(capsys, [*argv, "--data", str(prepared_dataset)])
+    assert f"cannot resume: no run folder {runs / 'nnoe'}; runs in {runs}: a, b;" in err
+    assert "train without --resume to start a new run" in err
+    assert not (runs / "nnoe").exists()
+    # Said before a missing dataset: the folder is the likelier typo.
+    assert "no run folder" in _usage_error(capsys, [*argv, "--data", str(tmp_path / "none")])
+    # The trainer refuses it too (the dashboard, Python).
+    result, _ = _train(_config(prepared_dataset, runs / "nnoe", resume=True))
+    assert isinstance(result, ev.Failed) and result.usage and "no run folder" in result.message
+    assert not (runs / "nnoe").exists()
+
+
 def test_eval_with_a_missing_checkpoint(capsys, captcha_files, tmp_path) -> None:
     err = _usage_error(capsys, ["eval", str(captcha_files[0]), "--model", str(tmp_path / "best.pt")])
     assert "checkpoint not found" in err and "captcha-tui train" in err

@@ -25,6 +25,7 @@ from ..base_model import named_model
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
+from ..oserrors import missing
 from ..spec import PAD, CodeSpec
 from .config import (
     BEST,
@@ -243,6 +244,27 @@ def fine_tune(
     )
 
 
+def missing_run(run_dir: Path, shown: int = 5) -> str | None:
+    """Why ``--resume`` cannot carry on in ``run_dir``, a folder that does not exist (a typo: a new
+    run there, hours long, is not what was asked), naming the runs beside it; None where it exists."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        return None
+    parent = run_dir.parent
+    try:
+        beside = sorted(p.name for p in parent.iterdir() if p.is_dir() and holds_run(p))
+    except OSError:
+        beside = []
+    where = (
+        f"; runs in {parent}: {', '.join(beside[:shown])}{', …' if len(beside) > shown else ''}"
+        if beside
+        else ""
+    )
+    return (
+        f"cannot resume: no run folder {missing(run_dir)}{where}; train without --resume to start a new run"
+    )
+
+
 def _trained(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds what a run trained: a best.pt, or a history with an epoch in it."""
     history = run_dir / HISTORY
@@ -271,6 +293,9 @@ def resume(
     """Load last.pt's weights, optimiser and state into ``model`` and ``optimizer`` (a fresh start, with a
     warning, in a folder that holds no run; refused where a run is there without its last.pt)."""
     path = run_dir / LAST
+    refused = missing_run(run_dir)
+    if refused is not None:
+        raise ConfigError(refused)
     if not path.exists() and _trained(run_dir):
         # A new run here would write over that run's best.pt and history: refused, not started. (A run
         # killed before its first save left only its config and log: starting afresh there loses nothing.)
