@@ -408,7 +408,9 @@ def test_resume_carries_on_with_the_runs_own_data_and_epoch_budget(
     """`train --resume --out runs/c`, as a stopped run's last line prints it, failed with "no dataset at
     data/dataset"; given --data, it changed the run's 3-epoch budget to the default 15."""
     run = tmp_path / "runs" / "c"
-    config = TrainConfig(data=prepared_dataset, out=run, preset="tiny", epochs=3, device="cpu", threads=1)
+    config = TrainConfig(
+        data=prepared_dataset, out=run, preset="tiny", epochs=3, device="cpu", threads=1, time_limit_s=600.0
+    )
     trainer = Trainer(config)
     trainer._step_hook = lambda epoch, batch, size: epoch == 2 and trainer.request_stop()
     assert isinstance(trainer.run(), ev.Finished)
@@ -419,11 +421,13 @@ def test_resume_carries_on_with_the_runs_own_data_and_epoch_budget(
     assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3]
     saved = json.loads((run / "config.json").read_text())
     assert saved["epochs"] == 3 and saved["data"] == str(prepared_dataset) and saved["preset"] == "tiny"
-    # What the line says wins: one more epoch on the budget.
-    assert (
-        main(["train", "--headless", "--resume", "--out", str(run), "--device", "cpu", "--epochs", "4"]) == 0
-    )
+    # Its time limit is this sitting's too (it was dropped: the patience it had off came on).
+    assert saved["time_limit_s"] == 600.0
+    # What the line says wins: one more epoch on the budget, and a time limit of its own.
+    argv = ["train", "--headless", "--resume", "--out", str(run), "--device", "cpu", "--epochs", "4"]
+    assert main([*argv, "--time-limit", "500"]) == 0
     assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["time_limit_s"] == 500.0
 
 
 @pytest.mark.parametrize("seconds", ["0", "-5", "inf", "nan"])

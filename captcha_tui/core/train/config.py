@@ -26,9 +26,12 @@ MAX_DIST_TIMEOUT_S = (
 
 
 # What `--resume` takes from the run's config.json where the command line does not say: the data and the
-# recipe (the device, the session's time limit, threads and logging may change from one sitting to the next).
+# recipe (the device, threads and logging may change from one sitting to the next). A time limit counts
+# each sitting's training, and a sitting gets the run's own unless one is typed: a run of `--epochs 1000
+# --time-limit 300`, resumed as its last line says, is not 1,000 epochs long with the patience it had off.
 RESUMED_FIELDS = (
     "data",
+    "time_limit_s",
     "preset",
     "epochs",
     "batch_size",
