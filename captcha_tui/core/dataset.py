@@ -351,6 +351,10 @@ def _find_labelled_images(
             if code is None:
                 skipped.add(path, "no code in file name (expected NNNNN-CODE.ext)")
                 continue
+        if any(c.isspace() or not c.isprintable() for c in code):
+            # One such label would put the character into the inferred charset and refuse the whole set.
+            skipped.add(path, "label holds white space or unprintable characters")
+            continue
         labelled.append((path, normalise(code, keep_case)))
     if listed is not None:
         for path in sorted(set(listed) - found):

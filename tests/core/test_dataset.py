@@ -263,6 +263,25 @@ def test_label_problems_are_counted(captcha_files, tmp_path) -> None:
     assert report.total == 20 and report.spec.charset == DEFAULT_CHARSET
 
 
+def test_a_label_with_white_space_is_skipped_not_fatal(captcha_files, tmp_path) -> None:
+    """A screenshot named `Screenshot 2024-05-01 at 10.22.31.png` in the folder, or a labels.csv row
+    `p6.png,t5 43dc`: its label put a space into the inferred charset and refused the whole set."""
+    folder = tmp_path / "in"
+    _copy(captcha_files[:20], folder)
+    _copy(captcha_files[20:21], folder, lambda n: "Screenshot 2024-05-01 at 10.22.31.png")
+    _copy(captcha_files[21:22], folder, lambda n: "00021-ab\u200bc.png")  # a zero-width space
+    report = prepare(folder, tmp_path / "out", workers=1)
+    assert report.skipped == {"label holds white space or unprintable characters": 2}
+    assert report.total == 20 and " " not in report.spec.charset
+    listed = tmp_path / "listed"
+    files = _copy(captcha_files[:12], listed, lambda n: n.split("-")[0] + ".png")
+    rows = [f"{f.name},{captcha_files[i].stem.split('-')[1]}" for i, f in enumerate(files[:11])]
+    rows.append(f"{files[11].name},t5 43dc")
+    (listed / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    report = prepare(listed, tmp_path / "out2", workers=1)
+    assert report.total == 11 and report.skipped == {"label holds white space or unprintable characters": 1}
+
+
 def test_inferred_charset_ignores_codes_of_the_wrong_length(captcha_files, tmp_path) -> None:
     folder = tmp_path / "in"
     _copy(captcha_files[:20], folder)
