@@ -506,7 +506,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.base_model import READS_LITTLE, base_model_note, default_model, reads_little
     from .core.checkpoint import CheckpointError
     from .core.decoding import ReadError, ReadOptions
-    from .core.predictor import Predictor, accuracy, expand_paths
+    from .core.predictor import Predictor, expand_paths, folder_labels
 
     check_device(args.device)
     model, is_base = (args.model, False) if args.model else default_model(DEFAULT_RUN_DIR)
@@ -531,40 +531,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     paths, problems = expand_paths(args.paths)
+    labels, label_problems = folder_labels(args.paths)
+    problems += label_problems
     for problem in problems:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
-    results = predictor.predict_paths(paths, options=options)
-    for result in results:
-        if args.json:
-            record = {
-                "path": str(result.path),
-                "code": result.prediction.code if result.prediction else None,
-                "confidences": list(result.prediction.confidences) if result.prediction else None,
-                "label": result.label,
-                "correct": result.correct,
-                "error": result.error,
-            }
-            line = json.dumps(record, ensure_ascii=False)
-            if not _utf8(line):  # a file name that is not UTF-8: \u escapes keep the line valid JSON
-                line = json.dumps(record)
-            print(line)
-        elif result.prediction is None:
-            print(f"{_shown(result.path)}: error: {result.error}")
-        else:
-            p = result.prediction
-            chars = " ".join(f"{c}:{conf:.2f}" for c, conf in zip(p.code, p.confidences, strict=True))
-            mark = (
-                "" if result.correct is None else ("  ✓" if result.correct else f"  ✗ (label {result.label})")
+    if not paths and not problems:  # only empty arguments (`eval "$IMG"` with IMG unset)
+        raise UsageError("no image path given: the paths were empty")
+    right = labelled = read = 0
+    failed = False
+    # A chunk at a time, printed as it is read: 60,000 images are minutes of reading. Ctrl+C stops after
+    # the chunk being read (a KeyboardInterrupt inside a print lost lines already read), keeping what was
+    # printed and saying the accuracy so far; a second one quits at once.
+    interrupted = []
+
+    def on_interrupt(signum, frame):  # noqa: ARG001
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        for chunk in predictor.read_chunks(paths, options=options, labels=labels):
+            for result in chunk:
+                _print_reading(result, args.json)
+                read += 1
+                labelled += result.correct is not None
+                right += result.correct is True
+                failed = failed or result.error is not None
+            sys.stdout.flush()
+            if interrupted:
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        if labelled and not args.json:
+            print(
+                f"accuracy {right:,}/{labelled:,} = {right / labelled:.1%} (whole code) of the first {read:,}"
             )
-            print(f"{_shown(result.path)}: {p.code}  [{chars}]{mark}")
-    right, labelled = accuracy(results)
+        print(f"interrupted after {read:,} of {len(paths):,} images", file=sys.stderr)
+        return 130
     if labelled and not args.json:
         print(f"accuracy {right:,}/{labelled:,} = {right / labelled:.1%} (whole code)")
-    if not results and problems:
+    if not read and problems:
         return EXIT_USAGE
     # As cat or grep: a path that was not there, or an image that could not be read, fails the command
     # (a script's mistyped path went unnoticed), though every other image is read and printed.
-    return 1 if problems or any(r.error is not None for r in results) else 0
+    return 1 if problems or failed else 0
+
+
+def _print_reading(result, as_json: bool) -> None:
+    """One line of `eval`: the code and each character's confidence, ✓/✗ against a label."""
+    if as_json:
+        record = {
+            "path": str(result.path),
+            "code": result.prediction.code if result.prediction else None,
+            "confidences": list(result.prediction.confidences) if result.prediction else None,
+            "label": result.label,
+            "correct": result.correct,
+            "error": result.error,
+        }
+        line = json.dumps(record, ensure_ascii=False)
+        if not _utf8(line):  # a file name that is not UTF-8: \u escapes keep the line valid JSON
+            line = json.dumps(record)
+        print(line)
+    elif result.prediction is None:
+        print(f"{_shown(result.path)}: error: {result.error}")
+    else:
+        p = result.prediction
+        chars = " ".join(f"{c}:{conf:.2f}" for c, conf in zip(p.code, p.confidences, strict=True))
+        mark = "" if result.correct is None else ("  ✓" if result.correct else f"  ✗ (label {result.label})")
+        print(f"{_shown(result.path)}: {p.code}  [{chars}]{mark}")
 
 
 def _utf8(text: str) -> bool:

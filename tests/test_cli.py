@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -445,3 +449,51 @@ def test_an_image_folder_given_as_data_is_named_as_one(captcha_dir, tmp_path, ca
     err = capsys.readouterr().err
     assert f"{captcha_dir} holds images, not a packed dataset" in err
     assert f"captcha-tui prepare {captcha_dir} --out DATASET_DIR" in err
+
+
+def test_eval_scores_a_folder_by_its_labels_csv(captcha_files, tmp_path, capsys):
+    """A folder the label screen answered (names without codes, a labels.csv): eval read it but scored
+    nothing, so a fine-tune could not be judged on the user's own captchas."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rows = []
+    for i, source in enumerate(captcha_files[:6]):
+        shutil.copy(source, folder / f"shot{i}.png")
+        rows.append(f"shot{i}.png,{source.stem.split('-')[1] if i else 'zzzz'}")  # the first answer wrong
+    (folder / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["eval", "--model", "base", "--json", str(folder)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in records] == ["zzzz"] + [f.stem.split("-")[1] for f in captcha_files[1:6]]
+    assert records[0]["correct"] is False
+    assert main(["eval", "--model", "base", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "✗ (label zzzz)" in out and "accuracy " in out and "/6 = " in out
+
+
+def test_eval_of_only_empty_paths_is_a_usage_error(capsys):
+    """`eval "$IMG"` with IMG unset printed nothing and exited 0."""
+    assert main(["eval", "--model", "base", "", " "]) == 2
+    assert "no image path given" in capsys.readouterr().err
+
+
+def test_eval_prints_as_it_reads_and_ctrl_c_keeps_what_was_read(captcha_files, tmp_path, cli_env):
+    """60,000 images printed nothing for minutes, then all at once; Ctrl+C threw every reading away."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(2000):  # eight chunks of 256
+        source = captcha_files[i % len(captcha_files)]
+        (folder / f"{i:05d}-{source.stem.split('-')[1]}.png").hardlink_to(source)
+    command = [sys.executable, "-m", "captcha_tui.cli", "eval", "--model", "base", str(folder)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+    try:
+        first = child.stdout.readline()  # the first chunk's lines come before the rest is read
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert first.startswith(str(folder / "00000-")), first + err
+    assert child.returncode == 130, err
+    read = int(re.search(r"interrupted after ([\d,]+) of 2,000 images", err).group(1).replace(",", ""))
+    assert 1 <= read < 2000
+    assert len((first + rest).splitlines()) == read + 1  # every reading, and the accuracy so far
+    assert f"of the first {read:,}" in rest.splitlines()[-1]

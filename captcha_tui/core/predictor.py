@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from PIL import Image
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
 from .images import ImageError, decode_image, is_image_name, load_image, to_model_array, to_rgb
-from .labels import label_from_name
+from .labels import LABEL_FILES, LabelError, label_from_name, read_label_file
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
 
@@ -155,10 +155,16 @@ class Predictor:
         return [result for chunk in self.read_chunks(paths, batch_size, options) for result in chunk]
 
     def read_chunks(
-        self, paths: list[Path], chunk_size: int = 256, options: ReadOptions | None = None
+        self,
+        paths: list[Path],
+        chunk_size: int = 256,
+        options: ReadOptions | None = None,
+        labels: Mapping[Path, str] | None = None,
     ) -> Iterator[list[PathResult]]:
         """:meth:`predict_paths` ``chunk_size`` files at a time, in order: the caller can report progress or
-        stop between chunks, and only one chunk's images are in memory (60,000 at once were over 1 GB)."""
+        stop between chunks, and only one chunk's images are in memory (60,000 at once were over 1 GB).
+        ``labels``: answers by resolved path (a folder's labels.csv, :func:`folder_labels`), before the
+        file names'."""
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start : start + chunk_size]
             results: list[PathResult | None] = [None] * len(chunk)
@@ -171,12 +177,14 @@ class Predictor:
             if good:
                 predictions = self.predict_arrays(np.stack([array for _, array in good]), options)
                 for (i, _), prediction in zip(good, predictions, strict=True):
-                    results[i] = PathResult(chunk[i], prediction, label=self._label_for(chunk[i]))
+                    label = self._label_for(chunk[i], labels)
+                    results[i] = PathResult(chunk[i], prediction, label=label)
             yield [r for r in results if r is not None]
 
-    def _label_for(self, path: Path) -> str | None:
-        code = label_from_name(path.name)
-        if code is None:
+    def _label_for(self, path: Path, labels: Mapping[Path, str] | None = None) -> str | None:
+        listed = labels.get(path.resolve()) if labels else None
+        code = listed if listed is not None else label_from_name(path.name)
+        if not code:
             return None
         code = self.spec.normalise(code)
         try:
@@ -241,6 +249,23 @@ def expand_paths(specs: list[str]) -> tuple[list[Path], list[str]]:
         else:
             problems.append(f"{spec}: no such file or folder")
     return paths, problems
+
+
+def folder_labels(specs: Iterable[str]) -> tuple[dict[Path, str], list[str]]:
+    """The answers in the labels.csv (or .tsv) of each folder among ``specs`` (eval's paths), by resolved
+    image path, and the problems reading them: a labelled folder is scored as the label screen left it."""
+    labels: dict[Path, str] = {}
+    problems = []
+    for spec in specs:
+        folder = Path(spec.strip()).expanduser()
+        label_file = next((folder / n for n in LABEL_FILES if (folder / n).is_file()), None)
+        if not spec.strip() or label_file is None:
+            continue
+        try:
+            labels.update((path, label) for path, label in read_label_file(label_file).items() if label)
+        except LabelError as exc:
+            problems.append(f"{label_file}: {exc}")
+    return labels, problems
 
 
 def accuracy(results: list[PathResult]) -> tuple[int, int]:
