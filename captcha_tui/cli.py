@@ -226,9 +226,16 @@ def build_parser(config_type: type = TrainConfig) -> argparse.ArgumentParser:
         help="the folder of run folders (default: %(default)s)",
     )
     export = commands.add_parser("export", help="write a checkpoint as one ONNX file for onnxruntime")
-    export.add_argument("checkpoint", type=Path, help="checkpoint to export, e.g. runs/default/best.pt")
     export.add_argument(
-        "--out", type=Path, default=None, help="ONNX file to write (default: beside the checkpoint, .onnx)"
+        "checkpoint",
+        type=model_path,
+        help="checkpoint to export, e.g. runs/default/best.pt, or base for the base model",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="ONNX file to write (default: beside the checkpoint, .onnx; base.onnx here for the base model)",
     )
     export.add_argument("--force", action="store_true", help="replace the file if it exists")
 
@@ -674,12 +681,16 @@ def print_runs(folder: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .core.base_model import is_base_model
     from .core.checkpoint import CheckpointError
     from .core.export import export_onnx
     from .core.onnx_format import read_onnx_metadata
 
+    out = args.out
+    if out is None and is_base_model(args.checkpoint):  # not into the installed package's folder
+        out = Path(args.checkpoint.with_suffix(".onnx").name)
     try:
-        path = export_onnx(args.checkpoint, args.out, force=args.force)
+        path = export_onnx(args.checkpoint, out, force=args.force)
         info = read_onnx_metadata(path)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None

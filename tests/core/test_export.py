@@ -164,6 +164,19 @@ def test_default_path_is_beside_the_checkpoint(exported, run_copy):
     assert path == run_copy / "best.onnx" and Predictor.load(path).meta.preset == "tiny"
 
 
+def test_export_base_writes_into_the_current_folder_not_the_package(onnx_libs, tmp_path, monkeypatch, capsys):
+    """`export base` said "checkpoint not found: base", though eval and label take it."""
+    from captcha_tui.cli import main
+    from captcha_tui.core.base_model import base_model_path
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(base_model_path().parent.iterdir())
+    assert main(["export", "base"]) == 0
+    assert "wrote base.onnx" in capsys.readouterr().out
+    assert Predictor.load(tmp_path / "base.onnx").spec == Predictor.load(base_model_path()).spec
+    assert sorted(base_model_path().parent.iterdir()) == before  # nothing written beside the package's
+
+
 def test_export_refuses_what_it_cannot_use_in_one_line(exported, tmp_path):
     checkpoint, model = exported["positional"]
     blocker = tmp_path / "a-file"
