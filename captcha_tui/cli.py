@@ -653,7 +653,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     folder = args.folder.expanduser()
     if not folder.is_dir():
-        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+        raise UsageError(f"{'not a folder' if folder.exists() else 'no such folder'}: {missing(folder)}")
     if sys.stdin.isatty() and sys.stdout.isatty():
         from .tui.app import run_app
 

@@ -503,6 +503,8 @@ def test_a_path_typed_with_a_stray_space_is_pointed_out(capsys, prepared_dataset
     assert "checkpoint not found: ' " in err and "(it starts with a space: a stray one?)" in err
     err = _usage_error(capsys, ["prepare", f"{tmp_path}\t", "--out", str(tmp_path / "set")])
     assert "(it ends with a space: a stray one?)" in err
+    err = _usage_error(capsys, ["runs", f"{tmp_path} "])
+    assert "no such folder: " in err and "(it ends with a space: a stray one?)" in err
     # A path without stray spaces reads as before.
     err = _usage_error(capsys, ["eval", "--model", str(tmp_path / "best.pt"), str(prepared_dataset)])
     assert f"checkpoint not found: {tmp_path / 'best.pt'} (train one first" in err

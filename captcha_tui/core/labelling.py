@@ -33,7 +33,7 @@ import numpy as np
 from .checkpoint import sync_folder
 from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_name, load_image
 from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
-from .oserrors import describe_os_error
+from .oserrors import describe_os_error, missing
 from .predictor import Prediction, Predictor
 
 HEADER = ("path", "label", "note")
@@ -224,7 +224,7 @@ def scan_folder(folder: str | Path) -> FolderScan:
     is missing, holds no images, or has a label file that cannot be read."""
     folder = Path(folder).expanduser()
     if not folder.exists():
-        raise LabellingError(f"no such folder: {folder}")
+        raise LabellingError(f"no such folder: {missing(folder)}")
     if not folder.is_dir():
         raise LabellingError(f"not a folder: {folder}")
     try:

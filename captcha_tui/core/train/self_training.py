@@ -37,6 +37,7 @@ from ..generator import CaptchaStyle, random_code, render_captcha
 from ..images import to_model_array
 from ..model import to_model_input
 from ..objectives import Objective
+from ..oserrors import missing
 from ..spec import PAD, CodeSpec
 
 PSEUDO_THRESHOLD = 0.9  # the least probability of each character of a kept pseudo-label
@@ -98,7 +99,7 @@ def load_unlabelled(
     notes for the user. Raises :class:`DatasetError` when none can be used."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"--unlabelled {folder}: no such folder")
+        raise DatasetError(f"--unlabelled {missing(folder)}: no such folder")
     files = find_image_files(folder)
     notes = []
     if len(files) > limit:
