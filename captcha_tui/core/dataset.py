@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,23 @@ class Dataset:
 
     def count(self, split: str) -> int:
         return int(self.labels[split].shape[0])
+
+    @property
+    def charset_inferred(self) -> bool:
+        """Whether its charset was inferred from the labels (not `prepare --charset`); so a set packed before
+        this was recorded."""
+        return bool(self.manifest.get("charset_inferred", True))
+
+    def with_charset(self, charset: str) -> Dataset:
+        """The same images with their labels as indices into ``charset``, which holds every character of
+        this set's (a fine-tune keeps the characters its model reads, :meth:`Trainer._keep_characters`)."""
+        old = self.spec.charset
+        if set(old) - set(charset):
+            raise ValueError(f"{charset!r} lacks characters of {old!r}")
+        lookup = np.full(256, PAD, dtype=np.uint8)
+        lookup[: len(old)] = [charset.index(c) for c in old]
+        labels = {split: lookup[np.asarray(array)] for split, array in self.labels.items()}
+        return replace(self, spec=self.spec.replace(charset=charset), labels=labels)
 
 
 def find_image_files(image_dir: Path, exclude: Path | None = None) -> list[Path]:
@@ -273,6 +290,7 @@ def prepare(
         "seed": seed,
         "split": "by content" if stable_split else "shuffled",
         "source": str(image_dir.resolve()),
+        "charset_inferred": charset is None,
         "skipped": dict(skipped.counts),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -47,7 +47,16 @@ from .config import BEST, CONFIG, HISTORY, LAST, LOG, ConfigError, TrainConfig, 
 from .distributed import Group, env_rank, is_peer_failure, join, launched, rank_share
 from .schedule import Schedule, peak_learning_rate, short_run_notice
 from .self_training import PseudoLabelReport, SelfTraining, generated_images, load_unlabelled
-from .start import RunState, check_steps, choose_preset, fine_tune, model_spec, new_run_dir, resume
+from .start import (
+    RunState,
+    check_steps,
+    choose_preset,
+    fine_tune,
+    keep_model_characters,
+    model_spec,
+    new_run_dir,
+    resume,
+)
 from .step import Scores, Tally, evaluate, mixed_precision, to_device, train_step
 from .stopping import NO_BEST, BestScore, Standing, StopRule, StopRules, keeps_final_weights, patience_for
 
@@ -530,7 +539,7 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         torch.manual_seed(cfg.seed)
-        data = load_dataset(cfg.data)
+        data, kept_characters = keep_model_characters(load_dataset(cfg.data), cfg, self.run_dir)
         train_x, train_y = to_device(data, "train", device)
         val_x, val_y = to_device(data, "val", device)
         preset = choose_preset(cfg, self.run_dir, data.spec)
@@ -541,7 +550,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.parameters(), weight_decay=cfg.weight_decay)
         autocast, scaler = mixed_precision(cfg.amp, device)
 
-        notices = []
+        notices = [kept_characters] if kept_characters is not None else []
         augmentation = augmentation_for(len(train_x)) if cfg.augment else None
         if augmentation == WARP:
             notices.append(

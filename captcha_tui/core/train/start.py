@@ -26,7 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..dataset import Dataset
 from ..model import DEFAULT_BATCH_SIZE, PRESETS, CaptchaNet, default_preset, preset_spec, run_batch_size
 from ..oserrors import missing
-from ..spec import PAD, CodeSpec
+from ..spec import PAD, CodeSpec, SpecError
 from .config import (
     BEST,
     DEFAULT_RUN_DIR,
@@ -212,6 +212,45 @@ def check_steps(preset: str, model: CaptchaNet, data: Dataset) -> None:
             f"characters), but preset {preset!r} has {model.steps} per image: keep shorter codes "
             f"(prepare --length), or a preset with more steps (--preset crnn has 30)"
         )
+
+
+def keep_model_characters(
+    data: Dataset, config: TrainConfig, run_dir: Path
+) -> tuple[Dataset, ev.Notice | None]:
+    """``data`` with the charset of the model the run starts from (``--init``, or a resumed run's last.pt)
+    where the set's was inferred from its labels: a fine-tune of the base model on 13 labels that happened
+    to hold 28 of its 31 characters could no longer read the other 3. The set's own characters are added
+    to the model's; a charset given to `prepare --charset` is kept as it is."""
+    if not data.charset_inferred:
+        return data, None
+    last = Path(run_dir) / LAST
+    if config.resume and last.exists():
+        path = last
+    elif config.init is not None:
+        path = resolve_init(config.init)
+    else:
+        return data, None
+    try:
+        source = load_checkpoint(path).meta.spec
+    except CheckpointError:
+        return data, None  # the fine-tune or resume itself says what is wrong with it
+    own = data.spec.charset
+    if source.keep_case != data.spec.keep_case:
+        return data, None
+    charset = source.charset + "".join(sorted(set(own) - set(source.charset)))
+    if charset == own:
+        return data, None
+    try:
+        widened = data.with_charset(charset)
+    except SpecError:
+        return data, None  # too many characters together: the set's own, as before
+    added = len(set(charset) - set(own))
+    if not added or config.resume:  # the same characters in the model's order, or a resume: no news
+        return widened, None
+    return widened, ev.Notice(
+        f"keeps the {len(source.charset)} characters {path} reads, {added} of them not in this set's labels "
+        f"(its charset was inferred from them; `prepare --charset` sets it)"
+    )
 
 
 def fine_tune(

@@ -75,6 +75,48 @@ def test_fine_tuning_with_another_charset_rebuilds_the_output_layer(
     assert started.learning_rate == pytest.approx(1e-3) and started.init == str(source)
 
 
+def test_a_fine_tune_on_labels_that_miss_characters_keeps_every_character_of_its_model(
+    tiny_run, captcha_files, tmp_path, one_thread
+):
+    """Few labels hold only some of the model's characters: the inferred charset shrank the fine-tuned
+    model's alphabet, which then could not read the others (`eval --charset g5w`: cannot read any)."""
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i, source in enumerate(captcha_files[:150]):
+        shutil.copy(source, folder / f"{i:05d}-{'abcd'[i % 4] * 2}{'bcda'[i % 4] * 2}.png")
+    data = tmp_path / "set"
+    prepare(folder, data, workers=1, seed=0)
+    assert load_dataset(data).spec.charset == "abcd"
+    source = tiny_run / "best.pt"
+    model_charset = load_checkpoint(source).meta.spec.charset
+    config = TrainConfig(data=data, out=tmp_path / "run", preset="tiny", epochs=1, device="cpu", init=source)
+    events: list = []
+    assert isinstance(Trainer(config, events.append).run(), ev.Finished)
+    tuned = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert tuned.meta.spec.charset == model_charset  # every character, in the model's order
+    notices = [n.message for n in events_of(events, ev.Notice)]
+    assert f"keeps the {len(model_charset)} characters {source} reads, {len(model_charset) - 4} of them" in (
+        " ".join(notices)
+    )
+    layers = len({name.rpartition(".")[0] for name in tuned.model})
+    assert f"fine-tuning from {source}: {layers} of {layers} layers copied" in notices  # nothing rebuilt
+    # The labels were re-indexed with it: the test split scores against the same codes.
+    widened = load_dataset(data).with_charset(model_charset)
+    assert [widened.spec.decode(row) for row in widened.labels["test"]] == [
+        load_dataset(data).spec.decode(row) for row in load_dataset(data).labels["test"]
+    ]
+    # A resume keeps the model's characters too.
+    resumed: list = []
+    again = Trainer(replace(config, init=None, resume=True, epochs=2), resumed.append).run()
+    assert isinstance(again, ev.Finished), getattr(again, "message", "")
+    assert load_checkpoint(tmp_path / "run" / "last.pt").meta.spec.charset == model_charset
+    # A charset given to prepare is the one trained on.
+    prepare(folder, tmp_path / "given", workers=1, seed=0, charset="abcd")
+    given = replace(config, data=tmp_path / "given", out=tmp_path / "run-given")
+    assert isinstance(Trainer(given).run(), ev.Finished)
+    assert load_checkpoint(tmp_path / "run-given" / "best.pt").meta.spec.charset == "abcd"
+
+
 def test_transfer_weights_copies_output_rows_by_character():
     torch.manual_seed(0)
     source_spec = CodeSpec.fixed("abcd", 2, (40, 16))
