@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -485,11 +486,16 @@ def test_eval_prints_as_it_reads_and_ctrl_c_keeps_what_was_read(captcha_files, t
         (folder / f"{i:05d}-{source.stem.split('-')[1]}.png").hardlink_to(source)
     command = [sys.executable, "-m", "captcha_tui.cli", "eval", "--model", "base", str(folder)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+    timer = threading.Timer(120, child.kill)  # a hung child fails the test instead of hanging it
+    timer.start()
     try:
         first = child.stdout.readline()  # the first chunk's lines come before the rest is read
         child.send_signal(signal.SIGINT)
-        rest, err = child.communicate(timeout=120)
+        rest = child.stdout.read()  # not communicate(): it reads past what readline() buffered
+        err = child.stderr.read()
+        child.wait(timeout=120)
     finally:
+        timer.cancel()
         child.kill()
     assert first.startswith(str(folder / "00000-")), first + err
     assert child.returncode == 130, err
@@ -497,3 +503,18 @@ def test_eval_prints_as_it_reads_and_ctrl_c_keeps_what_was_read(captcha_files, t
     assert 1 <= read < 2000
     assert len((first + rest).splitlines()) == read + 1  # every reading, and the accuracy so far
     assert f"of the first {read:,}" in rest.splitlines()[-1]
+
+
+def test_eval_and_label_list_a_scraped_captcha_saved_without_an_extension(captcha_files, tmp_path, capsys):
+    from captcha_tui.core.labelling import list_images
+
+    folder = tmp_path / "scraped"
+    folder.mkdir()
+    shutil.copy(captcha_files[0], folder / "captcha")
+    shutil.copy(captcha_files[1], folder / "code.php")
+    shutil.copy(captcha_files[2], folder / "x.png")
+    (folder / "readme.txt").write_text("where these came from")
+    assert [name for name, _ in list_images(folder)] == ["captcha", "code.php", "x.png"]
+    assert main(["eval", "--model", "base", "--json", str(folder)]) == 0
+    read = [Path(json.loads(line)["path"]).name for line in capsys.readouterr().out.splitlines()]
+    assert read == ["captcha", "code.php", "x.png"]

@@ -60,6 +60,27 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+# The first bytes of the formats above: a scraped captcha saved without its extension (`captcha`,
+# `get_code.php`, `img.dat`) is still an image.
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def is_image_file(path: str | os.PathLike, name: str | None = None) -> bool:
+    """Whether a folder listing takes the file at ``path`` for an image: by its extension, or, with none
+    of theirs, by its first bytes (a file of a known image extension is not opened: 60,000 are not read)."""
+    name = os.path.basename(path) if name is None else name
+    if is_image_name(name):
+        return True
+    if not os.path.isfile(path):  # a named pipe would block the listing
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _deep_gray_top(mode: str, arr: np.ndarray) -> float:
     """The value that means white in a deep grayscale image."""
     if mode.startswith("I;16"):

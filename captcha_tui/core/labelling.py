@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import sync_folder
-from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_name, load_image
+from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_file, load_image
 from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
 from .oserrors import describe_os_error, missing
 from .predictor import Prediction, Predictor
@@ -58,8 +58,9 @@ def label_file_in(folder: Path) -> Path:
 
 def list_images(folder: Path) -> list[tuple[str, bool]]:
     """Image files under ``folder`` (sub-folders too, as ``prepare`` reads them), hidden ones left out:
-    (name relative to ``folder`` with /, whether it is a symbolic link), sorted by name. String work
-    only, as a folder may hold tens of thousands."""
+    (name relative to ``folder`` with /, whether it is a symbolic link), sorted by name. By extension,
+    as a folder may hold tens of thousands; only a file without an image's extension is opened (a scraped
+    captcha saved as `captcha` or `code.php`)."""
     found: list[tuple[str, bool]] = []
     pending = [""]
     while pending:
@@ -71,7 +72,7 @@ def list_images(folder: Path) -> list[tuple[str, bool]]:
                 name = f"{prefix}/{entry.name}" if prefix else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(name)
-                elif is_image_name(entry.name):
+                elif entry.is_file() and is_image_file(entry.path, entry.name):
                     found.append((name, entry.is_symlink()))
     return sorted(found)
 
@@ -233,7 +234,7 @@ def scan_folder(folder: str | Path) -> FolderScan:
         raise LabellingError(f"cannot list {folder}: {describe_os_error(exc)}") from None
     if not images:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise LabellingError(f"no images in {folder} (looked for {suffixes})")
+        raise LabellingError(f"no images in {folder} (looked for {suffixes}, and files that begin as one)")
     label_file = LabelFile(label_file_in(folder))
     answered = {str(path) for path in label_file.answered}
     marked = {str(path) for path in label_file.unreadable}

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
-from .images import ImageError, decode_image, is_image_name, load_image, to_model_array, to_rgb
+from .images import ImageError, decode_image, is_image_file, load_image, to_model_array, to_rgb
 from .labels import LABEL_FILES, LabelError, label_from_name, read_label_file
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
@@ -235,7 +235,7 @@ def expand_paths(specs: list[str]) -> tuple[list[Path], list[str]]:
             continue
         path = Path(spec).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name))
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
             if not found:
                 problems.append(f"{spec}: no images in this folder")
             paths.extend(found)

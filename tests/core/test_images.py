@@ -13,7 +13,14 @@ import pytest
 from PIL import Image
 
 from captcha_tui.core import images
-from captcha_tui.core.images import MODEL_IMAGE_SIZE, ImageError, decode_image, load_image, read_rgb
+from captcha_tui.core.images import (
+    MODEL_IMAGE_SIZE,
+    ImageError,
+    decode_image,
+    is_image_file,
+    load_image,
+    read_rgb,
+)
 
 SHAPE = (MODEL_IMAGE_SIZE[1], MODEL_IMAGE_SIZE[0], 3)
 
@@ -249,3 +256,20 @@ def test_a_pillow_without_some_formats(monkeypatch, captcha_files) -> None:
 def test_image_error_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         load_image(tmp_path / "missing.png")
+
+
+def test_a_file_without_an_image_extension_is_taken_for_one_by_its_first_bytes(tmp_path, captcha) -> None:
+    """Scraped captchas are often saved as `captcha`, `get_code.php` or `img.dat`: eval and the label
+    screen listed only known extensions, and missed them."""
+    for name, fmt in (("captcha", "PNG"), ("get_code.php", "JPEG"), ("img.dat", "GIF"), ("w", "WEBP")):
+        captcha.save(tmp_path / name, format=fmt)
+        assert is_image_file(tmp_path / name), name
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    (tmp_path / "empty").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    assert not any(
+        is_image_file(tmp_path / n) for n in ("notes.txt", "labels.csv", "empty", "pipe", "folder")
+    )
+    assert is_image_file(tmp_path / "gone.png")  # a known extension is not opened
