@@ -121,6 +121,7 @@ class Trainer:
         self._before_s = 0.0  # training time of a resumed run's earlier sessions
         self._group: Group | None = None  # under torchrun: this process's place in the run
         self._progress: tuple[_Run, RunState] | None = None  # once set up: what a peer's failure saves
+        self._started_from: Scores | None = None  # a fine-tune's checkpoint, scored before its first step
         # Whether this session's RunStarted is logged: what fails before it (a refused --resume, a missing
         # dataset) goes to the listener only, so that an earlier run's train.log keeps its own ending.
         self._logging = False
@@ -227,6 +228,7 @@ class Trainer:
         self._emit(self._run_started(run, state))
         for notice in notices:
             self._emit(notice)
+        self._started_from = self._score_the_start(run)
 
         self._session_zero, self._paused_s, self._before_s = self._clock(), 0.0, state.elapsed_s
         rule = None
@@ -263,6 +265,34 @@ class Trainer:
             self._emit(run.rules.countdown(self._standing(state, epoch_s=seconds)))
             rule = run.rules.after_epoch(self._standing(state, val_accuracy=end.val_accuracy), self._agree)
         return self._end(rule, run, state)
+
+    def _score_the_start(self, run: _Run) -> Scores | None:
+        """A fine-tune's starting point: how much of the validation split its checkpoint reads before any
+        step, said at once, so that the end can say whether the fine-tune helped (a minute on a few
+        hundred images can leave it reading less than the model it started from)."""
+        if run.init is None or self.config.resume or not len(run.val_x) or not self._main:
+            return None
+        scores = self._validate(run)
+        self._emit(
+            ev.Notice(
+                f"before fine-tuning, {run.init} reads {scores.accuracy:.1%} of the validation split's "
+                "codes whole"
+            )
+        )
+        return scores
+
+    def _compare_with_the_start(self, run: _Run, state: RunState) -> None:
+        started_from = self._started_from
+        if started_from is None or state.best_epoch == 0 or state.best_val >= started_from.accuracy:
+            return
+        self._emit(
+            ev.Notice(
+                f"the fine-tuned model reads less of the validation split ({state.best_val:.1%} at best) than "
+                f"{run.init} did before ({started_from.accuracy:.1%}): read with that one, or fine-tune "
+                "longer or on more labels",
+                "warning",
+            )
+        )
 
     def _write_config(self, replace_file: bool = True) -> None:
         # Atomically, as every file of the run: a kill or a full disk leaves the previous one whole.
@@ -477,6 +507,7 @@ class Trainer:
             self._emit(ev.Notice(f"{rule.spent} in epoch {state.epoch + 1}: its weights are the best yet"))
         if keeps_final_weights(len(run.val_x), run.schedule.kind, state.schedule_at):
             self._keep_final_weights(run, state)
+        self._compare_with_the_start(run, state)
         test = None
         if run.best_weights is not None and run.data.count("test") and self._main:
             run.model.load_state_dict(run.best_weights)

@@ -48,7 +48,34 @@ def test_fine_tuning_with_the_same_charset_starts_from_the_checkpoint_weights(
     assert f"fine-tuning from {source}: {layers} of {layers} layers copied" in notices
     started = events_of(events, ev.RunStarted)[0]
     assert started.init == str(source) and started.learning_rate == 1e-12  # a given learning rate is kept
+    # Where it starts is scored before the first step: the same weights read the same after it.
+    before = next(n for n in notices if n.startswith("before fine-tuning"))
+    assert before.startswith(f"before fine-tuning, {source} reads ") and "of the validation split" in before
+    val = events_of(events, ev.EpochEnd)[0].val_accuracy
+    assert f"reads {val:.1%} of" in before
     assert tuned.meta.init == str(source) and load_checkpoint(tmp_path / "best.pt").meta.init == str(source)
+
+
+def test_a_fine_tune_that_reads_less_than_its_start_says_so(prepared_dataset, tmp_path, one_thread):
+    """The base model reads most of the default captchas; a fine-tune whose learning rate scrambles it
+    ends reading less of the validation split than it did, and the run says so, naming the one to keep."""
+    config = TrainConfig(
+        data=prepared_dataset, out=tmp_path, epochs=1, device="cpu", init="base", lr=5.0, schedule="constant"
+    )
+    events: list = []
+    assert isinstance(Trainer(config, events.append).run(), ev.Finished)
+    notices = [n for n in events_of(events, ev.Notice)]
+    before = next(n.message for n in notices if n.message.startswith("before fine-tuning"))
+    start = float(before.split(" reads ")[1].split("%")[0])
+    assert start > 50  # the base model reads the default style
+    best = events_of(events, ev.EpochEnd)[0].val_accuracy
+    assert best * 100 < start
+    warned = [n for n in notices if "reads less of the validation split" in n.message]
+    assert len(warned) == 1 and warned[0].level == "warning"
+    assert (
+        f"({best:.1%} at best) than {base_model.base_model_path()} did before ({start:.1f}%)"
+        in warned[0].message
+    )
 
 
 def test_fine_tuning_with_another_charset_rebuilds_the_output_layer(
