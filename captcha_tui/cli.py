@@ -329,7 +329,12 @@ def _progress(label: str):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .core.generator import generate
+    from .core.images import is_image_name
 
+    try:
+        before = sum(1 for entry in os.scandir(args.out) if is_image_name(entry.name))
+    except OSError:  # not there yet (or not a folder: generate says so)
+        before = 0
     update, context = _progress("generating")
     try:
         with context:
@@ -353,6 +358,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"wrote {report.count} captchas to {report.out_dir} in {report.seconds:.1f}s ({report.images_per_second:,.0f}/s)"
     )
+    if before:
+        print(
+            f"note: {args.out} already held {before:,} images: these were added beside them, and `prepare` "
+            "packs them all (generate into an empty folder to keep sets apart)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -518,3 +518,14 @@ def test_eval_and_label_list_a_scraped_captcha_saved_without_an_extension(captch
     assert main(["eval", "--model", "base", "--json", str(folder)]) == 0
     read = [Path(json.loads(line)["path"]).name for line in capsys.readouterr().out.splitlines()]
     assert read == ["captcha", "code.php", "x.png"]
+
+
+def test_generate_into_a_folder_of_captchas_says_it_adds_to_them(tmp_path, capsys):
+    """A second `generate` into the same folder mixed the two sets without a word."""
+    out = tmp_path / "gen"
+    argv = ["generate", "--count", "5", "--out", str(out), "--workers", "1"]
+    assert main([*argv, "--seed", "1"]) == 0
+    assert "already held" not in capsys.readouterr().err
+    assert main([*argv, "--seed", "2"]) == 0
+    assert f"note: {out} already held 5 images: these were added beside them" in capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) == 10
