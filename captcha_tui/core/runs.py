@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import events as ev
@@ -100,7 +100,16 @@ def kept_epoch(epochs: Sequence[ev.EpochEnd], finished: dict | None) -> ev.Epoch
     best = best_epoch(epochs)
     chosen = _number((finished or {}).get("best_epoch"), int)
     if chosen and best is not None and best.epoch != chosen:
-        best = next((e for e in epochs if e.epoch == chosen), best)
+        kept = next((e for e in epochs if e.epoch == chosen), None)
+        score = _number((finished or {}).get("best_val_accuracy"))
+        finished_epochs = _number((finished or {}).get("epochs_run"), int)
+        if kept is None and score is not None and finished_epochs is not None and chosen > finished_epochs:
+            # Out of time inside its last epoch, whose weights it kept: that epoch has no history row,
+            # and listing the highest-scoring one instead contradicted the run's own last line.
+            kept = replace(
+                epochs[-1], epoch=chosen, val_accuracy=score, val_char_accuracy=None, val_char_error_rate=None
+            )
+        best = kept or best
     return best
 
 

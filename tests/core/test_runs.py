@@ -184,3 +184,23 @@ def test_a_run_stopped_in_its_first_epoch_lists_no_validation_score(prepared_dat
     record = read_run(tmp_path / "run")
     assert record.best_val_accuracy is None and record.best_epoch is None and record.status == "stopped"
     assert run_cells(record)[4:6] == ("n/a", "n/a")
+
+
+def test_a_run_that_kept_the_weights_of_its_unfinished_last_epoch_lists_them(prepared_dataset, tmp_path):
+    """Its image budget spent inside epoch 2 with a small validation split: best.pt holds epoch 2's final
+    weights (stopping.keeps_final_weights), which have no history row; the listing showed epoch 1's score
+    instead, against the run's own last line."""
+    config = TrainConfig(
+        data=prepared_dataset,
+        out=tmp_path / "run",
+        preset="tiny",
+        epochs=20,
+        device="cpu",
+        batch_size=20,
+        train_images=300,  # 240 a epoch: it ends 60 images into epoch 2
+    )
+    result = Trainer(config).run()
+    assert isinstance(result, ev.Finished) and result.reason == "image_budget" and result.best_epoch == 2
+    assert [row.epoch for row in read_history(tmp_path / "run")[0]] == [1]
+    record = read_run(tmp_path / "run")
+    assert (record.best_epoch, record.best_val_accuracy) == (2, pytest.approx(result.best_val_accuracy))
