@@ -33,6 +33,7 @@ import numpy as np
 from .checkpoint import sync_folder
 from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_file, load_image
 from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
+from .model import WIDE_CTC_PRESET, time_steps
 from .oserrors import describe_os_error, missing
 from .predictor import Prediction, Predictor
 
@@ -452,6 +453,14 @@ class LabellingSession:
             raise LabellingError("nothing typed")
         if any(char.isspace() for char in label):
             raise LabellingError(f"{label!r} holds a space: a code has none")
+        if not label.isprintable():
+            raise LabellingError(f"{label!r} holds a character that cannot be shown (a control character?)")
+        longest = time_steps(WIDE_CTC_PRESET, MODEL_IMAGE_SIZE)
+        if len(label) > longest:
+            # prepare would skip it: no model here reads so long a code (a paste of something else?)
+            raise LabellingError(
+                f"{len(label)} characters: longer than any model here reads ({longest} at most)"
+            )
         self.label_file.append(candidate, label)
         if candidate.prediction is None:
             kind = TYPED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -447,3 +448,25 @@ def test_sub_folders_hidden_files_and_links(captcha_files, tmp_path) -> None:
     assert _lines(folder)[-1] == "sub/cap0000.png,abcd,"
     # The link points at the image just answered: by resolved path it is answered too.
     assert sorted(c.name for c in scan_folder(folder).unlabelled) == ["sub/cap0001.png", "top.png"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("ab cd", "holds a space"),
+        ("ab\x07cd", "cannot be shown"),
+        ("x" * 31, "31 characters: longer than any model here reads (30 at most)"),
+        ("   ", "nothing typed"),
+    ],
+)
+def test_an_answer_no_model_could_learn_is_refused_and_nothing_saved(captcha_files, tmp_path, typed, said):
+    """A 52-character paste or a control character was saved as a label; prepare then skipped it, or put
+    the character into the set's charset."""
+    _folder(captcha_files[:2], tmp_path)
+    session = _session(tmp_path)
+    shown = session.current
+    with pytest.raises(LabellingError, match=re.escape(said)):
+        session.answer(typed)
+    assert session.current is shown and not (tmp_path / "labels.csv").exists()
+    session.answer('é€x,"')  # characters a user's captchas may hold are theirs to type
+    assert (tmp_path / "labels.csv").exists()
