@@ -12,11 +12,27 @@ The Python API mirrors the command line::
 
 __version__ = "0.2.0"
 
-from .core.dataset import load_dataset, prepare  # noqa: E402
-from .core.export import export_onnx  # noqa: E402
-from .core.generator import generate  # noqa: E402
-from .core.predictor import Predictor  # noqa: E402
-from .core.train import TrainConfig, Trainer, train  # noqa: E402
+# Imported on first use (PEP 562): `captcha-tui` starts from the light entry in __main__.py, so that a
+# Ctrl+C while torch loads ends quietly instead of in a traceback from inside Python's import machinery.
+_API = {
+    "load_dataset": ".core.dataset",
+    "prepare": ".core.dataset",
+    "export_onnx": ".core.export",
+    "generate": ".core.generator",
+    "Predictor": ".core.predictor",
+    "TrainConfig": ".core.train",
+    "Trainer": ".core.train",
+    "train": ".core.train",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Predictor",

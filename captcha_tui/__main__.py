@@ -3,7 +3,18 @@ torchrun starts on every process: ``torchrun --nproc-per-node 2 -m captcha_tui t
 
 import sys
 
-from .cli import main
+
+def run() -> int:
+    """The ``captcha-tui`` script: the command line, with Ctrl+C while it loads (torch takes a second or
+    two) ending as Ctrl+C does later, with no traceback."""
+    try:
+        from .cli import main
+
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from captcha_tui import cli
@@ -598,3 +599,32 @@ def test_output_that_goes_away_stops_the_run_resumably_instead_of_failing_it(
     finished = [line for line in (run_dir / "train.log").read_text().splitlines() if " Finished " in line]
     assert len(finished) == 1 and '"reason": "stopped"' in finished[0]
     assert " Failed " not in (run_dir / "train.log").read_text()
+
+
+def test_ctrl_c_while_the_command_loads_ends_without_a_traceback(cli_env) -> None:
+    """Ctrl+C in the second or two torch takes to load printed a KeyboardInterrupt traceback from inside
+    Python's import machinery: the script (pyproject's entry) now starts from a light one that catches it.
+    The Ctrl+C is raised by the import of the command line itself, where a real one would land."""
+    entry = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "scripts"
+    ]["captcha-tui"]
+    module, function = entry.split(":")
+    simulate = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'cli':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        f"from {module} import {function}\n"
+        f"sys.exit({function}())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", simulate], env=cli_env, capture_output=True, text=True)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == "interrupted"
+
+
+def test_the_package_loads_torch_only_when_its_api_is_used(cli_env) -> None:
+    check = "import sys, captcha_tui; assert 'torch' not in sys.modules; captcha_tui.Predictor; assert 'torch' in sys.modules"
+    assert subprocess.run([sys.executable, "-c", check], env=cli_env, capture_output=True).returncode == 0
