@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__, serve
@@ -524,7 +525,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.base_model import READS_LITTLE, base_model_note, default_model, reads_little
     from .core.checkpoint import CheckpointError
     from .core.decoding import ReadError, ReadOptions
-    from .core.predictor import Predictor, expand_paths, folder_labels
+    from .core.predictor import FolderLabels, Predictor, expand_paths
 
     check_device(args.device)
     model, is_base = (args.model, False) if args.model else default_model(DEFAULT_RUN_DIR)
@@ -549,10 +550,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     paths, problems = expand_paths(args.paths)
-    labels, label_problems = folder_labels(args.paths)
-    problems += label_problems
     for problem in problems:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
+    labels = FolderLabels()
     if not paths and not problems:  # only empty arguments (`eval "$IMG"` with IMG unset)
         raise UsageError("no image path given: the paths were empty")
     right = labelled = read = 0
@@ -567,7 +567,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         interrupted.append(signum)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # Only where Python lets it (the main thread) and where Ctrl+C is not ignored (started with `&`).
+    catch = threading.current_thread() is threading.main_thread()
+    catch = catch and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, on_interrupt) if catch else None
     try:
         for chunk in predictor.read_chunks(paths, options=options, labels=labels):
             for result in chunk:
@@ -580,8 +583,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if interrupted:
                 break
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if interrupted:
+        if catch:
+            signal.signal(signal.SIGINT, previous)
+    for problem in labels.problems:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+    if interrupted and read < len(paths):  # a Ctrl+C during the last chunk stopped nothing
         if labelled and not args.json:
             print(
                 f"accuracy {right:,}/{labelled:,} = {right / labelled:.1%} (whole code) of the first {read:,}"

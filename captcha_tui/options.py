@@ -103,7 +103,7 @@ def add_train_option(parser, f: dataclasses.Field, flag: str, kind, **overrides)
     elif kind == bool | None:
         options["action"] = argparse.BooleanOptionalAction
     else:
-        options["type"] = kind
+        options["type"] = f.metadata.get("parse", kind)
         if "choices" in f.metadata:
             options["choices"] = f.metadata["choices"]
         else:

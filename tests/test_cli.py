@@ -176,7 +176,7 @@ def test_each_train_option_is_described_once_from_its_field(capsys, monkeypatch)
     for flag in (
         "--data", "--out", "--device", "--preset {" + ",".join(sorted(PRESETS)) + "}", "--epochs", "--batch-size", "--lr",
         "--patience", "--schedule {onecycle,constant}", "--amp, --no-amp", "--no-augment", "--label-smoothing X",
-        "--resume", "--seed", "--target TARGET", "--time-limit TIME_LIMIT", "--threads",
+        "--resume", "--seed", "--target TARGET", "--time-limit SECONDS|none", "--threads",
     ):  # fmt: skip
         assert f"  {flag}" in texts["train"], flag
 
@@ -433,6 +433,10 @@ def test_resume_carries_on_with_the_runs_own_data_and_epoch_budget(
     assert main([*argv, "--time-limit", "500"]) == 0
     assert [row["epoch"] for row in history_rows(run)] == [1, 2, 3, 4]
     assert json.loads((run / "config.json").read_text())["time_limit_s"] == 500.0
+    # `--time-limit none` lifts it.
+    argv[-1] = "5"
+    assert main([*argv, "--time-limit", "none"]) == 0
+    assert json.loads((run / "config.json").read_text())["time_limit_s"] is None
 
 
 @pytest.mark.parametrize("seconds", ["0", "-5", "inf", "nan"])
@@ -461,14 +465,23 @@ def test_eval_scores_a_folder_by_its_labels_csv(captcha_files, tmp_path, capsys)
     for i, source in enumerate(captcha_files[:6]):
         shutil.copy(source, folder / f"shot{i}.png")
         rows.append(f"shot{i}.png,{source.stem.split('-')[1] if i else 'zzzz'}")  # the first answer wrong
-    (folder / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    # As prepare reads the file: a later row wins (an undone answer leaves the image unlabelled), and
+    # an image it does not list is unlabelled whatever its name says.
+    rows.append("shot5.png,,undone")
+    shutil.copy(captcha_files[6], folder / f"cap-{captcha_files[6].stem.split('-')[1]}.png")
+    (folder / "labels.csv").write_text("file,label,note\n" + "\n".join(rows) + "\n", encoding="utf-8")
     assert main(["eval", "--model", "base", "--json", str(folder)]) == 0
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["label"] for r in records] == ["zzzz"] + [f.stem.split("-")[1] for f in captcha_files[1:6]]
-    assert records[0]["correct"] is False
+    records = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    codes = [f.stem.split("-")[1] for f in captcha_files[:6]]
+    assert [records[f"shot{i}.png"]["label"] for i in range(6)] == ["zzzz", *codes[1:5], None]
+    assert records["shot0.png"]["correct"] is False
+    assert records[f"cap-{captcha_files[6].stem.split('-')[1]}.png"]["label"] is None
+    # A path or a glob into the folder is scored by its file too.
+    assert main(["eval", "--model", "base", "--json", str(folder / "shot1.png"), str(folder / "shot2*")]) == 0
+    assert [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()] == codes[1:3]
     assert main(["eval", "--model", "base", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "✗ (label zzzz)" in out and "accuracy " in out and "/6 = " in out
+    assert "✗ (label zzzz)" in out and "accuracy " in out and "/5 = " in out
 
 
 def test_eval_of_only_empty_paths_is_a_usage_error(capsys):
@@ -529,3 +542,14 @@ def test_generate_into_a_folder_of_captchas_says_it_adds_to_them(tmp_path, capsy
     assert main([*argv, "--seed", "2"]) == 0
     assert f"note: {out} already held 5 images: these were added beside them" in capsys.readouterr().err
     assert len(list(out.glob("*.png"))) == 10
+
+
+def test_eval_runs_from_a_thread_where_no_signal_handler_can_be_set(captcha_files, capsys):
+    """Python lets only the main thread set a signal handler: eval's Ctrl+C handling made it fail there."""
+    codes = []
+    worker = threading.Thread(
+        target=lambda: codes.append(main(["eval", "--model", "base", str(captcha_files[0])]))
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert codes == [0] and captcha_files[0].name in capsys.readouterr().out

@@ -86,8 +86,8 @@ def commands(work: Path, args: argparse.Namespace) -> list[list[str]]:
     )
     train = ["train", "--headless", "--data", str(data), "--out", str(run), "--preset", args.preset]
     train += ["--device", args.device, "--epochs", "1000", "--train-images", str(args.train_images)]
-    if args.time_limit:
-        train += ["--time-limit", str(args.time_limit)]
+    # Each sitting's own limit, or none: a resumed run would otherwise keep the first sitting's.
+    train += ["--time-limit", str(args.time_limit) if args.time_limit else "none"]
     if args.batch_size:
         train += ["--batch-size", str(args.batch_size)]
     steps.append(train)

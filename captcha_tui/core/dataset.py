@@ -44,7 +44,7 @@ from .labels import (
 )
 from .model import WIDE_CTC_PRESET, ctc_steps_needed, time_steps
 from .oserrors import describe_os_error, missing
-from .spec import PAD, CodeSpec, SpecError
+from .spec import MAX_CHARSET, PAD, CodeSpec, SpecError
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
@@ -135,9 +135,9 @@ class Dataset:
 
     @property
     def charset_inferred(self) -> bool:
-        """Whether its charset was inferred from the labels (not `prepare --charset`); so a set packed before
-        this was recorded."""
-        return bool(self.manifest.get("charset_inferred", True))
+        """Whether its charset was inferred from the labels (not `prepare --charset`); a set packed before
+        this was recorded is taken as given (its charset is then kept as it is)."""
+        return bool(self.manifest.get("charset_inferred", False))
 
     def with_charset(self, charset: str) -> Dataset:
         """The same images with their labels as indices into ``charset``, which holds every character of
@@ -145,6 +145,8 @@ class Dataset:
         old = self.spec.charset
         if set(old) - set(charset):
             raise ValueError(f"{charset!r} lacks characters of {old!r}")
+        if len(charset) > MAX_CHARSET:  # before the uint8 lookup, whose 255 is PAD
+            raise SpecError(f"its charset has {len(charset)} characters; at most {MAX_CHARSET} are supported")
         lookup = np.full(256, PAD, dtype=np.uint8)
         lookup[: len(old)] = [charset.index(c) for c in old]
         labels = {split: lookup[np.asarray(array)] for split, array in self.labels.items()}

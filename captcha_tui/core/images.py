@@ -62,7 +62,19 @@ def is_image_name(name: str) -> bool:
 
 # The first bytes of the formats above: a scraped captcha saved without its extension (`captcha`,
 # `get_code.php`, `img.dat`) is still an image.
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+_BMP_HEADERS = (12, 40, 52, 56, 108, 124)  # a BMP's DIB header sizes: "BM" alone starts many a text
+
+
+def _looks_like_image(head: bytes) -> bool:
+    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return True
+    return (
+        head[:2] == b"BM"
+        and len(head) >= 18
+        and head[6:10] == b"\x00\x00\x00\x00"
+        and int.from_bytes(head[14:18], "little") in _BMP_HEADERS
+    )
 
 
 def is_image_file(path: str | os.PathLike, name: str | None = None) -> bool:
@@ -75,10 +87,10 @@ def is_image_file(path: str | os.PathLike, name: str | None = None) -> bool:
         return False
     try:
         with open(path, "rb") as handle:
-            head = handle.read(12)
+            head = handle.read(18)
     except OSError:
         return False
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return _looks_like_image(head)
 
 
 def _deep_gray_top(mode: str, arr: np.ndarray) -> float:

@@ -73,7 +73,11 @@ def list_images(folder: Path) -> list[tuple[str, bool]]:
                 name = f"{prefix}/{entry.name}" if prefix else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(name)
-                elif entry.is_file() and is_image_file(entry.path, entry.name):
+                elif (
+                    entry.name not in LABEL_FILES
+                    and entry.is_file()
+                    and is_image_file(entry.path, entry.name)
+                ):
                     found.append((name, entry.is_symlink()))
     return sorted(found)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,12 +159,12 @@ class Predictor:
         paths: list[Path],
         chunk_size: int = 256,
         options: ReadOptions | None = None,
-        labels: Mapping[Path, str] | None = None,
+        labels: FolderLabels | None = None,
     ) -> Iterator[list[PathResult]]:
         """:meth:`predict_paths` ``chunk_size`` files at a time, in order: the caller can report progress or
         stop between chunks, and only one chunk's images are in memory (60,000 at once were over 1 GB).
-        ``labels``: answers by resolved path (a folder's labels.csv, :func:`folder_labels`), before the
-        file names'."""
+        ``labels``: the folders' label files (:class:`FolderLabels`), which label their images before the
+        file names do."""
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start : start + chunk_size]
             results: list[PathResult | None] = [None] * len(chunk)
@@ -181,9 +181,10 @@ class Predictor:
                     results[i] = PathResult(chunk[i], prediction, label=label)
             yield [r for r in results if r is not None]
 
-    def _label_for(self, path: Path, labels: Mapping[Path, str] | None = None) -> str | None:
-        listed = labels.get(path.resolve()) if labels else None
-        code = listed if listed is not None else label_from_name(path.name)
+    def _label_for(self, path: Path, labels: FolderLabels | None = None) -> str | None:
+        listed, code = labels.lookup(path) if labels is not None else (False, None)
+        if not listed:
+            code = label_from_name(path.name)
         if not code:
             return None
         code = self.spec.normalise(code)
@@ -251,21 +252,36 @@ def expand_paths(specs: list[str]) -> tuple[list[Path], list[str]]:
     return paths, problems
 
 
-def folder_labels(specs: Iterable[str]) -> tuple[dict[Path, str], list[str]]:
-    """The answers in the labels.csv (or .tsv) of each folder among ``specs`` (eval's paths), by resolved
-    image path, and the problems reading them: a labelled folder is scored as the label screen left it."""
-    labels: dict[Path, str] = {}
-    problems = []
-    for spec in specs:
-        folder = Path(spec.strip()).expanduser()
+class FolderLabels:
+    """The answers of each image's folder's labels.csv (or .tsv), each file read once: where a folder has
+    one, it alone labels its images, as ``prepare`` reads it (a row marked unreadable or undone, or none,
+    leaves the image unlabelled; its file name is not read for a code); elsewhere the file names do.
+    ``problems``: the label files that could not be read."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, dict[Path, str] | None] = {}
+        self.problems: list[str] = []
+
+    def lookup(self, path: Path) -> tuple[bool, str | None]:
+        """(whether a label file covers ``path``, its label there or None)."""
+        path = Path(path).resolve()
+        folder = path.parent
+        if folder not in self._folders:
+            self._folders[folder] = self._read(folder)
+        rows = self._folders[folder]
+        if rows is None:
+            return False, None
+        return True, rows.get(path) or None
+
+    def _read(self, folder: Path) -> dict[Path, str] | None:
         label_file = next((folder / n for n in LABEL_FILES if (folder / n).is_file()), None)
-        if not spec.strip() or label_file is None:
-            continue
+        if label_file is None:
+            return None
         try:
-            labels.update((path, label) for path, label in read_label_file(label_file).items() if label)
-        except LabelError as exc:
-            problems.append(f"{label_file}: {exc}")
-    return labels, problems
+            return read_label_file(label_file)
+        except (LabelError, OSError) as exc:
+            self.problems.append(f"{label_file}: {exc} (its images are read by their file names)")
+            return None
 
 
 def accuracy(results: list[PathResult]) -> tuple[int, int]:

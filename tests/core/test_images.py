@@ -261,15 +261,18 @@ def test_image_error_is_a_value_error(tmp_path: Path) -> None:
 def test_a_file_without_an_image_extension_is_taken_for_one_by_its_first_bytes(tmp_path, captcha) -> None:
     """Scraped captchas are often saved as `captcha`, `get_code.php` or `img.dat`: eval and the label
     screen listed only known extensions, and missed them."""
-    for name, fmt in (("captcha", "PNG"), ("get_code.php", "JPEG"), ("img.dat", "GIF"), ("w", "WEBP")):
+    formats = (("captcha", "PNG"), ("get_code.php", "JPEG"), ("img.dat", "GIF"), ("w", "WEBP"), ("b", "BMP"))
+    for name, fmt in formats:
         captcha.save(tmp_path / name, format=fmt)
         assert is_image_file(tmp_path / name), name
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "bm-notes").write_text("BM12.png,abcd\nBM13.png,efgh\n")  # "BM" starts it, no BMP
     (tmp_path / "labels.csv").write_text("file,label\n")
     (tmp_path / "empty").write_bytes(b"")
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "folder").mkdir()
     assert not any(
-        is_image_file(tmp_path / n) for n in ("notes.txt", "labels.csv", "empty", "pipe", "folder")
+        is_image_file(tmp_path / n)
+        for n in ("notes.txt", "bm-notes", "labels.csv", "empty", "pipe", "folder")
     )
     assert is_image_file(tmp_path / "gone.png")  # a known extension is not opened

@@ -68,6 +68,11 @@ def saved_recipe(run_dir: Path) -> dict:
     return recipe
 
 
+def seconds(text: str) -> float | None:
+    """``--time-limit``'s value: seconds, or ``none`` for no limit."""
+    return None if text.strip().lower() in ("none", "off") else float(text)
+
+
 def with_saved_recipe(config: TrainConfig, recipe: dict, given: Collection[str]) -> TrainConfig:
     """``config`` to resume a run with: its ``recipe`` (:func:`saved_recipe`) wherever an option was not
     ``given`` (typed), as `train --resume` takes it."""
@@ -156,8 +161,11 @@ class TrainConfig:
     time_limit_s: float | None = field(
         default=None,
         metadata={
-            "help": "stop after this many seconds; the learning-rate schedule then ends on time",
+            "help": "stop after this many seconds of this sitting's training; the learning-rate schedule "
+            "then ends on time (none: no limit, where a resumed run would keep its own)",
             "flag": "--time-limit",
+            "metavar": "SECONDS|none",
+            "parse": seconds,
         },
     )
     # A budget that does not depend on the machine's speed: recipes are compared at equal images seen.

@@ -122,6 +122,7 @@ class Trainer:
         self._group: Group | None = None  # under torchrun: this process's place in the run
         self._progress: tuple[_Run, RunState] | None = None  # once set up: what a peer's failure saves
         self._started_from: Scores | None = None  # a fine-tune's checkpoint, scored before its first step
+        self._init_rebuilt = False  # the fine-tune rebuilt the checkpoint's output layer
         # Whether this session's RunStarted is logged: what fails before it (a refused --resume, a missing
         # dataset) goes to the listener only, so that an earlier run's train.log keeps its own ending.
         self._logging = False
@@ -270,7 +271,9 @@ class Trainer:
         """A fine-tune's starting point: how much of the validation split its checkpoint reads before any
         step, said at once, so that the end can say whether the fine-tune helped (a minute on a few
         hundred images can leave it reading less than the model it started from)."""
-        if run.init is None or self.config.resume or not len(run.val_x) or not self._main:
+        # Every process validates, as at an epoch's end: the others would wait for rank 0 in the first
+        # step's all-reduce, within --dist-timeout. A rebuilt output layer is no longer the checkpoint's.
+        if run.init is None or self.config.resume or not len(run.val_x) or self._init_rebuilt:
             return None
         scores = self._validate(run)
         self._emit(
@@ -699,7 +702,7 @@ class Trainer:
         state = RunState(batch_size=run_batch_size(preset, cfg.batch_size))
         init, best_weights, notices = None, None, []
         if cfg.init is not None:
-            init, notice = fine_tune(model, preset, spec, cfg.init, self.device)
+            init, notice, self._init_rebuilt = fine_tune(model, preset, spec, cfg.init, self.device)
             notices.append(notice)
         if cfg.resume:
             resumed = resume(self.run_dir, model, optimizer, preset, spec, cfg, self.device)

@@ -255,9 +255,10 @@ def keep_model_characters(
 
 def fine_tune(
     model: CaptchaNet, preset: str, spec: CodeSpec, init: str | Path, device: torch.device
-) -> tuple[str, ev.Notice]:
+) -> tuple[str, ev.Notice, bool]:
     """Start from ``init``'s weights: all that fit, the output layer rebuilt where the codes differ.
-    Returns the checkpoint's path (the run's ``init``) and the notice that says what was copied."""
+    Returns the checkpoint's path (the run's ``init``), the notice that says what was copied, and whether
+    the output layer was rebuilt."""
     path = resolve_init(init)
     try:
         source = load_checkpoint(path, map_location=device)
@@ -271,15 +272,17 @@ def fine_tune(
     done = transfer_weights(model, source.model, source.meta.spec, spec)
     copied = f"{done.copied} of {done.layers} layers copied"
     if not done.output_rebuilt:
-        return str(path), ev.Notice(f"fine-tuning from {path}: {copied}")
+        return str(path), ev.Notice(f"fine-tuning from {path}: {copied}"), False
     differences = "; ".join(source.meta.spec.differences(spec)) or "another input size"
     shared = (
         f" (the rows of the {done.shared_characters} characters both charsets share copied)"
         if done.shared_characters
         else ""
     )
-    return str(path), ev.Notice(
-        f"fine-tuning from {path}: output layer rebuilt for {differences}{shared}; {copied}"
+    return (
+        str(path),
+        ev.Notice(f"fine-tuning from {path}: output layer rebuilt for {differences}{shared}; {copied}"),
+        True,
     )
 
 
@@ -330,7 +333,8 @@ def resume(
     device: torch.device,
 ) -> Resumed:
     """Load last.pt's weights, optimiser and state into ``model`` and ``optimizer`` (a fresh start, with a
-    warning, in a folder that holds no run; refused where a run is there without its last.pt)."""
+    warning, in a folder that holds no run; refused where the folder does not exist, or where a run is
+    there without its last.pt)."""
     path = run_dir / LAST
     refused = missing_run(run_dir)
     if refused is not None:
