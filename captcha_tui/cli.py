@@ -525,7 +525,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.base_model import READS_LITTLE, base_model_note, default_model, reads_little
     from .core.checkpoint import CheckpointError
     from .core.decoding import ReadError, ReadOptions
-    from .core.predictor import FolderLabels, Predictor, expand_paths
+    from .core.predictor import FolderLabels, Predictor, accuracy, expand_paths
 
     check_device(args.device)
     model, is_base = (args.model, False) if args.model else default_model(DEFAULT_RUN_DIR)
@@ -575,11 +575,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for chunk in predictor.read_chunks(paths, options=options, labels=labels):
             for result in chunk:
                 _print_reading(result, args.json)
-                read += 1
-                labelled += result.correct is not None
-                right += result.correct is True
-                failed = failed or result.error is not None
             sys.stdout.flush()
+            hits, judged = accuracy(chunk)
+            right, labelled, read = right + hits, labelled + judged, read + len(chunk)
+            failed = failed or any(r.error is not None for r in chunk)
             if interrupted:
                 break
     finally:

@@ -37,6 +37,7 @@ from .labels import (
     LABEL_FILES,
     NOTE_REASONS,
     LabelError,
+    find_label_file,
     infer_charset,
     label_from_name,
     normalise,
@@ -346,7 +347,7 @@ def _find_labelled_images(
 ) -> list[tuple[Path, str]]:
     """(file, normalised code) for every labelled file in ``image_dir`` and below: labels from the
     folder's labels.csv/.tsv if it has one, else from the file names."""
-    label_file = next((image_dir / n for n in LABEL_FILES if (image_dir / n).is_file()), None)
+    label_file = find_label_file(image_dir)
     try:
         listed = read_label_rows(label_file) if label_file else None
     except LabelError as exc:

@@ -32,7 +32,16 @@ import numpy as np
 
 from .checkpoint import sync_folder
 from .images import IMAGE_SUFFIXES, MODEL_IMAGE_SIZE, ImageError, is_image_file, load_image
-from .labels import LABEL_FILES, UNDONE, UNREADABLE, CutRow, LabelError, LabelTable, read_label_table
+from .labels import (
+    LABEL_FILES,
+    UNDONE,
+    UNREADABLE,
+    CutRow,
+    LabelError,
+    LabelTable,
+    find_label_file,
+    read_label_table,
+)
 from .model import WIDE_CTC_PRESET, time_steps
 from .oserrors import describe_os_error, missing
 from .predictor import Prediction, Predictor
@@ -53,8 +62,7 @@ class LabellingError(ValueError):
 
 def label_file_in(folder: Path) -> Path:
     """The label file ``prepare`` reads in ``folder`` (labels.csv, else an existing labels.tsv)."""
-    existing = [folder / name for name in LABEL_FILES if (folder / name).is_file()]
-    return existing[0] if existing else folder / LABEL_FILES[0]
+    return find_label_file(folder) or folder / LABEL_FILES[0]
 
 
 def list_images(folder: Path) -> list[tuple[str, bool]]:

@@ -39,6 +39,11 @@ UNDONE = "undone"  # the answer before it was taken back: the image is unlabelle
 NOTE_REASONS = {UNREADABLE: "marked unreadable", UNDONE: "answer undone, not labelled again"}
 
 
+def find_label_file(folder: Path) -> Path | None:
+    """The label file ``prepare`` reads in ``folder``: labels.csv, else labels.tsv; None where neither is."""
+    return next((Path(folder) / n for n in LABEL_FILES if (Path(folder) / n).is_file()), None)
+
+
 def label_from_name(name: str | Path) -> str | None:
     """The code in a file name like ``00042-k3x9.png`` (the text after the last ``-``), or None."""
     stem = Path(name).stem

@@ -14,7 +14,7 @@ from PIL import Image
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .decoding import ReadOptions, ReadPlan, decode_ctc, decode_positional, decode_slots, plan_read
 from .images import ImageError, decode_image, is_image_file, load_image, to_model_array, to_rgb
-from .labels import LABEL_FILES, LabelError, label_from_name, read_label_file
+from .labels import LabelError, find_label_file, label_from_name, read_label_file
 from .model import PRESETS, build_model, to_model_input
 from .spec import CodeSpec
 
@@ -274,7 +274,7 @@ class FolderLabels:
         return True, rows.get(path) or None
 
     def _read(self, folder: Path) -> dict[Path, str] | None:
-        label_file = next((folder / n for n in LABEL_FILES if (folder / n).is_file()), None)
+        label_file = find_label_file(folder)
         if label_file is None:
             return None
         try:
